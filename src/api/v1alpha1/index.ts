@@ -1,0 +1,2 @@
+export * from "./statefulmigration.ts";
+export { crdManifest } from "./crd.ts";

@@ -1,0 +1,318 @@
+import { z } from "zod";
+import {
+  dns1123LabelPattern,
+  dns1123SubdomainPattern,
+  imageRepositoryPattern,
+  secretKeyPattern,
+  withRules,
+} from "./validation.ts";
+
+export const group = "migration.ms2m.io";
+export const version = "v1alpha1";
+export const apiVersion = `${group}/${version}`;
+export const kind = "StatefulMigration";
+export const plural = "statefulmigrations";
+export const singular = "statefulmigration";
+export const shortNames = ["smig"];
+export const categories = ["ms2m"];
+
+const subdomain = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(dns1123SubdomainPattern, {
+      message: `${what} must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')`,
+    });
+
+// ---------------------------------------------------------------------------------------
+// Spec
+
+export const migrationStrategies = ["ShadowPod", "Sequential"] as const;
+export const MigrationStrategy = z.enum(migrationStrategies).meta({
+  description:
+    "ShadowPod: the target runs beside the source while it replays (Deployments, bare pods). " +
+    "Sequential: the target takes over the source pod's identity (StatefulSets).",
+});
+export type MigrationStrategy = z.infer<typeof MigrationStrategy>;
+
+export const transferModes = ["Registry", "Direct"] as const;
+export const TransferMode = z.enum(transferModes).meta({
+  description:
+    "Registry: the checkpoint image goes through checkpointImageRepository. " +
+    "Direct: the archive goes node to node, from the source node's agent to the target node's agent.",
+});
+export type TransferMode = z.infer<typeof TransferMode>;
+
+export const SecretKeyRef = z
+  .object({
+    name: subdomain("name").meta({ description: "Name of a Secret in the migration's namespace." }),
+    key: z
+      .string()
+      .min(1)
+      .max(253)
+      .regex(secretKeyPattern, { message: "key must consist of alphanumerics, '-', '_' or '.'" })
+      .meta({ description: "Key in the Secret whose value is the broker URL." }),
+  })
+  .meta({ description: "Selects a key of a Secret in the migration's namespace." });
+export type SecretKeyRef = z.infer<typeof SecretKeyRef>;
+
+const amqpUrl = withRules(
+  z.string().min(1).max(2048).meta({
+    description:
+      "amqp:// or amqps:// URL of the broker, without credentials (a URL that carries credentials " +
+      "belongs in a Secret: use brokerSecretRef).",
+  }),
+  [
+    {
+      rule: "self.startsWith('amqp://') || self.startsWith('amqps://')",
+      message: "brokerUrl must be an amqp:// or amqps:// URL",
+      check: (url) => url.startsWith("amqp://") || url.startsWith("amqps://"),
+    },
+    {
+      rule: "!self.matches('^amqps?://[^/@]*@')",
+      message:
+        "brokerUrl must not carry credentials: store the URL in a Secret and reference it with brokerSecretRef",
+      check: (url) => !/^amqps?:\/\/[^/@]*@/.test(url),
+    },
+  ],
+);
+
+const amqpName = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .max(255)
+    .meta({ description: `${what} (an AMQP short string: 1 to 255 characters).` });
+
+export const MessageQueueConfig = withRules(
+  z
+    .object({
+      queueName: amqpName("The workload's primary queue"),
+      exchangeName: amqpName("The fan-out exchange the producers publish to"),
+      routingKey: z
+        .string()
+        .max(255)
+        .optional()
+        .meta({ description: "Routing key the primary queue is bound with; empty for fan-out." }),
+      brokerUrl: amqpUrl.optional(),
+      brokerSecretRef: SecretKeyRef.optional().meta({
+        description: "Secret key holding the broker URL, for URLs that carry credentials.",
+      }),
+    })
+    .meta({ description: "Where the workload consumes from; without it there is nothing to replay." }),
+  [
+    {
+      rule: "has(self.brokerUrl) != has(self.brokerSecretRef)",
+      message: "exactly one of brokerUrl or brokerSecretRef must be set",
+      check: (c) => (c.brokerUrl !== undefined) !== (c.brokerSecretRef !== undefined),
+    },
+  ],
+);
+export type MessageQueueConfig = z.infer<typeof MessageQueueConfig>;
+
+export const StatefulMigrationSpec = withRules(
+  z
+    .object({
+      sourcePod: subdomain("sourcePod").meta({
+        description: "Name of the pod to migrate, in the migration's namespace.",
+      }),
+      containerName: z
+        .string()
+        .min(1)
+        .max(63)
+        .regex(dns1123LabelPattern, { message: "containerName must be a lowercase RFC 1123 label" })
+        .optional()
+        .meta({ description: "Container to migrate; omitted means every container of the pod." }),
+      targetNode: subdomain("targetNode").optional().meta({
+        description: "Node to migrate to; omitted means any other Ready, schedulable node.",
+      }),
+      migrationStrategy: MigrationStrategy.optional().meta({
+        description:
+          "ShadowPod or Sequential; omitted means detected from the pod's owner " +
+          "(StatefulSet: Sequential, otherwise ShadowPod). The detected value is reported in status.strategy.",
+      }),
+      transferMode: TransferMode.default("Registry"),
+      checkpointImageRepository: z
+        .string()
+        .min(1)
+        .max(255)
+        .regex(imageRepositoryPattern, {
+          message: "checkpointImageRepository must be an image repository without tag, e.g. registry:5000/ms2m",
+        })
+        .optional()
+        .meta({ description: "Repository the checkpoint images are pushed to; required for Registry." }),
+      replayCutoffSeconds: z
+        .int()
+        .min(1)
+        .max(86400)
+        .default(120)
+        .meta({ description: "Longest time the replay may take before cutting over (1 to 86400)." }),
+      messageQueueConfig: MessageQueueConfig.optional(),
+    })
+    .meta({ description: "What to migrate and how. Immutable: delete the object to cancel." }),
+  [
+    {
+      rule: "self.transferMode != 'Registry' || has(self.checkpointImageRepository)",
+      message: "checkpointImageRepository is required when transferMode is Registry",
+      fieldPath: ".checkpointImageRepository",
+      reason: "FieldValueRequired",
+      check: (s) => s.transferMode !== "Registry" || s.checkpointImageRepository !== undefined,
+    },
+    {
+      rule: "self == oldSelf",
+      message: "spec is immutable: delete the StatefulMigration (which cancels it) and create a new one",
+    },
+  ],
+);
+export type StatefulMigrationSpec = z.infer<typeof StatefulMigrationSpec>;
+export type StatefulMigrationSpecInput = z.input<typeof StatefulMigrationSpec>;
+
+// ---------------------------------------------------------------------------------------
+// Status
+
+export const phases = [
+  "Pending",
+  "Checkpointing",
+  "Transferring",
+  "Restoring",
+  "Replaying",
+  "Finalizing",
+  "Completed",
+  "Failed",
+] as const;
+export const Phase = z.enum(phases);
+export type Phase = z.infer<typeof Phase>;
+export const terminalPhases: readonly Phase[] = ["Completed", "Failed"];
+
+const timestamp = (description: string) => z.string().meta({ format: "date-time", description });
+
+/** metav1.Condition. */
+export const Condition = z.object({
+  type: z
+    .string()
+    .max(316)
+    .meta({ description: "Type of condition in CamelCase." }),
+  status: z.enum(["True", "False", "Unknown"]),
+  observedGeneration: z.int().min(0).optional(),
+  lastTransitionTime: timestamp("Last time the condition changed status."),
+  reason: z
+    .string()
+    .min(1)
+    .max(1024)
+    .meta({ description: "CamelCase reason for the last transition." }),
+  message: z.string().max(32768),
+});
+export type Condition = z.infer<typeof Condition>;
+
+export const PhaseTiming = z.object({
+  phase: Phase,
+  startTime: timestamp("When the phase started (RFC 3339, millisecond precision)."),
+  endTime: timestamp("When the phase ended (RFC 3339, millisecond precision).").optional(),
+  durationMillis: z.int().min(0).optional().meta({ description: "endTime - startTime in milliseconds." }),
+});
+export type PhaseTiming = z.infer<typeof PhaseTiming>;
+
+export const ContainerStatus = z.object({
+  name: z.string().meta({ description: "Container name." }),
+  checkpointPath: z
+    .string()
+    .optional()
+    .meta({ description: "Archive written by the kubelet on the source node." }),
+  checkpointImage: z.string().optional().meta({ description: "Checkpoint image the target starts from." }),
+  checkpointDigest: z.string().optional().meta({ description: "sha256 digest of the checkpoint archive." }),
+  checkpointBytes: z.int().min(0).optional(),
+  transferred: z.boolean().optional(),
+});
+export type ContainerStatus = z.infer<typeof ContainerStatus>;
+
+export const ReplayStatus = z.object({
+  replayQueue: z.string().optional().meta({ description: "Replay queue the migration created." }),
+  messagesReplayed: z.int().min(0).optional(),
+  messagesRemaining: z
+    .int()
+    .min(0)
+    .optional()
+    .meta({ description: "Messages left in the replay queue when the cutoff fired." }),
+  cutoffReached: z.boolean().optional(),
+});
+export type ReplayStatus = z.infer<typeof ReplayStatus>;
+
+export const FailureStatus = z.object({
+  phase: Phase.meta({ description: "Phase in which the migration failed." }),
+  reason: z.string().meta({ description: "CamelCase reason." }),
+  message: z.string(),
+});
+export type FailureStatus = z.infer<typeof FailureStatus>;
+
+export const StatefulMigrationStatus = z.object({
+  phase: Phase.optional(),
+  observedGeneration: z.int().min(0).optional(),
+  conditions: z
+    .array(Condition)
+    .optional()
+    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+  strategy: MigrationStrategy.optional().meta({ description: "Strategy in use (given or detected)." }),
+  transferMode: TransferMode.optional(),
+  sourceNode: z.string().optional(),
+  targetNode: z.string().optional(),
+  targetPod: z.string().optional(),
+  containers: z
+    .array(ContainerStatus)
+    .optional()
+    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+  startTime: timestamp("When the migration started.").optional(),
+  completionTime: timestamp("When the migration completed or failed.").optional(),
+  duration: z.string().optional().meta({ description: "Total duration, e.g. 7.412s." }),
+  phaseTimings: z
+    .array(PhaseTiming)
+    .optional()
+    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["phase"] }),
+  replay: ReplayStatus.optional(),
+  failure: FailureStatus.optional(),
+});
+export type StatefulMigrationStatus = z.infer<typeof StatefulMigrationStatus>;
+
+// ---------------------------------------------------------------------------------------
+// The object
+
+export const ObjectMeta = z
+  .object({
+    name: z.string().optional(),
+    namespace: z.string().optional(),
+    uid: z.string().optional(),
+    resourceVersion: z.string().optional(),
+    generation: z.int().optional(),
+    creationTimestamp: z.union([z.string(), z.date()]).optional(),
+    deletionTimestamp: z.union([z.string(), z.date()]).optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+    finalizers: z.array(z.string()).optional(),
+    ownerReferences: z.array(z.looseObject({})).optional(),
+  })
+  .loose();
+
+export const StatefulMigration = z.object({
+  apiVersion: z.literal(apiVersion),
+  kind: z.literal(kind),
+  metadata: ObjectMeta,
+  spec: StatefulMigrationSpec,
+  status: StatefulMigrationStatus.optional(),
+});
+export type StatefulMigration = z.infer<typeof StatefulMigration>;
+
+/** Parses an object read from the API server; throws a ZodError naming the bad field. */
+export function parseStatefulMigration(obj: unknown): StatefulMigration {
+  return StatefulMigration.parse(obj);
+}
+
+/** Printer columns for `kubectl get smig`. */
+export const printerColumns = [
+  { name: "Phase", type: "string", jsonPath: ".status.phase" },
+  { name: "Strategy", type: "string", jsonPath: ".status.strategy" },
+  { name: "Mode", type: "string", jsonPath: ".status.transferMode" },
+  { name: "Source", type: "string", jsonPath: ".spec.sourcePod" },
+  { name: "Target", type: "string", jsonPath: ".status.targetNode" },
+  { name: "Duration", type: "string", jsonPath: ".status.duration" },
+  { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+] as const;
