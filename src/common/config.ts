@@ -4,12 +4,14 @@ import { z } from "zod";
 export const CONFIG_EXIT_CODE = 2;
 
 export class ConfigError extends Error {
-  constructor(
-    readonly binary: string,
-    readonly issues: string[],
-  ) {
+  readonly binary: string;
+  readonly issues: string[];
+
+  constructor(binary: string, issues: string[]) {
     super(`${binary}: invalid configuration:\n${issues.map((i) => `  - ${i}`).join("\n")}`);
     this.name = "ConfigError";
+    this.binary = binary;
+    this.issues = issues;
   }
 }
 
