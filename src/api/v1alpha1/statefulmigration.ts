@@ -222,6 +222,10 @@ export const ContainerStatus = z.object({
   checkpointImage: z.string().optional().meta({ description: "Checkpoint image the target starts from." }),
   checkpointDigest: z.string().optional().meta({ description: "sha256 digest of the checkpoint archive." }),
   checkpointBytes: z.int().min(0).optional(),
+  checkpointRequestedAt: timestamp(
+    "When the controller asked for this container's checkpoint; set before the request so a restarted " +
+      "controller never checkpoints the same container twice.",
+  ).optional(),
   transferred: z.boolean().optional(),
 });
 export type ContainerStatus = z.infer<typeof ContainerStatus>;
@@ -235,6 +239,7 @@ export const ReplayStatus = z.object({
     .optional()
     .meta({ description: "Messages left in the replay queue when the cutoff fired." }),
   cutoffReached: z.boolean().optional(),
+  startRequestedAt: timestamp("When START_REPLAY was sent to the target pod.").optional(),
 });
 export type ReplayStatus = z.infer<typeof ReplayStatus>;
 
@@ -244,6 +249,18 @@ export const FailureStatus = z.object({
   message: z.string(),
 });
 export type FailureStatus = z.infer<typeof FailureStatus>;
+
+export const OwnerStatus = z.object({
+  kind: z.string().meta({ description: "Kind of the source pod's controller (ReplicaSet, StatefulSet, ...)." }),
+  name: z.string(),
+  uid: z.string().optional(),
+  workloadKind: z
+    .string()
+    .optional()
+    .meta({ description: "Top of the owner chain (e.g. Deployment above a ReplicaSet)." }),
+  workloadName: z.string().optional(),
+});
+export type OwnerStatus = z.infer<typeof OwnerStatus>;
 
 export const StatefulMigrationStatus = z.object({
   phase: Phase.optional(),
@@ -257,6 +274,11 @@ export const StatefulMigrationStatus = z.object({
   sourceNode: z.string().optional(),
   targetNode: z.string().optional(),
   targetPod: z.string().optional(),
+  sourcePodUID: z.string().optional().meta({ description: "UID of the source pod when the migration started." }),
+  owner: OwnerStatus.optional().meta({ description: "The source pod's controller; absent for a bare pod." }),
+  sourceDeletionRequestedAt: timestamp(
+    "When the controller deleted the source pod (hand-over); from then on a rollback cannot bring it back.",
+  ).optional(),
   containers: z
     .array(ContainerStatus)
     .optional()
