@@ -1,0 +1,102 @@
+// `make cluster-up` / `make cluster-down`: a local cluster for humans, with the admin
+// kubeconfig at .cluster/kubeconfig. `up` starts a detached supervisor (`serve`) that owns
+// the cluster and tears it down on SIGTERM; `down` signals it and waits.
+import { spawn } from "node:child_process";
+import { copyFile, mkdir, open, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { ControlPlane } from "../test/harness/control-plane.ts";
+import { sleep } from "../test/harness/exec.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const stateDir = join(root, ".cluster");
+const kubeconfigPath = join(stateDir, "kubeconfig");
+const pidPath = join(stateDir, "serve.pid");
+const logPath = join(stateDir, "cluster.log");
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function servePid(): Promise<number | undefined> {
+  const pid = Number(await readFile(pidPath, "utf8").catch(() => ""));
+  return pid > 0 && alive(pid) ? pid : undefined;
+}
+
+async function up(): Promise<void> {
+  await mkdir(stateDir, { recursive: true });
+  const running = await servePid();
+  if (running) {
+    console.log(`cluster already running (pid ${running}); kubeconfig: ${kubeconfigPath}`);
+    return;
+  }
+  await rm(kubeconfigPath, { force: true });
+  const log = await open(logPath, "w");
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "serve"], {
+    detached: true,
+    stdio: ["ignore", log.fd, log.fd],
+  });
+  await log.close();
+  child.unref();
+  const started = Date.now();
+  while (!existsSync(kubeconfigPath)) {
+    if (child.exitCode !== null || (child.pid && !alive(child.pid))) {
+      console.error(await readFile(logPath, "utf8"));
+      throw new Error("cluster failed to start (log above)");
+    }
+    if (Date.now() - started > 15 * 60_000) throw new Error(`cluster did not start; see ${logPath}`);
+    await sleep(200);
+  }
+  console.log(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`  export KUBECONFIG=${kubeconfigPath}`);
+}
+
+async function serve(): Promise<void> {
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(pidPath, String(process.pid));
+  const cp = await ControlPlane.start({ ownerPid: process.pid });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await rm(kubeconfigPath, { force: true });
+    await cp.stop();
+    await rm(pidPath, { force: true });
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop());
+  await copyFile(cp.adminKubeconfig, kubeconfigPath);
+  console.log(`control plane ${cp.server}; binaries ${cp.binaries.kubeBin}`);
+  // Stay alive: the cluster lives as long as this supervisor.
+  setInterval(() => undefined, 1 << 30);
+}
+
+async function down(): Promise<void> {
+  const pid = await servePid();
+  if (!pid) {
+    console.log("no cluster running");
+    return;
+  }
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + 60_000;
+  while (alive(pid) && Date.now() < deadline) await sleep(200);
+  if (alive(pid)) process.kill(pid, "SIGKILL");
+  await rm(kubeconfigPath, { force: true });
+  console.log("cluster down");
+}
+
+const command = process.argv[2];
+const commands: Record<string, () => Promise<void>> = { up, down, serve };
+const fn = command ? commands[command] : undefined;
+if (!fn) {
+  console.error("usage: node hack/cluster.ts up|down");
+  process.exit(2);
+}
+await fn();
