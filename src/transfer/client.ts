@@ -1,0 +1,96 @@
+// The controller's client for ms2m-agents. Every call goes to one agent *pod* (its pod IP, so
+// to the intended node), over TLS verified with the operator's agent CA, with a projected
+// ServiceAccount token (audience "ms2m-agent"). Failures are Ms2mErrors carrying the agent's
+// Kubernetes Status reason (e.g. TooManyRequests → retry later; Forbidden → RBAC problem).
+import { Agent, request, type Dispatcher } from "undici";
+import { Ms2mError } from "../common/errors.ts";
+import { readBounded, statusError } from "../checkpoint/direct.ts";
+import type {
+  CheckpointRequest,
+  CheckpointResponse,
+  PullRequest,
+  PullResponse,
+  SendRequest,
+  SendResponse,
+} from "./types.ts";
+
+export type * from "./types.ts";
+
+export interface AgentClientOptions {
+  /** PEM of the CA that signs agent serving certificates. */
+  ca: string | Buffer;
+  /** Returns the bearer token (re-read per call: projected tokens rotate). */
+  token: () => string | Promise<string>;
+  /** Per-call timeout (default 15 minutes: a send includes transfer and load). */
+  timeoutMs?: number;
+  /** Expected server name in agent certificates when calling by IP (default: the IP/host itself). */
+  servername?: string;
+}
+
+export class AgentClient {
+  private readonly dispatcher: Dispatcher;
+  private readonly token: () => string | Promise<string>;
+  private readonly timeoutMs: number;
+
+  constructor(options: AgentClientOptions) {
+    this.dispatcher = new Agent({
+      connect: { ca: options.ca, ...(options.servername ? { servername: options.servername } : {}) },
+      headersTimeout: options.timeoutMs ?? 15 * 60_000,
+      bodyTimeout: options.timeoutMs ?? 15 * 60_000,
+    });
+    this.token = options.token;
+    this.timeoutMs = options.timeoutMs ?? 15 * 60_000;
+  }
+
+  /** Source agent: checkpoint a container through the local kubelet. */
+  checkpoint(agentUrl: string, req: CheckpointRequest, signal?: AbortSignal): Promise<CheckpointResponse> {
+    return this.post(agentUrl, "/v1/checkpoint", req, signal);
+  }
+
+  /** Source agent: send the archive to the target agent (direct) or push it to a registry. */
+  send(agentUrl: string, req: SendRequest, signal?: AbortSignal): Promise<SendResponse> {
+    return this.post(agentUrl, "/v1/send", req, signal);
+  }
+
+  /** Target agent: pull a checkpoint image from the registry into its containers-storage. */
+  pull(agentUrl: string, req: PullRequest, signal?: AbortSignal): Promise<PullResponse> {
+    return this.post(agentUrl, "/v1/pull", req, signal);
+  }
+
+  /** Readiness of an agent (no authentication). */
+  async ready(agentUrl: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      const res = await request(new URL("/readyz", agentUrl), { dispatcher: this.dispatcher, signal: signal ?? AbortSignal.timeout(5000) });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  private async post<T>(agentUrl: string, path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const base = new URL(agentUrl);
+    if (base.protocol !== "https:") throw new Ms2mError("BadRequest", "agent URL must be https");
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(new URL(path, base), {
+        method: "POST",
+        headers: { authorization: `Bearer ${await this.token()}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+        dispatcher: this.dispatcher,
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+    } catch (err) {
+      const reason = timeout.aborted ? "Timeout" : "ServiceUnavailable";
+      throw new Ms2mError(reason, `agent ${base.host} unreachable: ${(err as Error).message}`, { cause: err });
+    }
+    const text = await readBounded(res.body as AsyncIterable<Buffer>, 256 * 1024);
+    if (res.statusCode < 200 || res.statusCode >= 300) throw statusError(res.statusCode, text);
+    return JSON.parse(text) as T;
+  }
+}

@@ -1,0 +1,2 @@
+export { AgentClient, type AgentClientOptions } from "./client.ts";
+export * from "./types.ts";
