@@ -21,7 +21,10 @@ export function toMs2mError(err: unknown): Ms2mError {
     return new Ms2mError(reason, `AMQP ${code}: ${message}`, { cause: err, retriable });
   }
   // Socket errors, "Channel closed", "Connection closed": the broker or the network went away.
-  return new Ms2mError("ServiceUnavailable", `broker unavailable: ${message}`, { cause: err, retriable: true });
+  return new Ms2mError("ServiceUnavailable", `broker unavailable: ${message}`, {
+    cause: err,
+    retriable: true,
+  });
 }
 
 /** True for the 404 a passive declare/check raises when the object does not exist. */

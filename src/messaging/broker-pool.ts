@@ -134,7 +134,8 @@ export class BrokerPool {
   }
 
   #entry(url: string): BrokerEntry {
-    if (this.#closed) throw new Ms2mError("ServiceUnavailable", "broker pool is closed", { retriable: false });
+    if (this.#closed)
+      throw new Ms2mError("ServiceUnavailable", "broker pool is closed", { retriable: false });
     let entry = this.#brokers.get(url);
     if (!entry) {
       entry = { channels: new Map() };
@@ -174,9 +175,13 @@ export class BrokerPool {
         if (attempt < attempts) await sleep(backoffDelay(attempt, this.#opts.reconnect));
       }
     }
-    throw new Ms2mError("ServiceUnavailable", `cannot connect to broker ${redactUrl(url)}: ${errorText(last)}`, {
-      cause: last,
-    });
+    throw new Ms2mError(
+      "ServiceUnavailable",
+      `cannot connect to broker ${redactUrl(url)}: ${errorText(last)}`,
+      {
+        cause: last,
+      },
+    );
   }
 }
 

@@ -54,8 +54,17 @@ export async function sendControl(
  * sees it). The source's SDK answers FENCE_PASSED when it reaches it; since the queue is FIFO,
  * every message that was queued before the replay queue existed has then been consumed.
  */
-export async function sendFence(pool: BrokerPool, brokerUrl: string, uid: string, primaryQueue: string): Promise<string> {
-  const message = controlMessageSchema.parse({ type: "FENCE", migration: uid, replyTo: statusQueueName(uid) });
+export async function sendFence(
+  pool: BrokerPool,
+  brokerUrl: string,
+  uid: string,
+  primaryQueue: string,
+): Promise<string> {
+  const message = controlMessageSchema.parse({
+    type: "FENCE",
+    migration: uid,
+    replyTo: statusQueueName(uid),
+  });
   const messageId = controlMessageId(uid, "FENCE");
   await pool.withChannel(brokerUrl, uid, async (ch) => {
     ch.sendToQueue(primaryQueue, Buffer.from(JSON.stringify(message)), {

@@ -55,9 +55,16 @@ export type CutoverDecision =
  * complete drain is short (the source stops consuming during that drain). "cutoff" means the
  * budget is spent: hand over anyway and abandon what is left in the replay queue, reported.
  */
-export function decideCutover(status: Pick<DrainStatus, "depth" | "replayRate">, policy: CutoverPolicy, now: number): CutoverDecision {
+export function decideCutover(
+  status: Pick<DrainStatus, "depth" | "replayRate">,
+  policy: CutoverPolicy,
+  now: number,
+): CutoverDecision {
   const { depth, replayRate: rate } = status;
-  const maxDepth = Math.max(policy.handoverMaxDepth ?? 20, Math.ceil((rate * (policy.handoverBacklogMs ?? 1000)) / 1000));
+  const maxDepth = Math.max(
+    policy.handoverMaxDepth ?? 20,
+    Math.ceil((rate * (policy.handoverBacklogMs ?? 1000)) / 1000),
+  );
   if (depth <= maxDepth)
     return { action: "handover", depth, replayRate: rate, reason: `backlog ${depth} <= ${maxDepth}` };
   if (now - policy.replayStartedAt >= policy.cutoffAfterMs)

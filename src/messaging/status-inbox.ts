@@ -4,7 +4,12 @@
 // control message (same message id) and the SDK answers again, so nothing here needs to survive.
 import { timeout } from "../common/errors.ts";
 import { sleep } from "../sdk/backoff.ts";
-import { statusMessageSchema, statusQueueName, type StatusMessage, type StatusType } from "../sdk/protocol.ts";
+import {
+  statusMessageSchema,
+  statusQueueName,
+  type StatusMessage,
+  type StatusType,
+} from "../sdk/protocol.ts";
 import type { BrokerPool } from "./broker-pool.ts";
 
 export class StatusInbox {
@@ -66,7 +71,8 @@ export class StatusInbox {
       await this.poll();
       const status = this.latest(pod, type);
       if (status && status.inReplyTo === inReplyTo) return status;
-      if (Date.now() >= deadline) throw timeout(`no ${type} from ${pod ?? "the source"} within ${timeoutMs} ms`);
+      if (Date.now() >= deadline)
+        throw timeout(`no ${type} from ${pod ?? "the source"} within ${timeoutMs} ms`);
       await sleep(pollMs);
     }
   }

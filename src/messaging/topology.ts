@@ -44,14 +44,21 @@ export interface SetupResult extends MigrationQueues {
   primaryBacklog: number;
 }
 
-const queueArgs = (t: ReplayTopology) => ({ durable: true, arguments: { "x-expires": t.replayQueueExpiresMs } });
+const queueArgs = (t: ReplayTopology) => ({
+  durable: true,
+  arguments: { "x-expires": t.replayQueueExpiresMs },
+});
 
 /**
  * Declares the replay and status queues and binds the replay queue to the workload's exchange.
  * Idempotent. Must run before the checkpoint: from the moment the binding exists, every message
  * published to the exchange is in both the primary queue and the replay queue.
  */
-export async function setupReplay(pool: BrokerPool, uid: string, topology: ReplayTopology): Promise<SetupResult> {
+export async function setupReplay(
+  pool: BrokerPool,
+  uid: string,
+  topology: ReplayTopology,
+): Promise<SetupResult> {
   const { replayQueue, statusQueue } = migrationQueues(uid);
   const url = topology.brokerUrl;
   // Passive probes on throwaway channels: their 404 must not close the migration's channel.
@@ -71,7 +78,8 @@ export async function setupReplay(pool: BrokerPool, uid: string, topology: Repla
       },
     );
   await pool.withChannel(url, uid, async (ch) => {
-    if (exchangeDeclared) await ch.assertExchange(topology.exchange, topology.exchangeType, { durable: true });
+    if (exchangeDeclared)
+      await ch.assertExchange(topology.exchange, topology.exchangeType, { durable: true });
     await ch.assertQueue(replayQueue, queueArgs(topology));
     await ch.bindQueue(replayQueue, topology.exchange, topology.routingKey);
     await ch.assertQueue(statusQueue, queueArgs(topology));
@@ -97,7 +105,11 @@ export interface QueueDepth {
 }
 
 /** Depth of a queue, or undefined if it does not exist. */
-export async function queueDepth(pool: BrokerPool, url: string, queue: string): Promise<QueueDepth | undefined> {
+export async function queueDepth(
+  pool: BrokerPool,
+  url: string,
+  queue: string,
+): Promise<QueueDepth | undefined> {
   try {
     const q = await pool.withTemporaryChannel(url, (ch) => ch.checkQueue(queue));
     return { ready: q.messageCount, consumers: q.consumerCount };
@@ -117,7 +129,11 @@ export interface CleanupResult {
  * Deletes what the migration created: its replay queue (with its binding) and its status
  * queue. Idempotent; needs only the broker URL and the migration uid.
  */
-export async function cleanupMigration(pool: BrokerPool, brokerUrl: string, uid: string): Promise<CleanupResult> {
+export async function cleanupMigration(
+  pool: BrokerPool,
+  brokerUrl: string,
+  uid: string,
+): Promise<CleanupResult> {
   const { replayQueue, statusQueue } = migrationQueues(uid);
   const deleted: string[] = [];
   let replayMessagesDiscarded = 0;

@@ -28,11 +28,16 @@ export async function serveCheckpoints(
       .then(getState)
       .then(
         (state) => {
-          res.writeHead(200, { "content-type": "application/octet-stream", "content-length": state.byteLength });
+          res.writeHead(200, {
+            "content-type": "application/octet-stream",
+            "content-length": state.byteLength,
+          });
           res.end(state);
         },
         (err: unknown) => {
-          res.writeHead(500, { "content-type": "text/plain" }).end(err instanceof Error ? err.message : "failed");
+          res
+            .writeHead(500, { "content-type": "text/plain" })
+            .end(err instanceof Error ? err.message : "failed");
         },
       );
   });
@@ -46,7 +51,9 @@ export async function serveCheckpoints(
 }
 
 /** The checkpointed bytes if this process was restored (env MS2M_RESTORE_FROM), else undefined. */
-export function loadRestoredState(path: string | undefined = process.env.MS2M_RESTORE_FROM): Buffer | undefined {
+export function loadRestoredState(
+  path: string | undefined = process.env.MS2M_RESTORE_FROM,
+): Buffer | undefined {
   if (!path) return undefined;
   return readFileSync(path);
 }

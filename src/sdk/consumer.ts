@@ -82,7 +82,10 @@ export class MigratingConsumer {
   constructor(options: MigratingConsumerOptions) {
     this.#opts = options;
     this.#log = options.logger ?? silent;
-    this.#dedup = new DedupWindow(options.dedupCapacity ?? DEFAULT_DEDUP_CAPACITY, options.restored?.dedup ?? []);
+    this.#dedup = new DedupWindow(
+      options.dedupCapacity ?? DEFAULT_DEDUP_CAPACITY,
+      options.restored?.dedup ?? [],
+    );
     this.#mode = options.restored && !options.consumePrimaryWhenRestored ? "awaiting-replay" : "primary";
   }
 
@@ -236,7 +239,7 @@ export class MigratingConsumer {
     const id = msg.properties.messageId as string | undefined;
     const previous = id ? this.#answered.get(id) : undefined;
     if (previous) {
-      await this.#reply(ch, control.replyTo, { ...previous, counters: this.metrics(), at: Date.now() });
+      await this.#reply(ch, control.replyTo, { ...previous, at: Date.now() });
       ack(ch, msg);
       return;
     }
@@ -292,10 +295,12 @@ export class MigratingConsumer {
       }
     }
     this.#stopProgress();
+    // Counters as of leaving the replay queue (nothing from it is unacknowledged now).
+    const counters = this.metrics();
     this.#mode = "primary";
     this.#replayQueue = undefined;
     if (!this.#primaryTag) await this.#consumePrimary(ch);
-    await this.#answer(ch, msg, control, "REPLAY_ENDED", { drainedToEmpty: !control.cutoff });
+    await this.#answer(ch, msg, control, "REPLAY_ENDED", { drainedToEmpty: !control.cutoff, counters });
   }
 
   async #onFence(ch: ConfirmChannel, msg: Delivery): Promise<void> {
@@ -364,7 +369,8 @@ function ack(ch: ConfirmChannel, msg: Delivery): void {
   }
 }
 
-const defaultKey = (msg: Delivery): string | undefined => (msg.properties.messageId as string | undefined) || undefined;
+const defaultKey = (msg: Delivery): string | undefined =>
+  (msg.properties.messageId as string | undefined) || undefined;
 
 function safeJson(content: Buffer): unknown {
   try {

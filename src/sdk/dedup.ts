@@ -13,7 +13,8 @@ export class DedupWindow {
   readonly #keys = new Set<string>();
 
   constructor(capacity: number = DEFAULT_DEDUP_CAPACITY, initial: Iterable<string> = []) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError("capacity must be a positive integer");
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError("capacity must be a positive integer");
     this.capacity = capacity;
     for (const key of initial) this.add(key);
   }
