@@ -149,6 +149,7 @@ export class TarInspector {
       throw this.failed;
     }
     if (this.headerFill !== 0) throw malformed("truncated trailing block");
+    if (this.entries === 0) throw malformed("archive has no entries");
   }
 
   private consume(chunk: Buffer): void {

@@ -143,9 +143,19 @@ export async function startAgent(
     reviewer,
     async stop() {
       await agent.shutdown(1000);
-      await rm(root, { recursive: true, force: true });
+      await removeRoot(root);
     },
   };
+}
+
+/** The overlay driver bind-mounts <graphroot>/overlay onto itself: unmount before removing. */
+export async function removeRoot(root: string): Promise<void> {
+  try {
+    execFileSync("umount", [join(root, "storage", "overlay")], { stdio: "ignore" });
+  } catch {
+    // not mounted (vfs, or never used)
+  }
+  await rm(root, { recursive: true, force: true });
 }
 
 /** Files left in the agent's temp folder (must be none between requests). */
