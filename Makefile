@@ -1,0 +1,65 @@
+# ms2m — every target runs with the project's Node.js (hack/env.sh) after `make setup`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ENV := source hack/env.sh &&
+IMAGE_REGISTRY ?= ghcr.io/ms2m
+VERSION ?= 0.1.0
+CONTROLLER_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-controller:$(VERSION)
+AGENT_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-agent:$(VERSION)
+WORKLOAD_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-workload:$(VERSION)
+
+.PHONY: help setup test test-unit test-component test-cluster lint format typecheck manifests \
+	build docker-build docker-push cluster-up cluster-down clean
+
+help: ## Show the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: ## Install what this machine lacks: Node 24, Debian packages, npm deps, the Go-built control plane.
+	bash hack/setup.sh
+
+test: setup ## Everything: lint, typecheck, CRD drift, unit, component and cluster tests.
+	$(ENV) $(MAKE) --no-print-directory lint typecheck
+	$(ENV) node hack/run-tests.ts
+
+test-unit: ## Unit tests only (no external parts).
+	$(ENV) vitest run --project unit
+
+test-component: ## Tests against real RabbitMQ, skopeo, containers-storage and a registry.
+	$(ENV) vitest run --project component
+
+test-cluster: ## Tests against a real control plane with simulated nodes.
+	$(ENV) vitest run --project cluster
+
+lint: ## ESLint and Prettier.
+	$(ENV) eslint . && prettier --check . --log-level warn
+
+format: ## Rewrite files with Prettier.
+	$(ENV) prettier --write . --log-level warn
+
+typecheck: ## TypeScript, strict.
+	$(ENV) tsc --noEmit -p tsconfig.json
+
+manifests: ## Regenerate crd/ from the zod schema.
+	$(ENV) node hack/gen-crd.ts
+
+build: ## Compile to dist/ (what the images run).
+	$(ENV) rm -rf dist && tsc -p tsconfig.build.json
+
+docker-build: ## Build the controller, agent and workload images (needs a Docker engine).
+	docker build -f Dockerfile -t $(CONTROLLER_IMAGE) .
+	docker build -f Dockerfile.agent -t $(AGENT_IMAGE) .
+	docker build -f workload/Dockerfile -t $(WORKLOAD_IMAGE) .
+
+docker-push: ## Push the images.
+	docker push $(CONTROLLER_IMAGE)
+	docker push $(AGENT_IMAGE)
+	docker push $(WORKLOAD_IMAGE)
+
+cluster-up: setup ## Start a local cluster; prints the KUBECONFIG to use.
+	$(ENV) node hack/cluster.ts up
+
+cluster-down: ## Stop the local cluster and remove everything it made.
+	$(ENV) node hack/cluster.ts down
+
+clean: ## Remove build output (not the control-plane cache).
+	rm -rf dist coverage .test-results.json
