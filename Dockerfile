@@ -6,9 +6,6 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY agent ./agent
-COPY sim ./sim
-COPY workload ./workload
 RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
 
 FROM gcr.io/distroless/nodejs24-debian12:nonroot
