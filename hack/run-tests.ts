@@ -33,5 +33,7 @@ if (!report) {
 }
 // A suite that fails to load counts as a failure even when it has no test results.
 const failed = report.numFailedTests + (report.numFailedTests === 0 ? report.numFailedTestSuites : 0);
-console.log(`${report.numPassedTests} passed, ${failed} failed, ${report.numPendingTests + report.numTodoTests} skipped`);
+console.log(
+  `${report.numPassedTests} passed, ${failed} failed, ${report.numPendingTests + report.numTodoTests} skipped`,
+);
 process.exit(run.status ?? (failed > 0 ? 1 : 0));

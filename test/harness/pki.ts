@@ -95,7 +95,9 @@ export class CertificateAuthority {
       this.ca.cert,
       "-CAkey",
       this.ca.key,
-      "-CAcreateserial",
+      // A random serial per certificate: parallel issuing must not share a serial file.
+      "-set_serial",
+      `0x${randomBytes(16).toString("hex")}`,
       "-days",
       "365",
       "-sha256",
