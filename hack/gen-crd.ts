@@ -1,18 +1,33 @@
-// Writes crd/ from the zod schemas: `make manifests`. `--check` exits 1 when the committed
-// file differs from what the generator produces.
-import { readFileSync, writeFileSync } from "node:fs";
+// Writes crd/ and the API reference from the zod schemas: `make manifests`. `--check`
+// exits 1 when a committed file differs from what the generator produces.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { renderCrdYaml, crdPath } from "../src/api/v1alpha1/render.ts";
+import { referencePath, renderReference } from "../src/api/v1alpha1/reference.ts";
 
-const path = fileURLToPath(new URL(`../${crdPath}`, import.meta.url));
-const rendered = renderCrdYaml();
-if (process.argv.includes("--check")) {
-  const committed = readFileSync(path, "utf8");
-  if (committed !== rendered) {
-    console.error(`${crdPath} is out of date: run \`make manifests\``);
-    process.exit(1);
+const outputs: [string, string][] = [
+  [crdPath, renderCrdYaml()],
+  [referencePath, renderReference()],
+];
+let stale = false;
+for (const [rel, rendered] of outputs) {
+  const path = fileURLToPath(new URL(`../${rel}`, import.meta.url));
+  if (process.argv.includes("--check")) {
+    let committed = "";
+    try {
+      committed = readFileSync(path, "utf8");
+    } catch {
+      committed = "";
+    }
+    if (committed !== rendered) {
+      console.error(`${rel} is out of date: run \`make manifests\``);
+      stale = true;
+    }
+  } else {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, rendered);
+    console.log(`wrote ${rel}`);
   }
-} else {
-  writeFileSync(path, rendered);
-  console.log(`wrote ${crdPath}`);
 }
+process.exit(stale ? 1 : 0);

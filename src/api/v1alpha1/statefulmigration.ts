@@ -58,11 +58,15 @@ export const SecretKeyRef = z
 export type SecretKeyRef = z.infer<typeof SecretKeyRef>;
 
 const amqpUrl = withRules(
-  z.string().min(1).max(2048).meta({
-    description:
-      "amqp:// or amqps:// URL of the broker, without credentials (a URL that carries credentials " +
-      "belongs in a Secret: use brokerSecretRef).",
-  }),
+  z
+    .string()
+    .min(1)
+    .max(2048)
+    .meta({
+      description:
+        "amqp:// or amqps:// URL of the broker, without credentials (a URL that carries credentials " +
+        "belongs in a Secret: use brokerSecretRef).",
+    }),
   [
     {
       rule: "self.startsWith('amqp://') || self.startsWith('amqps://')",
@@ -138,7 +142,8 @@ export const StatefulMigrationSpec = withRules(
         .min(1)
         .max(255)
         .regex(imageRepositoryPattern, {
-          message: "checkpointImageRepository must be an image repository without tag, e.g. registry:5000/ms2m",
+          message:
+            "checkpointImageRepository must be an image repository without tag, e.g. registry:5000/ms2m",
         })
         .optional()
         .meta({ description: "Repository the checkpoint images are pushed to; required for Registry." }),
@@ -189,18 +194,11 @@ const timestamp = (description: string) => z.string().meta({ format: "date-time"
 
 /** metav1.Condition. */
 export const Condition = z.object({
-  type: z
-    .string()
-    .max(316)
-    .meta({ description: "Type of condition in CamelCase." }),
+  type: z.string().max(316).meta({ description: "Type of condition in CamelCase." }),
   status: z.enum(["True", "False", "Unknown"]),
   observedGeneration: z.int().min(0).optional(),
   lastTransitionTime: timestamp("Last time the condition changed status."),
-  reason: z
-    .string()
-    .min(1)
-    .max(1024)
-    .meta({ description: "CamelCase reason for the last transition." }),
+  reason: z.string().min(1).max(1024).meta({ description: "CamelCase reason for the last transition." }),
   message: z.string().max(32768),
 });
 export type Condition = z.infer<typeof Condition>;
@@ -251,7 +249,9 @@ export const FailureStatus = z.object({
 export type FailureStatus = z.infer<typeof FailureStatus>;
 
 export const OwnerStatus = z.object({
-  kind: z.string().meta({ description: "Kind of the source pod's controller (ReplicaSet, StatefulSet, ...)." }),
+  kind: z
+    .string()
+    .meta({ description: "Kind of the source pod's controller (ReplicaSet, StatefulSet, ...)." }),
   name: z.string(),
   uid: z.string().optional(),
   workloadKind: z
@@ -274,7 +274,10 @@ export const StatefulMigrationStatus = z.object({
   sourceNode: z.string().optional(),
   targetNode: z.string().optional(),
   targetPod: z.string().optional(),
-  sourcePodUID: z.string().optional().meta({ description: "UID of the source pod when the migration started." }),
+  sourcePodUID: z
+    .string()
+    .optional()
+    .meta({ description: "UID of the source pod when the migration started." }),
   owner: OwnerStatus.optional().meta({ description: "The source pod's controller; absent for a bare pod." }),
   sourceDeletionRequestedAt: timestamp(
     "When the controller deleted the source pod (hand-over); from then on a rollback cannot bring it back.",
