@@ -144,7 +144,7 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
       queue,
       restoredFrom: image,
       podName: () => targetPod,
-      prefetch: work > 0 ? 1 : 100,
+      prefetch: work > 0 ? 10 : 100,
       progressIntervalMs: 100,
     });
     if (work > 0) slowDown(target, work);
@@ -153,15 +153,15 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
     producer.setRate(s.rates.duringReplay);
     const replayStartedAt = Date.now();
     await migration.startReplay(targetPod);
-    const injected = s.duringReplay?.();
+    await s.duringReplay?.();
     let decision: CutoverDecision;
     for (;;) {
       const status = await migration.drainStatus(targetPod);
       decision = decideCutover(status, { replayStartedAt, cutoffAfterMs: s.cutoffAfterMs }, Date.now());
+      if (process.env.DBG) console.log("status", JSON.stringify(status), decision.action);
       if (decision.action !== "wait") break;
       await sleep(50);
     }
-    await injected;
 
     producer.setRate(s.rates.duringCutover);
     const report = await migration.cutover({ sourcePod, targetPod, cutoff: decision.action === "cutoff" });
