@@ -10,7 +10,9 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** kubelet: checkpoint-<pod>_<namespace>-<container>-<RFC3339 timestamp>.tar */
 export function checkpointArchivePattern(namespace: string, pod: string, container: string): RegExp {
-  return new RegExp(`^checkpoint-${escape(pod)}_${escape(namespace)}-${escape(container)}-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})\\.tar$`);
+  return new RegExp(
+    `^checkpoint-${escape(pod)}_${escape(namespace)}-${escape(container)}-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})\\.tar$`,
+  );
 }
 
 /**

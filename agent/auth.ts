@@ -94,7 +94,8 @@ export class Authenticator {
       entry = { expires: now + this.ttlMs, principal: null, error: err };
     }
     if (this.cache.size >= this.maxEntries) {
-      for (const [k, v] of this.cache) if (v.expires <= now || this.cache.size >= this.maxEntries) this.cache.delete(k);
+      for (const [k, v] of this.cache)
+        if (v.expires <= now || this.cache.size >= this.maxEntries) this.cache.delete(k);
     }
     this.cache.set(key, entry);
     if (entry.error) throw entry.error;
@@ -110,7 +111,8 @@ export class Authenticator {
     }
     if (!user) throw new Ms2mError("Unauthorized", "invalid or expired token");
     const sa = /^system:serviceaccount:([a-z0-9-]{1,63}):([a-z0-9.-]{1,253})$/.exec(user.username);
-    if (!sa) throw new Ms2mError("Forbidden", `only ServiceAccounts may call the agent, not ${user.username}`);
+    if (!sa)
+      throw new Ms2mError("Forbidden", `only ServiceAccounts may call the agent, not ${user.username}`);
     let allowed: boolean;
     try {
       allowed = await this.reviewer.authorize(user, {

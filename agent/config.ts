@@ -2,9 +2,12 @@ import { z } from "zod";
 import { env, parseEnv } from "../src/common/config.ts";
 
 const csv = () =>
-  z
-    .string()
-    .transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean));
+  z.string().transform((v) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
 
 /** The agent's environment. Every variable is documented in docs/agent.md. */
 export const agentConfigSchema = z.object({

@@ -15,7 +15,11 @@ export class KubeReviewer implements Reviewer {
 
   async authenticate(token: string, audience: string): Promise<UserInfo | null> {
     const review = await this.authn.createTokenReview({
-      body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, audiences: [audience] } },
+      body: {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenReview",
+        spec: { token, audiences: [audience] },
+      },
     });
     const s = review.status;
     if (!s?.authenticated || !s.user?.username) return null;

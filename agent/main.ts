@@ -22,7 +22,10 @@ try {
 }
 
 const log = createLogger("ms2m-agent", { level: config.LOG_LEVEL });
-const readTls = async () => ({ cert: await readFile(config.AGENT_TLS_CERT_FILE), key: await readFile(config.AGENT_TLS_KEY_FILE) });
+const readTls = async () => ({
+  cert: await readFile(config.AGENT_TLS_CERT_FILE),
+  key: await readFile(config.AGENT_TLS_KEY_FILE),
+});
 
 const kc = new KubeConfig();
 kc.loadFromCluster();
@@ -42,7 +45,9 @@ const reload = setInterval(() => {
       tls = next;
       log.info("serving certificate reloaded");
     })
-    .catch((err: unknown) => log.warn({ err: String(err) }, "certificate reload failed; keeping the current one"));
+    .catch((err: unknown) =>
+      log.warn({ err: String(err) }, "certificate reload failed; keeping the current one"),
+    );
 }, 30_000);
 reload.unref();
 

@@ -7,10 +7,16 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Agent as UndiciAgent, request } from "undici";
-import { z } from "zod";
+import type { z } from "zod";
 import { Ms2mError, describeError } from "../src/common/errors.ts";
 import { createLogger, type Logger } from "../src/common/logger.ts";
-import { HEADER_ARCHIVE_DIGEST, HEADER_ARCHIVE_SIZE, RECEIVE_PATH, readBounded, sendArchive } from "../src/checkpoint/direct.ts";
+import {
+  HEADER_ARCHIVE_DIGEST,
+  HEADER_ARCHIVE_SIZE,
+  RECEIVE_PATH,
+  readBounded,
+  sendArchive,
+} from "../src/checkpoint/direct.ts";
 import {
   ARCHIVE_CONTENT_TYPE,
   assertContainerName,
@@ -21,7 +27,11 @@ import {
   parseImageReference,
   writeLayout,
 } from "../src/checkpoint/image.ts";
-import { pullCheckpointImage, pushCheckpointImage, type RegistryOptions } from "../src/checkpoint/registry.ts";
+import {
+  pullCheckpointImage,
+  pushCheckpointImage,
+  type RegistryOptions,
+} from "../src/checkpoint/registry.ts";
 import { loadLayoutIntoStorage, storedManifest, type StorageConfig } from "../src/checkpoint/skopeo.ts";
 import { receiveArchive } from "../src/checkpoint/stream.ts";
 import { openArchive, resolveArchiveName } from "./archives.ts";
@@ -185,7 +195,11 @@ export class AgentServer {
       const principal = await this.auth.check(req.headers.authorization, op);
       const slot = this.acquire();
       try {
-        const log = this.log.child({ op, caller: principal.serviceAccount, migration: url.searchParams.get("migration") ?? undefined });
+        const log = this.log.child({
+          op,
+          caller: principal.serviceAccount,
+          migration: url.searchParams.get("migration") ?? undefined,
+        });
         const body = await this.dispatch(op, req, url, principal, log);
         this.reply(res, op === "receive" ? 201 : 200, body, route);
       } finally {
@@ -196,16 +210,26 @@ export class AgentServer {
     }
   }
 
-  private dispatch(op: AgentOperation, req: IncomingMessage, url: URL, _p: Principal, log: Logger): Promise<unknown> {
+  private dispatch(
+    op: AgentOperation,
+    req: IncomingMessage,
+    url: URL,
+    _p: Principal,
+    log: Logger,
+  ): Promise<unknown> {
     switch (op) {
       case "receive":
         return this.track("receive", () => this.receive(req, url, log));
       case "send":
         return this.readJson(req, sendRequestSchema).then((body) =>
-          this.track(body.destination.type === "agent" ? "send_direct" : "send_registry", () => this.send(body, log)),
+          this.track(body.destination.type === "agent" ? "send_direct" : "send_registry", () =>
+            this.send(body, log),
+          ),
         );
       case "pull":
-        return this.readJson(req, pullRequestSchema).then((body) => this.track("pull", () => this.pull(body, log)));
+        return this.readJson(req, pullRequestSchema).then((body) =>
+          this.track("pull", () => this.pull(body, log)),
+        );
       case "checkpoint":
         return this.readJson(req, checkpointRequestSchema).then((body) =>
           this.track("checkpoint", () => this.checkpoint(body, log)),
@@ -225,7 +249,8 @@ export class AgentServer {
 
   private async readJson<S extends z.ZodType>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
     const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim();
-    if (type !== "application/json") throw new Ms2mError("UnsupportedMediaType", "content type must be application/json");
+    if (type !== "application/json")
+      throw new Ms2mError("UnsupportedMediaType", "content type must be application/json");
     const declared = Number(req.headers["content-length"] ?? "0");
     if (declared > JSON_LIMIT) throw new Ms2mError("RequestEntityTooLarge", "request body too large");
     let text: string;
@@ -262,36 +287,48 @@ export class AgentServer {
 
   private localImage(image: string) {
     const ref = parseImageReference(image);
-    if (ref.host !== "localhost") throw new Ms2mError("BadRequest", "target image must be named localhost/<repo>:<tag>");
+    if (ref.host !== "localhost")
+      throw new Ms2mError("BadRequest", "target image must be named localhost/<repo>:<tag>");
     return ref;
   }
 
   /** Direct mode: stream the archive into an OCI layout, then load it. */
   private async receive(req: IncomingMessage, url: URL, log: Logger) {
     const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim();
-    if (type !== ARCHIVE_CONTENT_TYPE) throw new Ms2mError("UnsupportedMediaType", `content type must be ${ARCHIVE_CONTENT_TYPE}`);
+    if (type !== ARCHIVE_CONTENT_TYPE)
+      throw new Ms2mError("UnsupportedMediaType", `content type must be ${ARCHIVE_CONTENT_TYPE}`);
     const container = assertContainerName(url.searchParams.get("container") ?? "");
     const image = url.searchParams.get("image") ?? "";
     const ref = this.localImage(image);
     const migration = url.searchParams.get("migration");
-    if (migration !== null && !migrationRe.test(migration)) throw new Ms2mError("BadRequest", "invalid migration name");
+    if (migration !== null && !migrationRe.test(migration))
+      throw new Ms2mError("BadRequest", "invalid migration name");
     const sizeText = req.headers[HEADER_ARCHIVE_SIZE] ?? req.headers["content-length"];
     if (typeof sizeText !== "string" || !/^[0-9]{1,16}$/.test(sizeText)) {
       throw new Ms2mError("BadRequest", `declared size required (${HEADER_ARCHIVE_SIZE} or Content-Length)`);
     }
     const size = Number(sizeText);
     const cl = req.headers["content-length"];
-    if (cl !== undefined && Number(cl) !== size) throw new Ms2mError("BadRequest", "Content-Length and declared size differ");
+    if (cl !== undefined && Number(cl) !== size)
+      throw new Ms2mError("BadRequest", "Content-Length and declared size differ");
     if (size > this.config.AGENT_MAX_ARCHIVE_BYTES) {
-      throw new Ms2mError("RequestEntityTooLarge", `archive of ${size} bytes exceeds the maximum ${this.config.AGENT_MAX_ARCHIVE_BYTES}`);
+      throw new Ms2mError(
+        "RequestEntityTooLarge",
+        `archive of ${size} bytes exceeds the maximum ${this.config.AGENT_MAX_ARCHIVE_BYTES}`,
+      );
     }
     const headerDigest = req.headers[HEADER_ARCHIVE_DIGEST];
     if (headerDigest !== undefined && (typeof headerDigest !== "string" || !isDigest(headerDigest))) {
       throw new Ms2mError("BadRequest", "declared digest must be sha256:<64 hex>");
     }
-    const declaredTrailer = String(req.headers.trailer ?? "").toLowerCase().includes(HEADER_ARCHIVE_DIGEST);
+    const declaredTrailer = String(req.headers.trailer ?? "")
+      .toLowerCase()
+      .includes(HEADER_ARCHIVE_DIGEST);
     if (headerDigest === undefined && !declaredTrailer) {
-      throw new Ms2mError("BadRequest", `declared digest required (${HEADER_ARCHIVE_DIGEST} header or trailer)`);
+      throw new Ms2mError(
+        "BadRequest",
+        `declared digest required (${HEADER_ARCHIVE_DIGEST} header or trailer)`,
+      );
     }
     const dir = join(this.tmpDir, randomUUID());
     try {
@@ -312,18 +349,29 @@ export class AgentServer {
       const described = describeCheckpointImage(got, container);
       await writeLayout(dir, described, ref.tag, container);
       const loadSeconds = await this.loadAndVerify(dir, ref.tag, image, got.digest, got.size);
-      log.info({ image, digest: got.digest, size: got.size, receiveSeconds, loadSeconds }, "checkpoint image loaded");
+      log.info(
+        { image, digest: got.digest, size: got.size, receiveSeconds, loadSeconds },
+        "checkpoint image loaded",
+      );
       return { image, digest: got.digest, size: got.size, receiveSeconds, loadSeconds };
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  private async loadAndVerify(dir: string, tag: string, image: string, digest: string, size: number): Promise<number> {
+  private async loadAndVerify(
+    dir: string,
+    tag: string,
+    image: string,
+    digest: string,
+    size: number,
+  ): Promise<number> {
     const started = performance.now();
     const opts = { binary: this.config.AGENT_SKOPEO, signal: this.shutdownAbort.signal };
     await loadLayoutIntoStorage(dir, tag, this.store, image, opts);
-    const manifest = (await storedManifest(this.store, image, opts)) as { layers?: { digest?: string }[] } | null;
+    const manifest = (await storedManifest(this.store, image, opts)) as {
+      layers?: { digest?: string }[];
+    } | null;
     if (manifest?.layers?.length !== 1 || manifest.layers[0]?.digest !== digest) {
       throw new Ms2mError("InternalError", "loaded image does not carry the received layer");
     }
@@ -354,7 +402,8 @@ export class AgentServer {
     const operation = body.destination.type === "agent" ? "send_direct" : "send_registry";
     const onBytes = (n: number) => this.metrics.bytes.inc({ operation }, n);
     try {
-      if (size > this.config.AGENT_MAX_ARCHIVE_BYTES) throw new Ms2mError("RequestEntityTooLarge", "archive exceeds the maximum size");
+      if (size > this.config.AGENT_MAX_ARCHIVE_BYTES)
+        throw new Ms2mError("RequestEntityTooLarge", "archive exceeds the maximum size");
       const stream = handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false });
       let result: SendResponse;
       if (body.destination.type === "agent") {
@@ -387,7 +436,12 @@ export class AgentServer {
           signal,
           onBytes,
         });
-        result = { image: r.image, digest: r.layerDigest, size: r.size, seconds: (performance.now() - started) / 1000 };
+        result = {
+          image: r.image,
+          digest: r.layerDigest,
+          size: r.size,
+          seconds: (performance.now() - started) / 1000,
+        };
       }
       ok = true;
       this.metrics.transferDuration.observe({ operation }, result.seconds);
@@ -416,18 +470,33 @@ export class AgentServer {
       this.metrics.transferDuration.observe({ operation: "pull" }, pullSeconds);
       this.metrics.transferSize.observe({ operation: "pull" }, got.size);
       const loadSeconds = await this.loadAndVerify(dir, ref.tag, body.image, got.layerDigest, got.size);
-      log.info({ image: body.image, digest: got.layerDigest, pullSeconds, loadSeconds }, "checkpoint image pulled");
-      return { image: body.image, digest: got.layerDigest, size: got.size, containerName: got.containerName, pullSeconds, loadSeconds };
+      log.info(
+        { image: body.image, digest: got.layerDigest, pullSeconds, loadSeconds },
+        "checkpoint image pulled",
+      );
+      return {
+        image: body.image,
+        digest: got.layerDigest,
+        size: got.size,
+        containerName: got.containerName,
+        pullSeconds,
+        loadSeconds,
+      };
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  private async checkpoint(body: z.infer<typeof checkpointRequestSchema>, log: Logger): Promise<CheckpointResponse> {
+  private async checkpoint(
+    body: z.infer<typeof checkpointRequestSchema>,
+    log: Logger,
+  ): Promise<CheckpointResponse> {
     const base = this.config.AGENT_KUBELET_URL;
     if (!base) throw new Ms2mError("NotFound", "local kubelet checkpointing is not configured on this agent");
     const token = (await readFile(this.config.AGENT_KUBELET_TOKEN_FILE, "utf8")).trim();
-    const ca = this.config.AGENT_KUBELET_CA_FILE ? await readFile(this.config.AGENT_KUBELET_CA_FILE) : undefined;
+    const ca = this.config.AGENT_KUBELET_CA_FILE
+      ? await readFile(this.config.AGENT_KUBELET_CA_FILE)
+      : undefined;
     const dispatcher = new UndiciAgent({ connect: ca ? { ca } : {} });
     const started = performance.now();
     try {
@@ -444,7 +513,12 @@ export class AgentServer {
       });
       const text = await readBounded(res.body, 64 * 1024);
       if (res.statusCode !== 200) {
-        const reason = res.statusCode === 401 || res.statusCode === 403 ? "Forbidden" : res.statusCode === 404 ? "NotFound" : "InternalError";
+        const reason =
+          res.statusCode === 401 || res.statusCode === 403
+            ? "Forbidden"
+            : res.statusCode === 404
+              ? "NotFound"
+              : "InternalError";
         throw new Ms2mError(reason, `kubelet checkpoint: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
       }
       const items = (JSON.parse(text) as { items?: unknown }).items;
@@ -470,14 +544,17 @@ export class AgentServer {
 
   private replyError(req: IncomingMessage, res: ServerResponse, err: unknown, route: string): void {
     const e =
-      err instanceof Ms2mError ? err : new Ms2mError("InternalError", `internal error: ${describeError(err)}`, { cause: err });
+      err instanceof Ms2mError
+        ? err
+        : new Ms2mError("InternalError", `internal error: ${describeError(err)}`, { cause: err });
     if (e.code >= 500) this.log.error({ err: describeError(err), route }, "request failed");
     else this.log.info({ reason: e.reason, message: e.message, route }, "request rejected");
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
-    if (e.reason === "TooManyRequests" || e.reason === "ServiceUnavailable") res.setHeader("retry-after", "5");
+    if (e.reason === "TooManyRequests" || e.reason === "ServiceUnavailable")
+      res.setHeader("retry-after", "5");
     if (!req.complete) {
       // Answer first, then drain what the client is still sending for a moment so it can read
       // the Status instead of a connection reset; never store any of it.

@@ -2,6 +2,7 @@
 // The body is chunked; its sha256 (computed while the bytes flow) goes in an HTTP trailer, so
 // the file is read exactly once. The declared size goes in a header up front.
 import { once } from "node:events";
+import type { IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
 import { Ms2mError, reasonForCode, statusReasons, type StatusReason } from "../common/errors.ts";
@@ -76,7 +77,7 @@ export async function sendArchive(
     ...(opts.servername ? { servername: opts.servername } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  const response = once(req, "response") as Promise<[import("node:http").IncomingMessage]>;
+  const response = once(req, "response") as Promise<[IncomingMessage]>;
   // Avoid unhandled rejections while we are still writing.
   response.catch(() => undefined);
   let writeError: unknown = null;
@@ -97,16 +98,23 @@ export async function sendArchive(
       throw err;
     }
   }
-  let res: import("node:http").IncomingMessage;
+  let res: IncomingMessage;
   try {
     // If the target answered early (e.g. 413), its Status explains better than a reset.
     [res] = await Promise.race([
       response,
-      new Promise<never>((_, reject) => setTimeout(() => reject(writeError ?? new Error("no response")), writeError ? 2000 : 2 ** 31 - 1).unref()),
+      new Promise<never>((_, reject) =>
+        setTimeout(
+          () => reject(writeError ?? new Error("no response")),
+          writeError ? 2000 : 2 ** 31 - 1,
+        ).unref(),
+      ),
     ]);
   } catch (err) {
     req.destroy();
-    throw new Ms2mError("ServiceUnavailable", `sending to target agent failed: ${(err as Error).message}`, { cause: err });
+    throw new Ms2mError("ServiceUnavailable", `sending to target agent failed: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const body = await readBounded(res, 64 * 1024);
   if (res.statusCode !== 201) throw statusError(res.statusCode ?? 500, body);
@@ -132,7 +140,12 @@ export async function readBounded(stream: AsyncIterable<Buffer>, max: number): P
 export function statusError(code: number, body: string): Ms2mError {
   try {
     const s = JSON.parse(body) as { kind?: string; reason?: string; message?: string };
-    if (s.kind === "Status" && typeof s.reason === "string" && s.reason in statusReasons && typeof s.message === "string") {
+    if (
+      s.kind === "Status" &&
+      typeof s.reason === "string" &&
+      s.reason in statusReasons &&
+      typeof s.message === "string"
+    ) {
       return new Ms2mError(s.reason as StatusReason, s.message);
     }
   } catch {

@@ -18,7 +18,14 @@ export async function writeFakeCheckpointArchive(path: string, opts: FakeArchive
   const out = createWriteStream(path, { mode: 0o600 });
   const done = pipeline(pack, out);
   const small: [string, string][] = [
-    ["config.dump", JSON.stringify({ id: "0".repeat(64), name: opts.containerName ?? "app", rootfsImageName: "docker.io/library/busybox:latest" })],
+    [
+      "config.dump",
+      JSON.stringify({
+        id: "0".repeat(64),
+        name: opts.containerName ?? "app",
+        rootfsImageName: "docker.io/library/busybox:latest",
+      }),
+    ],
     ["spec.dump", JSON.stringify({ ociVersion: "1.0.2", process: { args: ["sleep", "inf"] }, mounts: [] })],
     ["bind.mounts", "[]"],
     ["deleted.files", "[]"],
@@ -26,15 +33,19 @@ export async function writeFakeCheckpointArchive(path: string, opts: FakeArchive
     ["dump.log", "(00.000000) Dumping finished successfully\n"],
   ];
   const add = (header: Partial<tarStream.Header> & { name: string }, body: Buffer | string = "") =>
-    new Promise<void>((resolve, reject) => pack.entry(header as tarStream.Header, body, (err) => (err ? reject(err) : resolve())));
+    new Promise<void>((resolve, reject) =>
+      pack.entry(header as tarStream.Header, body, (err) => (err ? reject(err) : resolve())),
+    );
   await add({ name: "checkpoint/", type: "directory", mode: 0o700 });
   for (const [name, body] of small) await add({ name, mode: 0o600 }, body);
   const bulk = Math.max(0, opts.size - 16 * 1024);
-  let finished!: Promise<void>;
-  const entry = pack.entry({ name: "checkpoint/pages-1.img", size: bulk, mode: 0o600 } as tarStream.Header, (err) => {
-    if (err) throw err;
-  });
-  finished = new Promise<void>((resolve, reject) => {
+  const entry = pack.entry(
+    { name: "checkpoint/pages-1.img", size: bulk, mode: 0o600 } as tarStream.Header,
+    (err) => {
+      if (err) throw err;
+    },
+  );
+  const finished = new Promise<void>((resolve, reject) => {
     entry.once("finish", () => resolve());
     entry.once("error", reject);
   });

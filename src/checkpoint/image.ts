@@ -21,7 +21,8 @@ const containerNameRe = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 // Repository path components and tag, per the distribution reference grammar (subset, lower case).
 const repoRe = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 const tagRe = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const hostRe = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/;
+const hostRe =
+  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/;
 
 export function isDigest(value: string): boolean {
   return digestRe.test(value);
@@ -33,7 +34,8 @@ export function assertDigest(value: string, what = "digest"): string {
 }
 
 export function assertContainerName(value: string): string {
-  if (!containerNameRe.test(value)) throw new Ms2mError("BadRequest", "container name must be a DNS-1123 label");
+  if (!containerNameRe.test(value))
+    throw new Ms2mError("BadRequest", "container name must be a DNS-1123 label");
   return value;
 }
 
@@ -49,7 +51,8 @@ export interface ImageReference {
  * references): image names arrive from the network, so nothing is guessed.
  */
 export function parseImageReference(ref: string): ImageReference {
-  const bad = () => new Ms2mError("BadRequest", `invalid image reference ${JSON.stringify(ref.slice(0, 300))}`);
+  const bad = () =>
+    new Ms2mError("BadRequest", `invalid image reference ${JSON.stringify(ref.slice(0, 300))}`);
   if (ref.length > 512) throw bad();
   const slash = ref.indexOf("/");
   if (slash <= 0) throw bad();
@@ -81,7 +84,13 @@ export interface CheckpointImage {
 }
 
 function goArch(): string {
-  const map: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ppc64: "ppc64le", s390x: "s390x" };
+  const map: Record<string, string> = {
+    x64: "amd64",
+    arm64: "arm64",
+    arm: "arm",
+    ppc64: "ppc64le",
+    s390x: "s390x",
+  };
   return map[process.arch] ?? process.arch;
 }
 
@@ -139,7 +148,12 @@ export async function initLayout(layoutDir: string): Promise<string> {
  * Completes an OCI layout whose layer blob is already at `blobPath(dir, layer.digest)`: writes
  * config, manifest, index.json (annotated) and oci-layout. Files are 0600.
  */
-export async function writeLayout(layoutDir: string, image: CheckpointImage, tag: string, containerName: string) {
+export async function writeLayout(
+  layoutDir: string,
+  image: CheckpointImage,
+  tag: string,
+  containerName: string,
+) {
   await initLayout(layoutDir);
   const opts = { mode: 0o600 } as const;
   await writeFile(blobPath(layoutDir, image.config.descriptor.digest), image.config.bytes, opts);

@@ -62,7 +62,12 @@ function headers(opts: RegistryOptions, extra: Record<string, string> = {}): Rec
 
 async function fail(op: string, res: Dispatcher.ResponseData): Promise<never> {
   const text = (await res.body.text().catch(() => "")).slice(0, 300);
-  const reason = res.statusCode === 404 ? "NotFound" : res.statusCode >= 500 ? "ServiceUnavailable" : reasonForCode(res.statusCode);
+  const reason =
+    res.statusCode === 404
+      ? "NotFound"
+      : res.statusCode >= 500
+        ? "ServiceUnavailable"
+        : reasonForCode(res.statusCode);
   throw new Ms2mError(reason, `registry ${op}: HTTP ${res.statusCode} ${text}`);
 }
 
@@ -70,7 +75,8 @@ function location(res: Dispatcher.ResponseData, base: string): URL {
   const loc = res.headers.location;
   if (typeof loc !== "string") throw new Ms2mError("InternalError", "registry upload: no Location header");
   const url = new URL(loc, base);
-  if (url.origin !== new URL(base).origin) throw new Ms2mError("InternalError", "registry redirected upload to another origin");
+  if (url.origin !== new URL(base).origin)
+    throw new Ms2mError("InternalError", "registry redirected upload to another origin");
   return url;
 }
 
@@ -86,7 +92,12 @@ async function startUpload(base: string, opts: RegistryOptions): Promise<URL> {
   return location(res, base);
 }
 
-async function putSmallBlob(base: string, bytes: Buffer, digest: string, opts: RegistryOptions): Promise<void> {
+async function putSmallBlob(
+  base: string,
+  bytes: Buffer,
+  digest: string,
+  opts: RegistryOptions,
+): Promise<void> {
   const head = await request(`${base}/blobs/${digest}`, {
     method: "HEAD",
     headers: headers(opts),
@@ -133,12 +144,12 @@ export async function pushCheckpointImage(
   const uploadUrl = await startUpload(base, opts);
   const body = Readable.from(
     (async function* () {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      meter.update(chunk);
-      onBytes?.(chunk.length);
-      yield chunk;
-    }
-  })(),
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        meter.update(chunk);
+        onBytes?.(chunk.length);
+        yield chunk;
+      }
+    })(),
     { objectMode: false },
   );
   let res: Dispatcher.ResponseData;
@@ -155,7 +166,9 @@ export async function pushCheckpointImage(
     let e: unknown = err;
     while (e instanceof Error && !(e instanceof Ms2mError) && e.cause) e = e.cause;
     if (e instanceof Ms2mError) throw e;
-    throw new Ms2mError("ServiceUnavailable", `registry upload failed: ${(err as Error).message}`, { cause: err });
+    throw new Ms2mError("ServiceUnavailable", `registry upload failed: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (res.statusCode !== 202) await fail("upload", res);
   await res.body.dump();
@@ -185,7 +198,11 @@ export async function pushCheckpointImage(
   return { image: imageRef, layerDigest: digest, size, manifestDigest: image.manifest.descriptor.digest };
 }
 
-async function getFollowing(url: string, opts: RegistryOptions, accept?: string): Promise<Dispatcher.ResponseData> {
+async function getFollowing(
+  url: string,
+  opts: RegistryOptions,
+  accept?: string,
+): Promise<Dispatcher.ResponseData> {
   let current = new URL(url);
   for (let hop = 0; hop < 4; hop++) {
     const sameOrigin = current.origin === new URL(url).origin;
@@ -217,7 +234,10 @@ export interface PullResult {
 }
 
 /** Validates a remote manifest as a checkpoint image made the way this project makes them. */
-export function parseCheckpointManifest(raw: unknown): { layer: { digest: string; size: number }; containerName: string } {
+export function parseCheckpointManifest(raw: unknown): {
+  layer: { digest: string; size: number };
+  containerName: string;
+} {
   const bad = (why: string) => new Ms2mError("Invalid", `not a checkpoint image: ${why}`);
   const m = raw as {
     mediaType?: unknown;
@@ -226,13 +246,16 @@ export function parseCheckpointManifest(raw: unknown): { layer: { digest: string
     layers?: { mediaType?: unknown; digest?: unknown; size?: unknown }[];
     annotations?: Record<string, unknown>;
   };
-  if (!m || typeof m !== "object" || m.schemaVersion !== 2 || m.mediaType !== MEDIA_TYPE_MANIFEST) throw bad("not an OCI manifest");
+  if (!m || typeof m !== "object" || m.schemaVersion !== 2 || m.mediaType !== MEDIA_TYPE_MANIFEST)
+    throw bad("not an OCI manifest");
   if (m.config?.mediaType !== MEDIA_TYPE_CONFIG) throw bad("config is not an OCI config");
   if (!Array.isArray(m.layers) || m.layers.length !== 1) throw bad("exactly one layer expected");
   const layer = m.layers[0]!;
   if (layer.mediaType !== MEDIA_TYPE_LAYER) throw bad("layer is not an uncompressed OCI tar");
-  if (typeof layer.digest !== "string" || !/^sha256:[a-f0-9]{64}$/.test(layer.digest)) throw bad("bad layer digest");
-  if (typeof layer.size !== "number" || !Number.isSafeInteger(layer.size) || layer.size < 0) throw bad("bad layer size");
+  if (typeof layer.digest !== "string" || !/^sha256:[a-f0-9]{64}$/.test(layer.digest))
+    throw bad("bad layer digest");
+  if (typeof layer.size !== "number" || !Number.isSafeInteger(layer.size) || layer.size < 0)
+    throw bad("bad layer size");
   const name = m.annotations?.[CHECKPOINT_NAME_ANNOTATION];
   if (typeof name !== "string") throw bad("checkpoint annotation missing");
   assertContainerName(name);
@@ -247,7 +270,11 @@ export async function pullCheckpointImage(
   imageRef: string,
   layoutDir: string,
   tag: string,
-  opts: RegistryOptions & { maxBytes: number; expectedDigest?: string | undefined; onBytes?: (n: number) => void },
+  opts: RegistryOptions & {
+    maxBytes: number;
+    expectedDigest?: string | undefined;
+    onBytes?: (n: number) => void;
+  },
 ): Promise<PullResult> {
   const ref = parseImageReference(imageRef);
   const base = baseUrl(ref, opts);
@@ -271,9 +298,14 @@ export async function pullCheckpointImage(
   }
   const { layer, containerName } = parseCheckpointManifest(parsed);
   if (opts.expectedDigest !== undefined && opts.expectedDigest !== layer.digest) {
-    throw new Ms2mError("Conflict", `image layer ${layer.digest} is not the expected ${opts.expectedDigest}`, { retriable: false });
+    throw new Ms2mError(
+      "Conflict",
+      `image layer ${layer.digest} is not the expected ${opts.expectedDigest}`,
+      { retriable: false },
+    );
   }
-  if (layer.size > opts.maxBytes) throw new Ms2mError("RequestEntityTooLarge", "checkpoint layer exceeds the maximum size");
+  if (layer.size > opts.maxBytes)
+    throw new Ms2mError("RequestEntityTooLarge", "checkpoint layer exceeds the maximum size");
   const blobs = await initLayout(layoutDir);
   const blobRes = await getFollowing(`${base}/blobs/${layer.digest}`, opts);
   if (blobRes.statusCode !== 200) await fail("get blob", blobRes);

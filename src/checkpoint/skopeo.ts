@@ -19,7 +19,8 @@ export interface SkopeoOptions {
 /** containers-storage transport reference with an explicit store: never the host default by accident. */
 export function storageReference(store: StorageConfig, image: string): string {
   for (const p of [store.graphRoot, store.runRoot]) {
-    if (!p.startsWith("/") || /[\]\s+@:]/.test(p)) throw new Ms2mError("BadRequest", `unusable storage path ${p}`);
+    if (!p.startsWith("/") || /[\]\s+@:]/.test(p))
+      throw new Ms2mError("BadRequest", `unusable storage path ${p}`);
   }
   return `containers-storage:[${store.driver}@${store.graphRoot}+${store.runRoot}]${image}`;
 }
@@ -35,15 +36,23 @@ export function runSkopeo(args: string[], opts: SkopeoOptions = {}): Promise<str
         maxBuffer: 16 * 1024 * 1024,
         timeout: opts.timeoutMs ?? 15 * 60_000,
         signal: opts.signal,
-        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", TMPDIR: process.env.TMPDIR ?? "/var/tmp" },
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: process.env.HOME ?? "/",
+          TMPDIR: process.env.TMPDIR ?? "/var/tmp",
+        },
       },
       (err, stdout, stderr) => {
         if (err) {
           const tail = String(stderr).trim().split("\n").slice(-3).join(" | ").slice(0, 600);
           reject(
-            new Ms2mError(opts.signal?.aborted ? "ServiceUnavailable" : "InternalError", `skopeo ${args[0]} failed: ${tail || err.message}`, {
-              cause: err,
-            }),
+            new Ms2mError(
+              opts.signal?.aborted ? "ServiceUnavailable" : "InternalError",
+              `skopeo ${args[0]} failed: ${tail || err.message}`,
+              {
+                cause: err,
+              },
+            ),
           );
         } else resolve(String(stdout));
       },
@@ -63,7 +72,11 @@ export async function loadLayoutIntoStorage(
 }
 
 /** The manifest of an image in containers-storage, or null if it is not there. */
-export async function storedManifest(store: StorageConfig, image: string, opts: SkopeoOptions = {}): Promise<unknown> {
+export async function storedManifest(
+  store: StorageConfig,
+  image: string,
+  opts: SkopeoOptions = {},
+): Promise<unknown> {
   try {
     return JSON.parse(await runSkopeo(["inspect", "--raw", storageReference(store, image)], opts));
   } catch (err) {

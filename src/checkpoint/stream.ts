@@ -46,10 +46,16 @@ export class StreamMeter {
   private readonly limit: number;
   private readonly declared: number | undefined;
 
-  constructor(opts: { maxBytes: number; expectedSize?: number | undefined; inspect?: boolean; tarLimits?: Partial<TarLimits> }) {
+  constructor(opts: {
+    maxBytes: number;
+    expectedSize?: number | undefined;
+    inspect?: boolean;
+    tarLimits?: Partial<TarLimits>;
+  }) {
     this.limit = opts.maxBytes;
     this.declared = opts.expectedSize;
-    this.inspector = opts.inspect === false ? null : new TarInspector({ maxEntryBytes: opts.maxBytes, ...opts.tarLimits });
+    this.inspector =
+      opts.inspect === false ? null : new TarInspector({ maxEntryBytes: opts.maxBytes, ...opts.tarLimits });
   }
 
   update(chunk: Buffer): void {
@@ -70,7 +76,11 @@ export class StreamMeter {
       throw new Ms2mError("BadRequest", `truncated archive: ${this.size} of ${this.declared} declared bytes`);
     }
     this.inspector?.end();
-    return { digest: `sha256:${this.hash.digest("hex")}`, size: this.size, entries: this.inspector?.entries ?? 0 };
+    return {
+      digest: `sha256:${this.hash.digest("hex")}`,
+      size: this.size,
+      entries: this.inspector?.entries ?? 0,
+    };
   }
 
   /** An async-generator stage for stream.pipeline. */
@@ -140,11 +150,18 @@ export async function receiveArchive(
     if (opts.signal?.aborted) throw new Ms2mError("ServiceUnavailable", "transfer aborted", { cause: err });
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ERR_STREAM_PREMATURE_CLOSE" || code === "ECONNRESET" || code === "ABORT_ERR") {
-      throw new Ms2mError("BadRequest", "stream ended prematurely (connection closed)", { cause: err, retriable: true });
+      throw new Ms2mError("BadRequest", "stream ended prematurely (connection closed)", {
+        cause: err,
+        retriable: true,
+      });
     }
-    throw new Ms2mError("InternalError", `receiving archive failed: ${String((err as Error).message ?? err)}`, {
-      cause: err,
-    });
+    throw new Ms2mError(
+      "InternalError",
+      `receiving archive failed: ${String((err as Error).message ?? err)}`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 

@@ -279,7 +279,8 @@ export class TarInspector {
     }
     if (type !== "dir" && mode & 0o7000) throw unsafe("set-id or sticky bit on a non-directory entry");
     if (type !== "file" && size !== 0) throw malformed("non-file entry with data");
-    if (size > this.limits.maxEntryBytes) throw unsafe(`entry larger than ${this.limits.maxEntryBytes} bytes`);
+    if (size > this.limits.maxEntryBytes)
+      throw unsafe(`entry larger than ${this.limits.maxEntryBytes} bytes`);
 
     const path = normalizeEntryPath(name, this.limits.maxPathLength);
     if (path === null) {
@@ -336,7 +337,11 @@ export class TarInspector {
     if (kind === "x") {
       const pax = parsePax(data);
       for (const key of pax.keys()) {
-        if (!["path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"].includes(key)) {
+        if (
+          !["path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"].includes(
+            key,
+          )
+        ) {
           // Only user.* xattrs: security.capability & co. could grant privileges when unpacked.
           if (!key.startsWith("SCHILY.xattr.user.")) {
             throw unsafe(`unsupported PAX key ${JSON.stringify(key.slice(0, 64))}`);

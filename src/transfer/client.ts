@@ -60,7 +60,10 @@ export class AgentClient {
   /** Readiness of an agent (no authentication). */
   async ready(agentUrl: string, signal?: AbortSignal): Promise<boolean> {
     try {
-      const res = await request(new URL("/readyz", agentUrl), { dispatcher: this.dispatcher, signal: signal ?? AbortSignal.timeout(5000) });
+      const res = await request(new URL("/readyz", agentUrl), {
+        dispatcher: this.dispatcher,
+        signal: signal ?? AbortSignal.timeout(5000),
+      });
       await res.body.dump();
       return res.statusCode === 200;
     } catch {
@@ -87,7 +90,9 @@ export class AgentClient {
       });
     } catch (err) {
       const reason = timeout.aborted ? "Timeout" : "ServiceUnavailable";
-      throw new Ms2mError(reason, `agent ${base.host} unreachable: ${(err as Error).message}`, { cause: err });
+      throw new Ms2mError(reason, `agent ${base.host} unreachable: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const text = await readBounded(res.body as AsyncIterable<Buffer>, 256 * 1024);
     if (res.statusCode < 200 || res.statusCode >= 300) throw statusError(res.statusCode, text);

@@ -2,7 +2,9 @@
 // controller uses. Names follow Kubernetes validation (DNS-1123).
 import { z } from "zod";
 
-const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: "must be a DNS-1123 label" });
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: "must be a DNS-1123 label" });
 const dnsSubdomain = z
   .string()
   .max(253)

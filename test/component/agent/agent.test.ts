@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { Readable } from "node:stream";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -60,9 +61,18 @@ afterAll(async () => {
 /** Exports the layer of a stored image and returns its digest (byte identity end to end). */
 function storedLayerDigest(a: TestAgent, image: string): string {
   const out = mkdtempSync(join(tmpdir(), "ms2m-export-"));
-  execFileSync("skopeo", ["--insecure-policy", "copy", "--quiet", "--dest-oci-accept-uncompressed-layers", storageReference(a.store, image), `oci:${out}:x`]);
+  execFileSync("skopeo", [
+    "--insecure-policy",
+    "copy",
+    "--quiet",
+    "--dest-oci-accept-uncompressed-layers",
+    storageReference(a.store, image),
+    `oci:${out}:x`,
+  ]);
   const index = JSON.parse(readFileSync(join(out, "index.json"), "utf8"));
-  const man = JSON.parse(readFileSync(join(out, "blobs", "sha256", index.manifests[0].digest.slice(7)), "utf8"));
+  const man = JSON.parse(
+    readFileSync(join(out, "blobs", "sha256", index.manifests[0].digest.slice(7)), "utf8"),
+  );
   const layer = readFileSync(join(out, "blobs", "sha256", man.layers[0].digest.slice(7)));
   execFileSync("rm", ["-rf", out]);
   return sha(layer);
@@ -110,18 +120,31 @@ describe("transfer paths (real skopeo, containers-storage, registry)", () => {
     });
     expect(sent.digest).toBe(a.digest);
     const image = "localhost/ms2m/default-web-1-sidecar:m2";
-    const pulled = await controller.pull(target.url, { migration: "m2", source: remote, image, expectedDigest: sent.digest });
+    const pulled = await controller.pull(target.url, {
+      migration: "m2",
+      source: remote,
+      image,
+      expectedDigest: sent.digest,
+    });
     expect(pulled.containerName).toBe("sidecar");
     expect(storedLayerDigest(target, image)).toBe(a.digest);
     expect(residue(target)).toEqual([]);
     // a wrong pinned digest is refused before anything is loaded
     await expect(
-      controller.pull(target.url, { migration: "m2", source: remote, image: "localhost/x/y:z", expectedDigest: sha(Buffer.from("x")) }),
+      controller.pull(target.url, {
+        migration: "m2",
+        source: remote,
+        image: "localhost/x/y:z",
+        expectedDigest: sha(Buffer.from("x")),
+      }),
     ).rejects.toMatchObject({ reason: "Conflict" });
   });
 
   it("multi-container pod: one archive and one image per container, concurrently", async () => {
-    const [a, b] = await Promise.all([placeArchive(source, "multi-0", "one", 1 << 20), placeArchive(source, "multi-0", "two", 1 << 20)]);
+    const [a, b] = await Promise.all([
+      placeArchive(source, "multi-0", "one", 1 << 20),
+      placeArchive(source, "multi-0", "two", 1 << 20),
+    ]);
     const results = await Promise.all(
       [a!, b!].map((x, i) =>
         controller.send(source.url, {
@@ -171,15 +194,36 @@ const bad: [string, () => Buffer, number, Record<string, string>?][] = [
   ["block device", () => tarOf([{ name: "sda", type: "4" }]), 422],
   ["FIFO", () => tarOf([{ name: "fifo", type: "6" }]), 422],
   ["duplicate entry", () => tarOf([file("config.dump", "a"), file("config.dump", "b")]), 422],
-  ["oversized PAX header", () => tarOf([{ name: "p", type: "x", data: Buffer.alloc(128 * 1024, 0x41) }, file("a")]), 422],
-  ["oversized GNU long name", () => tarOf([{ name: "././@LongLink", type: "L", data: Buffer.alloc(100 * 1024, 0x61) }, file("a")]), 422],
-  ["PAX path with dot-dot", () => tarOf([{ name: "p", type: "x", data: pax({ path: "../../evil" }) }, file("a")]), 422],
-  ["capability xattr", () => tarOf([{ name: "p", type: "x", data: pax({ "SCHILY.xattr.security.capability": "x" }) }, file("a")]), 422],
+  [
+    "oversized PAX header",
+    () => tarOf([{ name: "p", type: "x", data: Buffer.alloc(128 * 1024, 0x41) }, file("a")]),
+    422,
+  ],
+  [
+    "oversized GNU long name",
+    () => tarOf([{ name: "././@LongLink", type: "L", data: Buffer.alloc(100 * 1024, 0x61) }, file("a")]),
+    422,
+  ],
+  [
+    "PAX path with dot-dot",
+    () => tarOf([{ name: "p", type: "x", data: pax({ path: "../../evil" }) }, file("a")]),
+    422,
+  ],
+  [
+    "capability xattr",
+    () =>
+      tarOf([{ name: "p", type: "x", data: pax({ "SCHILY.xattr.security.capability": "x" }) }, file("a")]),
+    422,
+  ],
   ["setuid file", () => tarOf([{ ...file("suid"), mode: 0o4755 }]), 422],
   ["global PAX header", () => tarOf([{ name: "g", type: "g", data: pax({ comment: "x" }) }, file("a")]), 422],
   ["data after end marker", () => Buffer.concat([tarOf([file("a")]), Buffer.from("smuggled")]), 422],
   ["header checksum mismatch", () => tarOf([{ ...file("a"), badChecksum: true }]), 400],
-  ["truncated tar (no end marker)", () => tarOf([file("a", "x".repeat(2000))], { end: false }).subarray(0, 1024), 400],
+  [
+    "truncated tar (no end marker)",
+    () => tarOf([file("a", "x".repeat(2000))], { end: false }).subarray(0, 1024),
+    400,
+  ],
   ["not a tar at all", () => Buffer.alloc(4096, 7), 400],
   ["empty body", () => Buffer.alloc(0), 400],
 ];
@@ -200,10 +244,26 @@ describe("malicious and broken archives: clear 4xx, no residue, no image", () =>
     ["wrong content type", () => receive(good, { headers: { "content-type": "application/json" } }), 415],
     ["missing digest", () => receive(good, { headers: { "ms2m-archive-digest": "" } }), 400],
     ["malformed digest", () => receive(good, { headers: { "ms2m-archive-digest": "md5:abc" } }), 400],
-    ["digest mismatch", () => receive(good, { headers: { "ms2m-archive-digest": sha(Buffer.from("other")) } }), 400],
-    ["declared size differs from Content-Length", () => receive(good, { headers: { "ms2m-archive-size": "10" } }), 400],
-    ["declared size above the maximum", () => receive(good, { headers: { "ms2m-archive-size": String(64 * 1024 ** 4) } }), 400],
-    ["image outside localhost/", () => receive(good, { query: { image: "docker.io/library/busybox:latest" } }), 400],
+    [
+      "digest mismatch",
+      () => receive(good, { headers: { "ms2m-archive-digest": sha(Buffer.from("other")) } }),
+      400,
+    ],
+    [
+      "declared size differs from Content-Length",
+      () => receive(good, { headers: { "ms2m-archive-size": "10" } }),
+      400,
+    ],
+    [
+      "declared size above the maximum",
+      () => receive(good, { headers: { "ms2m-archive-size": String(64 * 1024 ** 4) } }),
+      400,
+    ],
+    [
+      "image outside localhost/",
+      () => receive(good, { query: { image: "docker.io/library/busybox:latest" } }),
+      400,
+    ],
     ["invalid container name", () => receive(good, { query: { container: "../x" } }), 400],
     ["no token", () => receive(good, { token: null }), 401],
     ["unknown token", () => receive(good, { token: "forged" }), 401],
@@ -235,9 +295,11 @@ describe("malicious and broken archives: clear 4xx, no residue, no image", () =>
         "ms2m-archive-size": "1024",
         "ms2m-archive-digest": sha(body),
       },
-      body: (async function* () {
-        yield body;
-      })(),
+      body: Readable.from(
+        (async function* () {
+          yield body;
+        })(),
+      ),
       dispatcher,
     });
     expect(res.statusCode).toBe(400);
@@ -255,21 +317,31 @@ describe("send side: only the matching kubelet archive", () => {
     [archiveName("other-pod", "default", "app"), 403],
     [archiveName("web-9", "default", "app"), 404],
   ])("archive %s → %i", async (archive, code) => {
-    await expect(controller.send(source.url, { ...base, archive, destination: dest })).rejects.toMatchObject({ code });
+    await expect(controller.send(source.url, { ...base, archive, destination: dest })).rejects.toMatchObject({
+      code,
+    });
   });
 
   it("refuses a symlink planted in the checkpoints folder", async () => {
     const secret = join(source.root, "secret");
     writeFileSync(secret, "s3cret");
     symlinkSync(secret, join(source.checkpointsDir, archiveName("web-9", "default", "app")));
-    await expect(controller.send(source.url, { ...base, archive: archiveName("web-9", "default", "app"), destination: dest })).rejects.toMatchObject({
+    await expect(
+      controller.send(source.url, {
+        ...base,
+        archive: archiveName("web-9", "default", "app"),
+        destination: dest,
+      }),
+    ).rejects.toMatchObject({
       reason: "Forbidden",
     });
   });
 
   it("an agent token may not command a send; a bad JSON body is 4xx", async () => {
     const agentClient = new AgentClient({ ca: pki.ca, token: () => TOKENS.agent });
-    await expect(agentClient.send(source.url, { ...base, archive: "x", destination: dest })).rejects.toMatchObject({ code: 403 });
+    await expect(
+      agentClient.send(source.url, { ...base, archive: "x", destination: dest }),
+    ).rejects.toMatchObject({ code: 403 });
     await agentClient.close();
     const res = await request(new URL("/v1/send", source.url), {
       method: "POST",
@@ -319,17 +391,23 @@ describe("operations", () => {
           "ms2m-archive-size": "2048",
           "ms2m-archive-digest": sha(Buffer.alloc(2048)),
         },
-        body: (async function* () {
-          yield Buffer.alloc(512);
-          await gate;
-          yield Buffer.alloc(1536);
-        })(),
+        body: Readable.from(
+          (async function* () {
+            yield Buffer.alloc(512);
+            await gate;
+            yield Buffer.alloc(1536);
+          })(),
+        ),
         dispatcher,
       });
       await new Promise((r) => setTimeout(r, 200));
       const second = await request(url, {
         method: "POST",
-        headers: { authorization: `Bearer ${TOKENS.agent}`, "content-type": "application/x-tar", "ms2m-archive-digest": sha(Buffer.alloc(0)) },
+        headers: {
+          authorization: `Bearer ${TOKENS.agent}`,
+          "content-type": "application/x-tar",
+          "ms2m-archive-digest": sha(Buffer.alloc(0)),
+        },
         body: Buffer.alloc(0),
         dispatcher,
       });
@@ -363,12 +441,19 @@ describe("operations", () => {
     try {
       expect(residue(again)).toEqual([]);
       const body = tarOf([file("config.dump", "{}")]);
-      const r = await request(new URL("/v1/archives?container=app&image=localhost/ms2m/after-crash:t", again.url), {
-        method: "POST",
-        headers: { authorization: `Bearer ${TOKENS.agent}`, "content-type": "application/x-tar", "ms2m-archive-digest": sha(body) },
-        body,
-        dispatcher,
-      });
+      const r = await request(
+        new URL("/v1/archives?container=app&image=localhost/ms2m/after-crash:t", again.url),
+        {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${TOKENS.agent}`,
+            "content-type": "application/x-tar",
+            "ms2m-archive-digest": sha(body),
+          },
+          body,
+          dispatcher,
+        },
+      );
       expect(r.statusCode).toBe(201);
       await r.body.dump();
     } finally {
@@ -388,17 +473,20 @@ describe("operations", () => {
         "ms2m-archive-size": String(1 << 20),
         "ms2m-archive-digest": sha(Buffer.alloc(1)),
       },
-      body: (async function* () {
-        yield tarOf([file("a", "z".repeat(1000))], { end: false });
-        await new Promise((r) => setTimeout(r, 300));
-        ac.abort();
-        yield Buffer.alloc(10);
-      })(),
+      body: Readable.from(
+        (async function* () {
+          yield tarOf([file("a", "z".repeat(1000))], { end: false });
+          await new Promise((r) => setTimeout(r, 300));
+          ac.abort();
+          yield Buffer.alloc(10);
+        })(),
+      ),
       dispatcher,
       signal: ac.signal,
     });
     await p.catch(() => undefined);
-    for (let i = 0; i < 20 && target.agent.inFlightCount > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 20 && target.agent.inFlightCount > 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
     expect(residue(target)).toEqual([]);
     expect((await listStoredImages(target.store)).some((n) => n.includes("aborted"))).toBe(false);
   });

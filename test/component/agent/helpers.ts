@@ -26,10 +26,55 @@ export interface Pki {
 export function makePki(): Pki {
   const dir = mkdtempSync(join(tmpdir(), "ms2m-pki-"));
   const run = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=ms2m-test-ca");
-  run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=ms2m-agent");
+  run(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=ms2m-test-ca",
+  );
+  run(
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "tls.key",
+    "-out",
+    "tls.csr",
+    "-subj",
+    "/CN=ms2m-agent",
+  );
   writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\n");
-  run("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "tls.crt", "-days", "2", "-extfile", "ext.cnf");
+  run(
+    "x509",
+    "-req",
+    "-in",
+    "tls.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "tls.crt",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  );
   return {
     dir,
     ca: readFileSync(join(dir, "ca.crt")),
@@ -72,7 +117,11 @@ export class FakeReviewer implements Reviewer {
   async authorize(user: UserInfo, attrs: AccessAttributes): Promise<boolean> {
     this.calls.authorize++;
     if (this.down) throw new Error("connection refused");
-    return attrs.verb === "create" && attrs.resource === "agents" && (this.rbac[user.username] ?? []).includes(attrs.subresource);
+    return (
+      attrs.verb === "create" &&
+      attrs.resource === "agents" &&
+      (this.rbac[user.username] ?? []).includes(attrs.subresource)
+    );
   }
 }
 
@@ -139,7 +188,11 @@ export async function startAgent(
     root,
     checkpointsDir: env.AGENT_CHECKPOINTS_DIR,
     workDir: env.AGENT_WORK_DIR,
-    store: { driver: config.AGENT_STORAGE_DRIVER, graphRoot: env.AGENT_STORAGE_GRAPHROOT, runRoot: env.AGENT_STORAGE_RUNROOT },
+    store: {
+      driver: config.AGENT_STORAGE_DRIVER,
+      graphRoot: env.AGENT_STORAGE_GRAPHROOT,
+      runRoot: env.AGENT_STORAGE_RUNROOT,
+    },
     reviewer,
     async stop() {
       await agent.shutdown(1000);
@@ -230,7 +283,7 @@ export interface RawEntry {
 export function tarHeader(e: RawEntry): Buffer {
   const h = Buffer.alloc(512);
   h.write(e.name.slice(0, 100), 0, "utf8");
-  h.write(((e.mode ?? 0o644).toString(8).padStart(7, "0")) + "\0", 100, "ascii");
+  h.write((e.mode ?? 0o644).toString(8).padStart(7, "0") + "\0", 100, "ascii");
   h.write("0000000\0", 108, "ascii");
   h.write("0000000\0", 116, "ascii");
   const size = e.size ?? e.data?.length ?? 0;

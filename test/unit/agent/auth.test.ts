@@ -3,7 +3,11 @@ import { Authenticator } from "../../../agent/auth.ts";
 import { checkpointArchivePattern, resolveArchiveName } from "../../../agent/archives.ts";
 import { parseAgentConfig } from "../../../agent/config.ts";
 import { ConfigError } from "../../../src/common/config.ts";
-import { parseImageReference, describeCheckpointImage, CHECKPOINT_NAME_ANNOTATION } from "../../../src/checkpoint/image.ts";
+import {
+  parseImageReference,
+  describeCheckpointImage,
+  CHECKPOINT_NAME_ANNOTATION,
+} from "../../../src/checkpoint/image.ts";
 import { FakeReviewer, TOKENS } from "../../component/agent/helpers.ts";
 
 describe("Authenticator", () => {
@@ -38,9 +42,9 @@ describe("archive names", () => {
   it("accepts the kubelet's name, as path or basename", () => {
     const name = "checkpoint-web-0_default-app-2025-01-02T03:04:05Z.tar";
     expect(checkpointArchivePattern("default", "web-0", "app").test(name)).toBe(true);
-    expect(resolveArchiveName("/var/lib/kubelet/checkpoints", `/var/lib/kubelet/checkpoints/${name}`, ids)).toBe(
-      `/var/lib/kubelet/checkpoints/${name}`,
-    );
+    expect(
+      resolveArchiveName("/var/lib/kubelet/checkpoints", `/var/lib/kubelet/checkpoints/${name}`, ids),
+    ).toBe(`/var/lib/kubelet/checkpoints/${name}`);
   });
   it.each([
     "/etc/shadow",
@@ -50,7 +54,9 @@ describe("archive names", () => {
     "checkpoint-web-0_default-app-2025-01-02T03:04:05Z.tar.gz",
     "checkpoint-web-0_default-app-x.tar",
   ])("refuses %s", (archive) => {
-    expect(() => resolveArchiveName("/var/lib/kubelet/checkpoints", archive, ids)).toThrow(/checkpoint|folder/);
+    expect(() => resolveArchiveName("/var/lib/kubelet/checkpoints", archive, ids)).toThrow(
+      /checkpoint|folder/,
+    );
   });
 });
 
@@ -59,15 +65,27 @@ describe("config and image helpers", () => {
     expect(() => parseAgentConfig({ NODE_NAME: "n1", AGENT_PORT: "99999" })).toThrow(ConfigError);
   });
   it("parses strict image references", () => {
-    expect(parseImageReference("127.0.0.1:5000/ms2m/ckpt:m1-app")).toEqual({ host: "127.0.0.1:5000", repository: "ms2m/ckpt", tag: "m1-app" });
-    for (const bad of ["busybox", "localhost/x", "localhost/X:y", "localhost/x:y@sha256:1", "localhost/../x:y"]) {
+    expect(parseImageReference("127.0.0.1:5000/ms2m/ckpt:m1-app")).toEqual({
+      host: "127.0.0.1:5000",
+      repository: "ms2m/ckpt",
+      tag: "m1-app",
+    });
+    for (const bad of [
+      "busybox",
+      "localhost/x",
+      "localhost/X:y",
+      "localhost/x:y@sha256:1",
+      "localhost/../x:y",
+    ]) {
       expect(() => parseImageReference(bad)).toThrow();
     }
   });
   it("describes a deterministic annotated image", () => {
     const d = `sha256:${"a".repeat(64)}`;
     const one = describeCheckpointImage({ digest: d, size: 10 }, "app");
-    expect(one.manifest.bytes.equals(describeCheckpointImage({ digest: d, size: 10 }, "app").manifest.bytes)).toBe(true);
+    expect(
+      one.manifest.bytes.equals(describeCheckpointImage({ digest: d, size: 10 }, "app").manifest.bytes),
+    ).toBe(true);
     const m = JSON.parse(one.manifest.bytes.toString());
     expect(m.annotations[CHECKPOINT_NAME_ANNOTATION]).toBe("app");
     expect(m.layers[0].mediaType).toBe("application/vnd.oci.image.layer.v1.tar");

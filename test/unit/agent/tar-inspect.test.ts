@@ -8,10 +8,10 @@ import { tarOf } from "../../component/agent/helpers.ts";
 async function packOf(files: { name: string; data: string }[]): Promise<Buffer> {
   const pack = tarStream.pack();
   const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
+  pack.on("data", (c: unknown) => void chunks.push(c as Buffer));
   for (const f of files) pack.entry({ name: f.name }, f.data);
   pack.finalize();
-  await new Promise((r) => pack.on("end", r));
+  await new Promise<void>((r) => pack.on("end", () => r()));
   return Buffer.concat(chunks);
 }
 
@@ -27,7 +27,11 @@ describe("TarInspector", () => {
     const name = fc.stringMatching(/^[a-z][a-z0-9_]{0,20}$/);
     await fc.assert(
       fc.asyncProperty(
-        fc.uniqueArray(fc.record({ name, data: fc.string({ maxLength: 2000 }) }), { selector: (f) => f.name, minLength: 1, maxLength: 8 }),
+        fc.uniqueArray(fc.record({ name, data: fc.string({ maxLength: 2000 }) }), {
+          selector: (f) => f.name,
+          minLength: 1,
+          maxLength: 8,
+        }),
         fc.integer({ min: 1, max: 3000 }),
         async (files, chunk) => {
           const t = inspect(await packOf(files), chunk);
