@@ -1,0 +1,192 @@
+// What a phase handler works with: the migration as last written, the ports, and helpers that
+// write status and move between phases. Every write returns the stored object, which becomes
+// `ctx.m`: the next step always starts from what the API server has, never from a cache.
+import type { Logger } from "../common/logger.ts";
+import type { ControllerMetrics } from "../common/metrics.ts";
+import type { Phase, StatefulMigration } from "../api/v1alpha1/index.ts";
+import type {
+  CheckpointPort,
+  Clock,
+  ClusterPort,
+  EventRecorder,
+  EventType,
+  MessagingPort,
+  TransferPort,
+} from "./ports.ts";
+import {
+  CONDITION_PROGRESSING,
+  CONDITION_SUCCEEDED,
+  cloneMigration,
+  endPhaseTiming,
+  formatDuration,
+  iso,
+  setCondition,
+  startPhaseTiming,
+} from "./status.ts";
+
+export type ActivePhase = Exclude<Phase, "Completed" | "Failed">;
+
+export interface ControllerSettings {
+  /** Deadline of each phase in ms (Replaying: added to the migration's replay cutoff). */
+  phaseTimeoutMs: Record<ActivePhase, number>;
+  /** Deadline for a rollback before the migration is marked Failed regardless. */
+  rollbackTimeoutMs: number;
+  /** Grace period for deleting a source pod (short: the target is ready to take over by then). */
+  sourceGraceSeconds: number;
+  /** Interval of replay-queue depth polls (nothing to watch there). */
+  replayPollMs: number;
+  /** Passed to the kubelet checkpoint API. */
+  checkpointTimeoutSeconds: number;
+}
+
+export const defaultSettings: ControllerSettings = {
+  phaseTimeoutMs: {
+    Pending: 60_000,
+    Checkpointing: 120_000,
+    Transferring: 300_000,
+    Restoring: 300_000,
+    Replaying: 60_000,
+    Finalizing: 120_000,
+  },
+  rollbackTimeoutMs: 120_000,
+  sourceGraceSeconds: 1,
+  replayPollMs: 250,
+  checkpointTimeoutSeconds: 60,
+};
+
+export interface PhaseDeps {
+  cluster: ClusterPort;
+  checkpointer: CheckpointPort;
+  transfer: TransferPort;
+  messaging: MessagingPort;
+  events: EventRecorder;
+  clock: Clock;
+  log: Logger;
+  metrics?: ControllerMetrics;
+  settings: ControllerSettings;
+  /** One-shot messages this process has sent (re-sent once after a restart; idempotent). */
+  sent: Set<string>;
+}
+
+/** What a handler tells the reconciler. */
+export type Outcome =
+  /** The phase changed (ctx.m holds the new object): run the next handler now. */
+  | { type: "next" }
+  /** Waiting for a watch event; `afterMs` bounds the wait (deadline or a poll). */
+  | { type: "wait"; afterMs?: number }
+  /** Nothing more to do for this object. */
+  | { type: "done" };
+
+export const next = (): Outcome => ({ type: "next" });
+export const wait = (afterMs?: number): Outcome => ({
+  type: "wait",
+  ...(afterMs !== undefined ? { afterMs } : {}),
+});
+export const done = (): Outcome => ({ type: "done" });
+
+export class PhaseContext {
+  m: StatefulMigration;
+  readonly deps: PhaseDeps;
+
+  constructor(m: StatefulMigration, deps: PhaseDeps) {
+    this.m = m;
+    this.deps = deps;
+  }
+
+  get now(): number {
+    return this.deps.clock.now();
+  }
+  get namespace(): string {
+    return this.m.metadata.namespace ?? "default";
+  }
+  get name(): string {
+    return this.m.metadata.name ?? "";
+  }
+  get log(): Logger {
+    return this.deps.log;
+  }
+
+  event(type: EventType, reason: string, message: string): void {
+    this.deps.events.event(this.m, type, reason, message);
+  }
+
+  /** Writes status after `mutate` (on a copy); Conflict propagates and the key is requeued. */
+  async update(mutate: (m: StatefulMigration) => void): Promise<StatefulMigration> {
+    const copy = cloneMigration(this.m);
+    copy.status ??= {};
+    mutate(copy);
+    if (copy.metadata.generation !== undefined) copy.status.observedGeneration = copy.metadata.generation;
+    this.m = await this.deps.cluster.updateMigrationStatus(copy);
+    return this.m;
+  }
+
+  /** Ends the current phase and starts `to` in one status write; records Event and metrics. */
+  async transition(to: Phase, mutate?: (m: StatefulMigration) => void, message?: string): Promise<void> {
+    const from = this.m.status?.phase;
+    const now = this.now;
+    let endedMs: number | undefined;
+    await this.update((m) => {
+      const status = (m.status ??= {});
+      endedMs = endPhaseTiming(m, now);
+      mutate?.(m);
+      status.phase = to;
+      if (to === "Completed" || to === "Failed") {
+        status.completionTime = iso(now);
+        if (status.startTime) status.duration = formatDuration(status.startTime, now);
+        setCondition(m, now, {
+          type: CONDITION_PROGRESSING,
+          status: "False",
+          reason: to,
+          message: message ?? to,
+        });
+        setCondition(m, now, {
+          type: CONDITION_SUCCEEDED,
+          status: to === "Completed" ? "True" : "False",
+          reason: to === "Completed" ? "Completed" : (status.failure?.reason ?? "Failed"),
+          message:
+            message ?? (to === "Completed" ? "migration completed" : (status.failure?.message ?? "failed")),
+        });
+      } else {
+        startPhaseTiming(m, to, now);
+        setCondition(m, now, {
+          type: CONDITION_PROGRESSING,
+          status: "True",
+          reason: to,
+          message: message ?? `phase ${to}`,
+        });
+      }
+    });
+    const status = this.m.status ?? {};
+    const labels = {
+      strategy: status.strategy ?? "unknown",
+      transfer_mode: status.transferMode ?? "unknown",
+    };
+    if (from && endedMs !== undefined)
+      this.deps.metrics?.phaseDuration.observe({ phase: from, ...labels }, endedMs / 1000);
+    if ((to === "Completed" || to === "Failed") && status.startTime) {
+      const result =
+        to === "Completed" ? "succeeded" : status.failure?.reason === "Cancelled" ? "cancelled" : "failed";
+      this.deps.metrics?.migrationsTotal.inc({ result });
+      this.deps.metrics?.migrationDuration.observe(
+        { ...labels, result },
+        (now - Date.parse(status.startTime)) / 1000,
+      );
+    }
+    const text = message ?? (from ? `${from} -> ${to}` : to);
+    this.event(to === "Failed" ? "Warning" : "Normal", to, text);
+    this.log.info(
+      { migration: `${this.namespace}/${this.name}`, from, to, durationMs: endedMs },
+      "phase change",
+    );
+  }
+
+  /** Milliseconds left before the current phase's deadline. */
+  remainingMs(extraMs = 0): number {
+    const phase = this.m.status?.phase as ActivePhase | undefined;
+    if (!phase) return Infinity;
+    const start = this.m.status?.phaseTimings?.find((t) => t.phase === phase)?.startTime;
+    if (!start) return Infinity;
+    const limit = this.deps.settings.phaseTimeoutMs[phase] + extraMs;
+    return Date.parse(start) + limit - this.now;
+  }
+}

@@ -1,0 +1,84 @@
+// Checkpointing: replay queue first (so every message published after the checkpoint is kept),
+// then one checkpoint per container. The intent is written to status before each request; a
+// controller that restarts with an intent but no result asks the agent what happened instead
+// of checkpointing again.
+import { isMs2mError } from "../../common/errors.ts";
+import { next, type Outcome, type PhaseContext } from "../context.ts";
+import { fail } from "../failures.ts";
+import { checkpointKey, uidOf } from "../names.ts";
+import type { CheckpointRequest, CheckpointResult } from "../ports.ts";
+import { iso } from "../status.ts";
+import { replayRef, requireSourcePod } from "./shared.ts";
+
+export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
+  const source = await requireSourcePod(ctx);
+  const node = ctx.m.status?.sourceNode ?? source.spec?.nodeName ?? "";
+
+  const ref = await replayRef(ctx);
+  if (ref) {
+    const pending = (ctx.m.status?.containers ?? []).some((c) => !c.checkpointPath);
+    if (pending) {
+      // Recorded first, so a rollback knows to remove the queue even if the declare times out.
+      if (!ctx.m.status?.replay?.replayQueue) {
+        const { replayQueue } = await ctx.deps.messaging.prepareReplay(ref);
+        await ctx.update((m) => {
+          m.status!.replay = { ...m.status!.replay, replayQueue };
+        });
+      } else {
+        await ctx.deps.messaging.prepareReplay(ref);
+      }
+    }
+  }
+
+  for (const name of (ctx.m.status?.containers ?? []).map((c) => c.name)) {
+    const c = ctx.m.status?.containers?.find((x) => x.name === name);
+    if (!c || c.checkpointPath) continue;
+    const req: CheckpointRequest = {
+      node,
+      namespace: ctx.namespace,
+      pod: ctx.m.spec.sourcePod,
+      container: name,
+      key: checkpointKey(uidOf(ctx.m), name),
+      timeoutSeconds: ctx.deps.settings.checkpointTimeoutSeconds,
+    };
+    let result: CheckpointResult | undefined;
+    if (c.checkpointRequestedAt) {
+      const found = await ctx.deps.checkpointer.lookup(req);
+      if (found.state === "done") result = found.result;
+      else if (found.state === "unknown") {
+        return fail(
+          "CheckpointOutcomeUnknown",
+          `a checkpoint of ${name} was requested but its outcome cannot be determined; not checkpointing twice`,
+        );
+      }
+    }
+    if (!result) {
+      const now = ctx.now;
+      await ctx.update((m) => {
+        const x = m.status!.containers!.find((y) => y.name === name)!;
+        x.checkpointRequestedAt = iso(now);
+      });
+      try {
+        result = await ctx.deps.checkpointer.checkpoint(req);
+      } catch (err) {
+        // A definite refusal (404: gate off, 500: runtime/CRIU failure) ends the migration; an
+        // unknown outcome (timeout, connection lost) is retried through lookup().
+        if (isMs2mError(err) && !err.retriable) {
+          return fail("CheckpointFailed", `checkpoint of ${name} on ${node}: ${err.message}`, err);
+        }
+        throw err;
+      }
+    }
+    const done = result;
+    await ctx.update((m) => {
+      const x = m.status!.containers!.find((y) => y.name === name)!;
+      x.checkpointPath = done.path;
+      if (done.digest) x.checkpointDigest = done.digest;
+      if (done.bytes !== undefined) x.checkpointBytes = done.bytes;
+    });
+    ctx.event("Normal", "Checkpointed", `container ${name} checkpointed on ${node}`);
+  }
+
+  await ctx.transition("Transferring");
+  return next();
+}

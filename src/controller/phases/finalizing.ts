@@ -1,0 +1,83 @@
+// Finalizing: the loss-free cutover (messaging module), the hand-over to the workload's
+// controller, then cleanup of checkpoint archives and images. Cleanup failures are reported
+// as Warning Events and do not fail a migration whose pod is already serving.
+import { describeError } from "../../common/errors.ts";
+import { done, wait, type Outcome, type PhaseContext } from "../context.ts";
+import type { ArtifactRef } from "../ports.ts";
+import { CONDITION_CUTOVER, CONDITION_HANDED_OVER, isConditionTrue, setCondition } from "../status.ts";
+import { handOver } from "./handover.ts";
+import { replayRef } from "./shared.ts";
+
+export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
+  const s = ctx.m.status ?? {};
+  const ref = await replayRef(ctx);
+  const replayQueue = s.replay?.replayQueue;
+  if (ref && replayQueue && !isConditionTrue(s, CONDITION_CUTOVER)) {
+    const result = await ctx.deps.messaging.cutover(ref, {
+      sourcePod: ctx.m.spec.sourcePod,
+      targetPod: s.targetPod ?? "",
+      replayQueue,
+      cutoff: s.replay?.cutoffReached === true,
+    });
+    const now = ctx.now;
+    await ctx.update((m) => {
+      m.status!.replay = {
+        ...m.status!.replay,
+        messagesReplayed: Math.max(result.messagesReplayed, m.status!.replay?.messagesReplayed ?? 0),
+      };
+      setCondition(m, now, {
+        type: CONDITION_CUTOVER,
+        status: "True",
+        reason: "CutOver",
+        message: "target consumes the primary queue",
+      });
+    });
+  }
+
+  if (!isConditionTrue(ctx.m.status, CONDITION_HANDED_OVER)) {
+    if (!(await handOver(ctx))) return wait(ctx.remainingMs());
+    const now = ctx.now;
+    await ctx.update((m) => {
+      setCondition(m, now, {
+        type: CONDITION_HANDED_OVER,
+        status: "True",
+        reason: "HandedOver",
+        message: `${m.status?.targetPod} belongs to ${m.status?.owner ? `${m.status.owner.kind} ${m.status.owner.name}` : "no controller (bare pod)"}`,
+      });
+    });
+  }
+
+  await cleanupArtifacts(ctx);
+  if (ref && replayQueue) {
+    try {
+      await ctx.deps.messaging.cleanup(ref, replayQueue);
+    } catch (err) {
+      ctx.event("Warning", "CleanupFailed", `replay queue cleanup: ${describeError(err)}`);
+    }
+  }
+  await ctx.transition("Completed", undefined, `migrated to ${s.targetNode} as ${s.targetPod}`);
+  return done();
+}
+
+export function artifactsOf(ctx: PhaseContext): ArtifactRef[] {
+  const s = ctx.m.status ?? {};
+  return (s.containers ?? [])
+    .filter((c) => c.checkpointPath || c.checkpointImage)
+    .map((c) => ({
+      mode: s.transferMode ?? ctx.m.spec.transferMode,
+      sourceNode: s.sourceNode ?? "",
+      ...(s.targetNode ? { targetNode: s.targetNode } : {}),
+      ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
+      ...(c.checkpointImage ? { image: c.checkpointImage } : {}),
+    }));
+}
+
+export async function cleanupArtifacts(ctx: PhaseContext): Promise<void> {
+  const artifacts = artifactsOf(ctx);
+  if (artifacts.length === 0) return;
+  try {
+    await ctx.deps.transfer.cleanup(artifacts);
+  } catch (err) {
+    ctx.event("Warning", "CleanupFailed", `checkpoint artifacts: ${describeError(err)}`);
+  }
+}

@@ -1,0 +1,146 @@
+// Pending: validate against the live cluster and resolve everything later phases need, then
+// record it in status in one write. Creates no external state (the finalizer comes first).
+import type { V1Node, V1Pod } from "@kubernetes/client-node";
+import type { MigrationStrategy, OwnerStatus } from "../../api/v1alpha1/index.ts";
+import { controllerOf } from "../../kube/owners.ts";
+import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
+import { fail } from "../failures.ts";
+import { FINALIZER, shadowPodName, uidOf } from "../names.ts";
+import { isNodeReady, isTerminating, nodeMismatch } from "../pods.ts";
+import { iso, setCondition, startPhaseTiming, CONDITION_PROGRESSING } from "../status.ts";
+
+export async function pending(ctx: PhaseContext): Promise<Outcome> {
+  const { cluster } = ctx.deps;
+  if (!ctx.m.status?.phase) {
+    const now = ctx.now;
+    await ctx.update((m) => {
+      const s = (m.status ??= {});
+      s.phase = "Pending";
+      s.startTime = iso(now);
+      startPhaseTiming(m, "Pending", now);
+      setCondition(m, now, {
+        type: CONDITION_PROGRESSING,
+        status: "True",
+        reason: "Pending",
+        message: "validating",
+      });
+    });
+    ctx.event("Normal", "Pending", "migration accepted");
+  }
+  if (!(ctx.m.metadata.finalizers ?? []).includes(FINALIZER)) {
+    ctx.m = await cluster.addMigrationFinalizer(ctx.m, FINALIZER);
+  }
+
+  const pod = await cluster.getPod(ctx.namespace, ctx.m.spec.sourcePod);
+  if (!pod) return fail("SourcePodNotFound", `pod ${ctx.m.spec.sourcePod} not found in ${ctx.namespace}`);
+  if (isTerminating(pod)) return fail("SourcePodTerminating", `pod ${ctx.m.spec.sourcePod} is being deleted`);
+  const sourceNode = pod.spec?.nodeName;
+  // A pod still starting up gets there soon: its update event brings us back.
+  if (!sourceNode || pod.status?.phase !== "Running") return wait(ctx.remainingMs());
+
+  const containers = selectContainers(pod, ctx.m.spec.containerName);
+  const owner = await resolveOwner(ctx, pod);
+  const strategy = resolveStrategy(ctx.m.spec.migrationStrategy, owner);
+  const target = await resolveTargetNode(ctx, pod, sourceNode);
+  const targetPod =
+    strategy === "Sequential" ? ctx.m.spec.sourcePod : shadowPodName(ctx.m.spec.sourcePod, uidOf(ctx.m));
+
+  await ctx.transition(
+    "Checkpointing",
+    (m) => {
+      const s = (m.status ??= {});
+      s.strategy = strategy;
+      s.transferMode = m.spec.transferMode;
+      s.sourceNode = sourceNode;
+      s.targetNode = target.metadata?.name;
+      s.targetPod = targetPod;
+      s.sourcePodUID = pod.metadata?.uid;
+      if (owner) s.owner = owner;
+      s.containers = containers.map((name) => ({ name }));
+    },
+    `${strategy} ${m(ctx)} from ${sourceNode} to ${target.metadata?.name} (${ctx.m.spec.transferMode})`,
+  );
+  return next();
+}
+
+const m = (ctx: PhaseContext) => `${ctx.namespace}/${ctx.m.spec.sourcePod}`;
+
+function selectContainers(pod: V1Pod, containerName: string | undefined): string[] {
+  const names = (pod.spec?.containers ?? []).map((c) => c.name);
+  if (containerName === undefined) return names;
+  if (!names.includes(containerName)) {
+    return fail("ContainerNotFound", `pod has no container ${containerName} (has: ${names.join(", ")})`);
+  }
+  return [containerName];
+}
+
+async function resolveOwner(ctx: PhaseContext, pod: V1Pod): Promise<OwnerStatus | undefined> {
+  const ref = controllerOf(pod);
+  if (!ref) return undefined;
+  const base: OwnerStatus = { kind: ref.kind, name: ref.name, uid: ref.uid };
+  if (ref.kind === "ReplicaSet") {
+    const rs = await ctx.deps.cluster.getReplicaSet(ctx.namespace, ref.name);
+    if (!rs) return fail("OwnerNotFound", `ReplicaSet ${ref.name} not found`);
+    const top = controllerOf(rs);
+    if (top && top.kind !== "Deployment") {
+      return fail("UnsupportedOwner", `ReplicaSet ${ref.name} is controlled by a ${top.kind}`);
+    }
+    return top ? { ...base, workloadKind: top.kind, workloadName: top.name } : base;
+  }
+  if (ref.kind === "StatefulSet") {
+    const sts = await ctx.deps.cluster.getStatefulSet(ctx.namespace, ref.name);
+    if (!sts) return fail("OwnerNotFound", `StatefulSet ${ref.name} not found`);
+    return { ...base, workloadKind: "StatefulSet", workloadName: ref.name };
+  }
+  return fail("UnsupportedOwner", `pods controlled by a ${ref.kind} cannot be migrated`);
+}
+
+/**
+ * StatefulSet pods keep their name (Sequential); everything else runs a shadow beside the source.
+ * ShadowPod cannot hand a differently named pod to a StatefulSet, and Sequential cannot make a
+ * ReplicaSet adopt a pod without it creating a replacement in the gap: both are refused.
+ */
+function resolveStrategy(
+  requested: MigrationStrategy | undefined,
+  owner: OwnerStatus | undefined,
+): MigrationStrategy {
+  const detected: MigrationStrategy = owner?.kind === "StatefulSet" ? "Sequential" : "ShadowPod";
+  const strategy = requested ?? detected;
+  if (owner?.kind === "StatefulSet" && strategy === "ShadowPod") {
+    return fail(
+      "StrategyNotSupported",
+      "a StatefulSet pod keeps its identity: use Sequential (or omit the strategy)",
+    );
+  }
+  if (owner?.kind === "ReplicaSet" && strategy === "Sequential") {
+    return fail(
+      "StrategyNotSupported",
+      "a ReplicaSet pod cannot keep its name: use ShadowPod (or omit the strategy)",
+    );
+  }
+  return strategy;
+}
+
+async function resolveTargetNode(ctx: PhaseContext, pod: V1Pod, sourceNode: string): Promise<V1Node> {
+  const { cluster } = ctx.deps;
+  const requested = ctx.m.spec.targetNode;
+  if (requested) {
+    if (requested === sourceNode) return fail("TargetIsSource", `pod already runs on ${requested}`);
+    const node = await cluster.getNode(requested);
+    if (!node) return fail("TargetNodeNotFound", `node ${requested} not found`);
+    if (!isNodeReady(node)) return fail("TargetNodeNotReady", `node ${requested} is not Ready`);
+    if (node.spec?.unschedulable) return fail("TargetNodeUnschedulable", `node ${requested} is cordoned`);
+    const mismatch = nodeMismatch(pod, node);
+    if (mismatch) return fail("TargetNodeMismatch", `${requested}: ${mismatch}`);
+    return node;
+  }
+  // No target given: the first (by name) Ready, schedulable node the pod fits, other than the
+  // source. Chosen here because Direct transfers need the target before the pod exists.
+  const candidates = (await cluster.listNodes())
+    .filter((n) => n.metadata?.name !== sourceNode && isNodeReady(n) && !n.spec?.unschedulable)
+    .filter((n) => nodeMismatch(pod, n) === undefined)
+    .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
+  const chosen = candidates[0];
+  if (!chosen) return fail("NoTargetNode", "no other Ready, schedulable node fits the pod");
+  return chosen;
+}

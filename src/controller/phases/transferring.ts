@@ -1,0 +1,53 @@
+// Transferring: each container's archive to where the target node's runtime reads it (the
+// registry, or the target node's own agent). Transfers are idempotent: re-entry repeats at most
+// the one that was in flight.
+import { isMs2mError } from "../../common/errors.ts";
+import { next, type Outcome, type PhaseContext } from "../context.ts";
+import { fail } from "../failures.ts";
+import { checkpointKey, checkpointTag, directImageName, uidOf } from "../names.ts";
+
+export async function transferring(ctx: PhaseContext): Promise<Outcome> {
+  const s = ctx.m.status ?? {};
+  const mode = s.transferMode ?? ctx.m.spec.transferMode;
+  const sourceNode = s.sourceNode ?? "";
+  const targetNode = s.targetNode ?? "";
+  for (const c of s.containers ?? []) {
+    if (c.transferred) continue;
+    if (!c.checkpointPath) return fail("CheckpointMissing", `container ${c.name} has no checkpoint`);
+    const tag = checkpointTag(uidOf(ctx.m), c.name);
+    const image =
+      mode === "Registry"
+        ? `${ctx.m.spec.checkpointImageRepository}:${tag}`
+        : directImageName(ctx.namespace, ctx.m.spec.sourcePod, tag);
+    let result;
+    try {
+      result = await ctx.deps.transfer.transfer({
+        mode,
+        namespace: ctx.namespace,
+        pod: ctx.m.spec.sourcePod,
+        container: c.name,
+        sourceNode,
+        targetNode,
+        archivePath: c.checkpointPath,
+        ...(c.checkpointDigest ? { digest: c.checkpointDigest } : {}),
+        image,
+        key: checkpointKey(uidOf(ctx.m), c.name),
+      });
+    } catch (err) {
+      if (isMs2mError(err) && !err.retriable) {
+        return fail("TransferFailed", `transfer of ${c.name} (${mode}): ${err.message}`, err);
+      }
+      throw err; // retried with backoff until the phase deadline
+    }
+    const name = c.name;
+    await ctx.update((m) => {
+      const x = m.status!.containers!.find((y) => y.name === name)!;
+      x.checkpointImage = result.image;
+      x.transferred = true;
+      if (result.digest && !x.checkpointDigest) x.checkpointDigest = result.digest;
+      if (result.bytes !== undefined && x.checkpointBytes === undefined) x.checkpointBytes = result.bytes;
+    });
+  }
+  await ctx.transition("Restoring");
+  return next();
+}

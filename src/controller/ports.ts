@@ -1,0 +1,138 @@
+// The narrow interfaces ("ports") the phase handlers work against. Real adapters live in
+// ./adapters; unit tests use in-memory fakes. Every method is idempotent unless noted.
+import type { V1Node, V1Pod, V1ReplicaSet, V1StatefulSet } from "@kubernetes/client-node";
+import type { MessageQueueConfig, StatefulMigration, TransferMode } from "../api/v1alpha1/index.ts";
+
+export interface DeleteOptions {
+  gracePeriodSeconds?: number;
+  /** Precondition: only delete the object with this UID. */
+  uid?: string;
+}
+
+/** The Kubernetes API as the phases need it. Reads are live (never a stale cache). */
+export interface ClusterPort {
+  getMigration(namespace: string, name: string): Promise<StatefulMigration | undefined>;
+  /** PUT .../status with the object's resourceVersion; Conflict when the object changed. */
+  updateMigrationStatus(m: StatefulMigration): Promise<StatefulMigration>;
+  addMigrationFinalizer(m: StatefulMigration, finalizer: string): Promise<StatefulMigration>;
+  removeMigrationFinalizer(m: StatefulMigration, finalizer: string): Promise<StatefulMigration | undefined>;
+
+  getPod(namespace: string, name: string): Promise<V1Pod | undefined>;
+  createPod(namespace: string, pod: V1Pod): Promise<V1Pod>;
+  /** Merge patch (RFC 7386). */
+  mergePatchPod(namespace: string, name: string, patch: object): Promise<V1Pod>;
+  /** JSON patch (RFC 6902), for guarded edits of lists such as ownerReferences and finalizers. */
+  jsonPatchPod(namespace: string, name: string, ops: object[]): Promise<V1Pod>;
+  deletePod(namespace: string, name: string, opts?: DeleteOptions): Promise<void>;
+
+  getNode(name: string): Promise<V1Node | undefined>;
+  listNodes(): Promise<V1Node[]>;
+  getReplicaSet(namespace: string, name: string): Promise<V1ReplicaSet | undefined>;
+  getStatefulSet(namespace: string, name: string): Promise<V1StatefulSet | undefined>;
+  getSecretKey(namespace: string, name: string, key: string): Promise<string | undefined>;
+}
+
+export type EventType = "Normal" | "Warning";
+export interface EventRecorder {
+  event(m: StatefulMigration, type: EventType, reason: string, message: string): void;
+}
+
+export interface CheckpointRequest {
+  node: string;
+  namespace: string;
+  pod: string;
+  container: string;
+  /** Stable per migration and container: lets the agent answer "did this already happen?". */
+  key: string;
+  timeoutSeconds?: number;
+}
+export interface CheckpointResult {
+  path: string;
+  digest?: string;
+  bytes?: number;
+}
+export type CheckpointLookup =
+  | { state: "done"; result: CheckpointResult }
+  | { state: "absent" }
+  /** Nobody can tell (kubelet reached through the API server proxy keeps no record). */
+  | { state: "unknown" };
+
+/** Takes checkpoints through the kubelet checkpoint API (via the node's agent or the API server proxy). */
+export interface CheckpointPort {
+  /** NOT idempotent: the phase records intent in status first and never calls it twice per key. */
+  checkpoint(req: CheckpointRequest): Promise<CheckpointResult>;
+  lookup(req: CheckpointRequest): Promise<CheckpointLookup>;
+}
+
+export interface TransferRequest {
+  mode: TransferMode;
+  namespace: string;
+  pod: string;
+  container: string;
+  sourceNode: string;
+  targetNode: string;
+  archivePath: string;
+  digest?: string;
+  /** Registry mode: repository:tag to push; Direct mode: name:tag to load on the target node. */
+  image: string;
+  key: string;
+}
+export interface TransferResult {
+  /** Image reference the target pod's container uses. */
+  image: string;
+  digest?: string;
+  bytes?: number;
+}
+export interface ArtifactRef {
+  mode: TransferMode;
+  sourceNode: string;
+  targetNode?: string;
+  archivePath?: string;
+  image?: string;
+}
+/** Moves checkpoint archives to where the target node's runtime can read them. Idempotent. */
+export interface TransferPort {
+  transfer(req: TransferRequest): Promise<TransferResult>;
+  /** Deletes archives and images a migration made; missing artifacts are not an error. */
+  cleanup(artifacts: ArtifactRef[]): Promise<void>;
+}
+
+export interface ReplayRef {
+  namespace: string;
+  migration: string;
+  migrationUid: string;
+  config: MessageQueueConfig;
+  /** Broker URL resolved from brokerUrl or the Secret; never logged. */
+  brokerUrl: string;
+}
+export interface ReplayProgress {
+  /** Everything published since the checkpoint has been consumed and acknowledged by the target. */
+  drained: boolean;
+  messagesReplayed: number;
+  messagesRemaining: number;
+}
+export interface CutoverResult {
+  messagesReplayed: number;
+  messagesRemaining: number;
+}
+/** The replay protocol (messaging module). Every call is idempotent. */
+export interface MessagingPort {
+  /** Declares the replay queue and binds it like the primary queue; returns its name. */
+  prepareReplay(ref: ReplayRef): Promise<{ replayQueue: string }>;
+  startReplay(ref: ReplayRef, targetPod: string, replayQueue: string): Promise<void>;
+  progress(ref: ReplayRef, replayQueue: string): Promise<ReplayProgress>;
+  /** Loss-free switch of consumption from the source to the target. */
+  cutover(
+    ref: ReplayRef,
+    args: { sourcePod: string; targetPod: string; replayQueue: string; cutoff: boolean },
+  ): Promise<CutoverResult>;
+  /** Source consumes as before; the replay queue and anything else the migration made is gone. */
+  rollback(ref: ReplayRef, args: { sourcePod: string; replayQueue?: string }): Promise<void>;
+  /** Removes what is left after a completed migration (replay and status queues). */
+  cleanup(ref: ReplayRef, replayQueue: string): Promise<void>;
+}
+
+export interface Clock {
+  now(): number;
+}
+export const systemClock: Clock = { now: () => Date.now() };

@@ -1,0 +1,144 @@
+// The reconciler: reads the migration live, handles deletion (cancellation), failure
+// (rollback) and the phase state machine. A phase that completes synchronously hands the
+// object its write returned to the next phase within the same reconcile.
+import { describeError, isMs2mError } from "../common/errors.ts";
+import type { StatefulMigration } from "../api/v1alpha1/index.ts";
+import { PhaseContext, type ActivePhase, type Outcome, type PhaseDeps } from "./context.ts";
+import { MigrationFailure } from "./failures.ts";
+import { FINALIZER, uidOf } from "./names.ts";
+import { checkpointing } from "./phases/checkpointing.ts";
+import { finalizing } from "./phases/finalizing.ts";
+import { pending } from "./phases/pending.ts";
+import { replaying } from "./phases/replaying.ts";
+import { forgetSourceTemplate, restoring } from "./phases/restoring.ts";
+import { rollback } from "./phases/rollback.ts";
+import { transferring } from "./phases/transferring.ts";
+import { recordFailure } from "./status.ts";
+
+export const handlers: Record<ActivePhase, (ctx: PhaseContext) => Promise<Outcome>> = {
+  Pending: pending,
+  Checkpointing: checkpointing,
+  Transferring: transferring,
+  Restoring: restoring,
+  Replaying: replaying,
+  Finalizing: finalizing,
+};
+
+export interface ReconcileResult {
+  /** Reconcile again after this long even without an event (a deadline or a poll). */
+  requeueAfterMs?: number;
+}
+
+const MAX_STEPS = 16;
+
+export class Reconciler {
+  readonly deps: PhaseDeps;
+
+  constructor(deps: PhaseDeps) {
+    this.deps = deps;
+  }
+
+  async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
+    const m = await this.deps.cluster.getMigration(namespace, name);
+    if (!m) return {};
+    const ctx = new PhaseContext(m, this.deps);
+    if (m.metadata.deletionTimestamp) return this.cancel(ctx);
+    return this.drive(ctx);
+  }
+
+  private async drive(ctx: PhaseContext): Promise<ReconcileResult> {
+    for (let step = 0; step < MAX_STEPS; step++) {
+      const phase = ctx.m.status?.phase ?? "Pending";
+      if (phase === "Completed" || phase === "Failed") {
+        forgetSourceTemplate(uidOf(ctx.m));
+        return {};
+      }
+      if (ctx.m.status?.failure) {
+        await rollback(ctx);
+        continue;
+      }
+      const remaining = ctx.remainingMs(this.extraMs(ctx.m, phase));
+      if (remaining <= 0) {
+        await this.failWith(
+          ctx,
+          phase,
+          new MigrationFailure(`${phase}Timeout`, `${phase} did not finish in time`),
+        );
+        continue;
+      }
+      let outcome: Outcome;
+      try {
+        outcome = await handlers[phase](ctx);
+      } catch (err) {
+        if (err instanceof MigrationFailure) {
+          await this.failWith(ctx, phase, err);
+          continue;
+        }
+        if (isMs2mError(err) && !err.retriable && err.reason !== "NotFound") {
+          // Refused requests (403, 422, ...) do not get better by retrying.
+          await this.failWith(
+            ctx,
+            phase,
+            new MigrationFailure(err.reason, describeError(err), { cause: err }),
+          );
+          continue;
+        }
+        throw new RetryAfter(err, remaining);
+      }
+      if (outcome.type === "next") continue;
+      if (outcome.type === "done") return {};
+      const after = Math.min(outcome.afterMs ?? remaining, remaining);
+      return Number.isFinite(after) ? { requeueAfterMs: Math.max(0, after) } : {};
+    }
+    return { requeueAfterMs: 0 };
+  }
+
+  private extraMs(m: StatefulMigration, phase: ActivePhase): number {
+    return phase === "Replaying" ? m.spec.replayCutoffSeconds * 1000 : 0;
+  }
+
+  private async failWith(ctx: PhaseContext, phase: ActivePhase, err: MigrationFailure): Promise<void> {
+    const now = ctx.now;
+    await ctx.update((m) => recordFailure(m, now, { phase, reason: err.reason, message: err.message }));
+    ctx.event("Warning", err.reason, `${phase}: ${err.message}`);
+    this.deps.log.warn(
+      { migration: `${ctx.namespace}/${ctx.name}`, phase, reason: err.reason, err: err.message },
+      "migration failed",
+    );
+  }
+
+  /** Deletion: a migration in flight is cancelled with a rollback; then the finalizer goes. */
+  private async cancel(ctx: PhaseContext): Promise<ReconcileResult> {
+    const phase = ctx.m.status?.phase;
+    if (
+      phase !== "Completed" &&
+      phase !== "Failed" &&
+      (ctx.m.metadata.finalizers ?? []).includes(FINALIZER)
+    ) {
+      if (!ctx.m.status?.failure) {
+        await this.failWith(
+          ctx,
+          (phase ?? "Pending") as ActivePhase,
+          new MigrationFailure("Cancelled", "the StatefulMigration was deleted"),
+        );
+      }
+      await rollback(ctx);
+    }
+    forgetSourceTemplate(uidOf(ctx.m));
+    if ((ctx.m.metadata.finalizers ?? []).includes(FINALIZER)) {
+      await this.deps.cluster.removeMigrationFinalizer(ctx.m, FINALIZER);
+    }
+    return {};
+  }
+}
+
+/** A retriable error, with how long the phase deadline still allows retrying. */
+export class RetryAfter extends Error {
+  readonly deadlineMs: number;
+
+  constructor(cause: unknown, deadlineMs: number) {
+    super(describeError(cause), { cause });
+    this.name = "RetryAfter";
+    this.deadlineMs = deadlineMs;
+  }
+}
