@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import * as k8s from "@kubernetes/client-node";
 import { clusterContext, serviceAccountToken } from "../../harness/context.ts";
 import { mustSucceed, renderKustomize } from "../../harness/fixtures.ts";
 
@@ -42,16 +43,38 @@ beforeAll(async () => {
   };
 });
 
+/**
+ * Asks the API server, with the ServiceAccount's own token, whether it may do something
+ * (a SelfSubjectAccessReview: what `kubectl auth can-i` sends). Direct use also covers the
+ * virtual `agents/*` resources the agents authorize with, which discovery does not list.
+ */
 async function canI(token: string, c: Check): Promise<boolean> {
-  // TYPE/NAME names an object; a subresource needs its own flag.
-  const args = ["auth", "can-i", c.verb, c.name ? `${c.resource}/${c.name}` : c.resource];
-  if (c.subresource) args.push(`--subresource=${c.subresource}`);
-  if (c.namespace) args.push("-n", c.namespace);
-  else args.push("--all-namespaces");
-  const res = await kubectlWithToken(token, args);
-  if (res.stdout.trim() === "yes") return true;
-  if (res.stdout.trim() === "no") return false;
-  throw new Error(`kubectl auth can-i ${args.join(" ")}: ${res.stderr}`);
+  const dot = c.resource.indexOf(".");
+  const resource = dot < 0 ? c.resource : c.resource.slice(0, dot);
+  const group = dot < 0 ? "" : c.resource.slice(dot + 1);
+  const kc = new k8s.KubeConfig();
+  const admin = kubeConfig().getCurrentCluster()!;
+  kc.loadFromOptions({
+    clusters: [admin],
+    users: [{ name: "sa", token }],
+    contexts: [{ name: "sa", cluster: admin.name, user: "sa" }],
+    currentContext: "sa",
+  });
+  const review = await kc.makeApiClient(k8s.AuthorizationV1Api).createSelfSubjectAccessReview({
+    body: {
+      spec: {
+        resourceAttributes: {
+          verb: c.verb,
+          resource,
+          group,
+          ...(c.subresource ? { subresource: c.subresource } : {}),
+          ...(c.name ? { name: c.name } : {}),
+          ...(c.namespace ? { namespace: c.namespace } : {}),
+        },
+      },
+    },
+  });
+  return review.status?.allowed === true;
 }
 
 const controllerNeeds: Check[] = [
@@ -71,6 +94,11 @@ const controllerNeeds: Check[] = [
     ["get", "list", "watch", "patch"].map((verb) => ({ verb, resource })),
   ),
   ...["get", "list", "watch", "create", "delete"].map((verb) => ({ verb, resource: "jobs.batch" })),
+  ...["checkpoint", "send", "pull"].map((subresource) => ({
+    verb: "create",
+    resource: "agents.migration.ms2m.io",
+    subresource,
+  })),
   { verb: "create", resource: "events" },
   { verb: "create", resource: "events.events.k8s.io" },
   ...["get", "create", "update"].map((verb) => ({
@@ -94,6 +122,8 @@ const controllerMustNot: Check[] = [
   { verb: "create", resource: "clusterroles.rbac.authorization.k8s.io" },
   { verb: "escalate", resource: "clusterroles.rbac.authorization.k8s.io" },
   { verb: "bind", resource: "clusterroles.rbac.authorization.k8s.io" },
+  // Only agents receive archives.
+  { verb: "create", resource: "agents.migration.ms2m.io", subresource: "receive" },
   { verb: "create", resource: "clusterrolebindings.rbac.authorization.k8s.io" },
   { verb: "impersonate", resource: "serviceaccounts" },
   { verb: "create", resource: "serviceaccounts", subresource: "token", namespace: "default" },
@@ -103,6 +133,7 @@ const controllerMustNot: Check[] = [
 ];
 
 const agentNeeds: Check[] = [
+  { verb: "create", resource: "agents.migration.ms2m.io", subresource: "receive" },
   { verb: "create", resource: "nodes", subresource: "checkpoint" },
   { verb: "create", resource: "tokenreviews.authentication.k8s.io" },
   { verb: "create", resource: "subjectaccessreviews.authorization.k8s.io" },
@@ -121,6 +152,9 @@ const agentMustNot: Check[] = [
   { verb: "delete", resource: "pods" },
   { verb: "create", resource: "pods", subresource: "exec", namespace: "default" },
   { verb: "get", resource: "statefulmigrations.migration.ms2m.io" },
+  // An agent cannot command other agents: only the controller can.
+  { verb: "create", resource: "agents.migration.ms2m.io", subresource: "send" },
+  { verb: "create", resource: "agents.migration.ms2m.io", subresource: "checkpoint" },
   { verb: "escalate", resource: "clusterroles.rbac.authorization.k8s.io" },
   { verb: "create", resource: "rolebindings.rbac.authorization.k8s.io", namespace: "ms2m-system" },
 ];
@@ -173,5 +207,30 @@ describe("optional node-proxy fallback component", () => {
     expect(fallback).toContain("nodes/proxy");
     const defaults = await renderKustomize(kubectl, "config/default");
     expect(defaults).not.toContain("nodes/proxy");
+  });
+});
+
+describe("with the real kubectl and a ServiceAccount token", () => {
+  it("answers like the access reviews", async () => {
+    const yes = await kubectlWithToken(tokens.controller, [
+      "auth",
+      "can-i",
+      "create",
+      "pods",
+      "-n",
+      "default",
+    ]);
+    expect(yes.stdout.trim()).toBe("yes");
+    const no = await kubectlWithToken(tokens.controller, [
+      "auth",
+      "can-i",
+      "list",
+      "secrets",
+      "--all-namespaces",
+    ]);
+    expect(no.stdout.trim()).toBe("no");
+    const denied = await kubectlWithToken(tokens.agent, ["get", "pods", "-n", "default"]);
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toContain("forbidden");
   });
 });
