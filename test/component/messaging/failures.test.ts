@@ -3,9 +3,22 @@ import { afterAll, describe, expect, it } from "vitest";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
 import { replayQueueName } from "../../../src/sdk/protocol.ts";
-import { BROKER_URL, closeAllConnections, deleteBrokerObjects, runMigration, sleep, uniqueId } from "./harness.ts";
+import {
+  BROKER_URL,
+  closeAllConnections,
+  deleteBrokerObjects,
+  runMigration,
+  sleep,
+  uniqueId,
+} from "./harness.ts";
 
-const steady = (r: number) => ({ beforeSetup: r, beforeCheckpoint: r, duringRestore: r, duringReplay: r, duringCutover: r });
+const steady = (r: number) => ({
+  beforeSetup: r,
+  beforeCheckpoint: r,
+  duringRestore: r,
+  duringReplay: r,
+  duringCutover: r,
+});
 
 describe("replay protocol under failures", () => {
   const pool = new BrokerPool();
@@ -38,7 +51,13 @@ describe("replay protocol under failures", () => {
 
   it("a 404 and a 406 in one migration do not disturb another running on the same connection", async () => {
     const running = runMigration(
-      { rates: steady(120), warmupMs: 200, checkpointDelayMs: 200, restoreDelayMs: 800, cutoffAfterMs: 60_000 },
+      {
+        rates: steady(120),
+        warmupMs: 200,
+        checkpointDelayMs: 200,
+        restoreDelayMs: 800,
+        cutoffAfterMs: 60_000,
+      },
       pool,
     );
     await sleep(400);
@@ -57,7 +76,10 @@ describe("replay protocol under failures", () => {
     await ch.assertExchange(exchange, "fanout", { durable: false, autoDelete: false });
     await ch.assertQueue(primary, { durable: false });
     await ch.assertQueue(replayQueueName(uid), { durable: false });
-    const conflicting = new ReplayMigration(pool, { uid, topology: { brokerUrl: BROKER_URL, exchange, primaryQueue: primary } });
+    const conflicting = new ReplayMigration(pool, {
+      uid,
+      topology: { brokerUrl: BROKER_URL, exchange, primaryQueue: primary },
+    });
     await expect(conflicting.setup()).rejects.toMatchObject({ reason: "Invalid", retriable: false });
     await conn.close();
 

@@ -15,11 +15,16 @@ import type { SequencedMessage } from "../../../workload/topology.ts";
 
 export const BROKER_URL = process.env.MS2M_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 
-export const uniqueId = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+export const uniqueId = (prefix: string): string =>
+  `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -86,7 +91,13 @@ export async function closeAllConnections(): Promise<void> {
 
 export interface MigrationScenario {
   /** Publish rate per phase, msg/s (0..200). */
-  rates: { beforeSetup: number; beforeCheckpoint: number; duringRestore: number; duringReplay: number; duringCutover: number };
+  rates: {
+    beforeSetup: number;
+    beforeCheckpoint: number;
+    duringRestore: number;
+    duringReplay: number;
+    duringCutover: number;
+  };
   warmupMs: number;
   checkpointDelayMs: number;
   restoreDelayMs: number;

@@ -4,7 +4,13 @@ import { runMigration } from "./harness.ts";
 describe("replay protocol: one whole migration under load", () => {
   it("loses nothing and applies nothing twice at 100 msg/s", async () => {
     const out = await runMigration({
-      rates: { beforeSetup: 100, beforeCheckpoint: 100, duringRestore: 100, duringReplay: 100, duringCutover: 100 },
+      rates: {
+        beforeSetup: 100,
+        beforeCheckpoint: 100,
+        duringRestore: 100,
+        duringReplay: 100,
+        duringCutover: 100,
+      },
       warmupMs: 300,
       checkpointDelayMs: 200,
       restoreDelayMs: 500,

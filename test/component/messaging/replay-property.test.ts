@@ -26,33 +26,37 @@ const scenario: fc.Arbitrary<MigrationScenario> = fc.record({
 });
 
 describe("replay protocol property", () => {
-  it("zero loss / zero double application without cutoff; exact leftover report with it", { timeout: 150_000 }, async () => {
-    const seen = { cutoff: 0, handover: 0 };
-    await fc.assert(
-      fc.asyncProperty(scenario, async (s) => {
-        const out = await runMigration(s);
-        expect(out.accounting.appliedTwice).toEqual([]);
-        expect(out.accounting.checksumOk).toBe(true);
-        if (!out.report.cutoffFired) {
-          seen.handover++;
-          expect(out.report.drained).toBe(true);
-          expect(out.report.messagesLeft).toBe(0);
-          expect(out.accounting.lost).toEqual([]);
-        } else {
-          seen.cutoff++;
-          // The report counts exactly what the replay queue still held...
-          expect(out.leftInReplay.length).toBe(out.report.messagesLeft);
-          // ...every lost message is one of those, and loss is bounded by what the report says.
-          const left = new Set(out.leftInReplay);
-          for (const seq of out.accounting.lost) expect(left.has(seq)).toBe(true);
-          expect(out.accounting.lost.length).toBeLessThanOrEqual(
-            out.report.messagesLeft - out.report.stillInPrimaryAtLeast,
-          );
-        }
-      }),
-      { numRuns: Number(process.env.MS2M_PROPERTY_RUNS ?? 14), endOnFailure: true },
-    );
-    console.log(`property runs: ${seen.handover} without cutoff, ${seen.cutoff} with cutoff`);
-    expect(seen.handover).toBeGreaterThan(0);
-  });
+  it(
+    "zero loss / zero double application without cutoff; exact leftover report with it",
+    { timeout: 150_000 },
+    async () => {
+      const seen = { cutoff: 0, handover: 0 };
+      await fc.assert(
+        fc.asyncProperty(scenario, async (s) => {
+          const out = await runMigration(s);
+          expect(out.accounting.appliedTwice).toEqual([]);
+          expect(out.accounting.checksumOk).toBe(true);
+          if (!out.report.cutoffFired) {
+            seen.handover++;
+            expect(out.report.drained).toBe(true);
+            expect(out.report.messagesLeft).toBe(0);
+            expect(out.accounting.lost).toEqual([]);
+          } else {
+            seen.cutoff++;
+            // The report counts exactly what the replay queue still held...
+            expect(out.leftInReplay.length).toBe(out.report.messagesLeft);
+            // ...every lost message is one of those, and loss is bounded by what the report says.
+            const left = new Set(out.leftInReplay);
+            for (const seq of out.accounting.lost) expect(left.has(seq)).toBe(true);
+            expect(out.accounting.lost.length).toBeLessThanOrEqual(
+              out.report.messagesLeft - out.report.stillInPrimaryAtLeast,
+            );
+          }
+        }),
+        { numRuns: Number(process.env.MS2M_PROPERTY_RUNS ?? 14), endOnFailure: true },
+      );
+      console.log(`property runs: ${seen.handover} without cutoff, ${seen.cutoff} with cutoff`);
+      expect(seen.handover).toBeGreaterThan(0);
+    },
+  );
 });

@@ -3,7 +3,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { sendControl } from "../../../src/messaging/control.ts";
 import { StatusInbox } from "../../../src/messaging/status-inbox.ts";
-import { cleanupMigration, queueDepth, replayTopologySchema, setupReplay } from "../../../src/messaging/topology.ts";
+import {
+  cleanupMigration,
+  queueDepth,
+  replayTopologySchema,
+  setupReplay,
+} from "../../../src/messaging/topology.ts";
 import { MigratingConsumer } from "../../../src/sdk/consumer.ts";
 import { controlQueueName, replayQueueName, statusQueueName } from "../../../src/sdk/protocol.ts";
 import { BROKER_URL, deleteBrokerObjects, readyCount, uniqueId, waitFor } from "./harness.ts";
@@ -43,7 +48,11 @@ describe("replay topology", () => {
     await w.publish(exchange, 3); // before setup: primary only
     const topology = replayTopologySchema.parse({ brokerUrl: BROKER_URL, exchange, primaryQueue });
     const first = await setupReplay(pool, uid, topology);
-    expect(first).toMatchObject({ exchangeDeclared: false, primaryBacklog: 3, replayQueue: replayQueueName(uid) });
+    expect(first).toMatchObject({
+      exchangeDeclared: false,
+      primaryBacklog: 3,
+      replayQueue: replayQueueName(uid),
+    });
     await setupReplay(pool, uid, topology); // again: no error, nothing duplicated
     await w.publish(exchange, 5);
     await waitFor("copies", async () => (await readyCount(replayQueueName(uid))) === 5);
@@ -74,19 +83,29 @@ describe("replay topology", () => {
     const primaryQueue = uniqueId("ms2m.test.q");
     const w = await workload(exchange, primaryQueue);
     const crashed = new BrokerPool();
-    await setupReplay(crashed, uid, replayTopologySchema.parse({ brokerUrl: BROKER_URL, exchange, primaryQueue }));
+    await setupReplay(
+      crashed,
+      uid,
+      replayTopologySchema.parse({ brokerUrl: BROKER_URL, exchange, primaryQueue }),
+    );
     await w.publish(exchange, 4);
     await crashed.close(); // the controller dies: nothing in memory survives
 
     const restarted = new BrokerPool();
     const result = await cleanupMigration(restarted, BROKER_URL, uid);
-    expect(result).toEqual({ replayMessagesDiscarded: 4, deleted: [replayQueueName(uid), statusQueueName(uid)] });
+    expect(result).toEqual({
+      replayMessagesDiscarded: 4,
+      deleted: [replayQueueName(uid), statusQueueName(uid)],
+    });
     expect(await queueDepth(restarted, BROKER_URL, replayQueueName(uid))).toBeUndefined();
     // The workload's queue, exchange and binding are untouched.
     await w.publish(exchange, 1);
     await waitFor("primary still bound", async () => (await readyCount(primaryQueue)) === 5);
     // Idempotent.
-    expect(await cleanupMigration(restarted, BROKER_URL, uid)).toEqual({ replayMessagesDiscarded: 0, deleted: [] });
+    expect(await cleanupMigration(restarted, BROKER_URL, uid)).toEqual({
+      replayMessagesDiscarded: 0,
+      deleted: [],
+    });
     await w.close();
     await restarted.close();
   });
@@ -98,10 +117,17 @@ describe("replay topology", () => {
     const primaryQueue = uniqueId("ms2m.test.q");
     const pod = uniqueId("pod");
     const w = await workload(exchange, primaryQueue);
-    await setupReplay(pool, uid, replayTopologySchema.parse({ brokerUrl: BROKER_URL, exchange, primaryQueue }));
+    await setupReplay(
+      pool,
+      uid,
+      replayTopologySchema.parse({ brokerUrl: BROKER_URL, exchange, primaryQueue }),
+    );
     garbage.queues.push(replayQueueName(uid), statusQueueName(uid), controlQueueName(pod));
     // Sent before the pod runs: waits in its control queue.
-    const id = await sendControl(pool, BROKER_URL, uid, pod, { type: "START_REPLAY", replayQueue: replayQueueName(uid) });
+    const id = await sendControl(pool, BROKER_URL, uid, pod, {
+      type: "START_REPLAY",
+      replayQueue: replayQueueName(uid),
+    });
     const applied: string[] = [];
     const consumer = new MigratingConsumer({
       url: BROKER_URL,
@@ -114,7 +140,10 @@ describe("replay topology", () => {
     const inbox = new StatusInbox(pool, BROKER_URL, uid);
     const first = await inbox.await(pod, "REPLAY_STARTED", id, 5000);
     expect(consumer.mode).toBe("replay");
-    await sendControl(pool, BROKER_URL, uid, pod, { type: "START_REPLAY", replayQueue: replayQueueName(uid) });
+    await sendControl(pool, BROKER_URL, uid, pod, {
+      type: "START_REPLAY",
+      replayQueue: replayQueueName(uid),
+    });
     await waitFor("second answer", async () => {
       await inbox.poll();
       return (inbox.latest(pod, "REPLAY_STARTED")?.at ?? 0) > first.at;
