@@ -1,0 +1,79 @@
+// Configuration of one simulated node, written as JSON by the harness (or `make cluster-up`)
+// and read by sim/main.ts. zod is the single source of the shape.
+import { readFile } from "node:fs/promises";
+import { z } from "zod";
+
+/** Delays of each lifecycle step, in milliseconds: lets tests mimic a real node's timing. */
+export const latencySchema = z.object({
+  /** Simulated pull of a mapped image (registry pulls take what skopeo takes, plus this). */
+  imagePullMs: z.number().int().min(0).default(0),
+  /** Container create + start. */
+  containerStartMs: z.number().int().min(0).default(0),
+  /** From running to Ready when the container has no readiness probe. */
+  readinessMs: z.number().int().min(0).default(0),
+  /** Extra time a restore from a checkpoint image takes (CRIU restore). */
+  restoreMs: z.number().int().min(0).default(0),
+  /** Extra time a checkpoint takes on top of the process's own dump (CRIU freeze + dump). */
+  checkpointMs: z.number().int().min(0).default(0),
+});
+export type Latencies = z.infer<typeof latencySchema>;
+
+/** Timings close to the measured ones of a real bare-metal cluster (FIELD-NOTES.md). */
+export const REAL_CLUSTER_LATENCIES: Latencies = {
+  imagePullMs: 1_500,
+  containerStartMs: 600,
+  readinessMs: 1_000,
+  restoreMs: 1_500,
+  checkpointMs: 350,
+};
+
+/**
+ * What runs for an image: the stand-in for the image's ENTRYPOINT (`command`) and CMD (`args`).
+ * A container's `args` replace `args`; its `command` is ignored, since image-internal paths do
+ * not exist on the host.
+ */
+export const imageCommandSchema = z.object({
+  command: z.array(z.string()).min(1),
+  args: z.array(z.string()).default([]),
+  env: z.record(z.string(), z.string()).default({}),
+});
+export type ImageCommand = z.infer<typeof imageCommandSchema>;
+export type ImageCommandInput = z.input<typeof imageCommandSchema>;
+
+export const nodeConfigSchema = z.object({
+  nodeName: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
+  nodeIp: z.string(),
+  /** Folder of this node: its fake root, logs, control socket. */
+  dir: z.string().startsWith("/"),
+  apiServer: z.url(),
+  /** Address and port pods use for the API server (no kube-proxy runs). */
+  apiServerHost: z.string(),
+  apiServerPort: z.number().int(),
+  caFile: z.string(),
+  /** Client certificate of the kubelet (CN=system:node:<name>, O=system:nodes). */
+  clientCert: z.string(),
+  clientKey: z.string(),
+  /** Serving certificate for port 10250 (SAN = node IP). */
+  servingCert: z.string(),
+  servingKey: z.string(),
+  kubeletPort: z.number().int().default(10250),
+  capacity: z
+    .object({ cpu: z.string(), memory: z.string(), pods: z.string() })
+    .default({ cpu: "4", memory: "8Gi", pods: "110" }),
+  labels: z.record(z.string(), z.string()).default({}),
+  latencies: latencySchema.default(latencySchema.parse({})),
+  images: z.record(z.string(), imageCommandSchema).default({}),
+  /** Registries reached over plain HTTP (skopeo --src-tls-verify=false). */
+  insecureRegistries: z.array(z.string()).default([]),
+  storageDriver: z.enum(["vfs", "overlay"]).default("vfs"),
+  /** Lease renewal and node status period. */
+  heartbeatMs: z.number().int().positive().default(5_000),
+  /** Extra environment for every container (e.g. the broker address). */
+  podEnv: z.record(z.string(), z.string()).default({}),
+});
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+
+export async function loadNodeConfig(path: string): Promise<NodeConfig> {
+  return nodeConfigSchema.parse(JSON.parse(await readFile(path, "utf8")));
+}
