@@ -6,6 +6,9 @@
 import { readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 
+// Plain stdout lines: the container log is what the tests read.
+const say = (line: string) => process.stdout.write(line + "\n");
+
 const interval = Number(process.env.COUNTER_INTERVAL_MS ?? "100");
 let count = 0;
 let restored = false;
@@ -27,10 +30,10 @@ function podName(): string {
   return process.env.POD_NAME ?? "?";
 }
 
-console.log(`start count=${count} restored=${restored} pod=${podName()} host=${process.env.HOSTNAME ?? ""}`);
+say(`start count=${count} restored=${restored} pod=${podName()} host=${process.env.HOSTNAME ?? ""}`);
 setInterval(() => {
   count++;
-  console.log(`count=${count} pod=${podName()} host=${process.env.HOSTNAME ?? ""}`);
+  say(`count=${count} pod=${podName()} host=${process.env.HOSTNAME ?? ""}`);
 }, interval);
 
 const socket = process.env.MS2M_CHECKPOINT_SOCKET;
@@ -40,7 +43,7 @@ if (socket) {
     req.resume();
     if (req.method === "POST" && req.url === "/checkpoint") {
       const body = JSON.stringify({ count });
-      console.log(`checkpoint count=${count}`);
+      say(`checkpoint count=${count}`);
       res.writeHead(200, { "content-type": "application/octet-stream" }).end(body);
     } else {
       res.writeHead(404).end();
@@ -50,9 +53,9 @@ if (socket) {
 
 process.on("SIGTERM", () => {
   if (process.env.IGNORE_SIGTERM === "1") {
-    console.log("SIGTERM ignored");
+    say("SIGTERM ignored");
     return;
   }
-  console.log(`SIGTERM count=${count}`);
+  say(`SIGTERM count=${count}`);
   process.exit(0);
 });
