@@ -120,7 +120,7 @@ export interface MessagingPort {
   /** Declares the replay queue and binds it like the primary queue; returns its name. */
   prepareReplay(ref: ReplayRef): Promise<{ replayQueue: string }>;
   startReplay(ref: ReplayRef, targetPod: string, replayQueue: string): Promise<void>;
-  progress(ref: ReplayRef, replayQueue: string): Promise<ReplayProgress>;
+  progress(ref: ReplayRef, replayQueue: string, targetPod: string): Promise<ReplayProgress>;
   /** Loss-free switch of consumption from the source to the target. */
   cutover(
     ref: ReplayRef,

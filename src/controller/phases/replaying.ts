@@ -38,7 +38,7 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
     ctx.deps.sent.add(sentKey);
   }
 
-  const progress = await ctx.deps.messaging.progress(ref, replayQueue);
+  const progress = await ctx.deps.messaging.progress(ref, replayQueue, target.metadata?.name ?? "");
   const startedAt = timingOf(ctx.m.status, "Replaying")?.startTime;
   const elapsed = startedAt ? ctx.now - Date.parse(startedAt) : 0;
   const cutoffMs = ctx.m.spec.replayCutoffSeconds * 1000;

@@ -1,0 +1,127 @@
+// ms2m-controller: reconciles StatefulMigrations. Config from the environment (see
+// src/controller/config.ts), leader election on a Lease, graceful shutdown on SIGTERM.
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { loadConfigOrExit } from "../common/config.ts";
+import { Ms2mError, describeError } from "../common/errors.ts";
+import { createLogger } from "../common/logger.ts";
+import { createControllerMetrics, createRegistry } from "../common/metrics.ts";
+import { loadKubeConfig } from "../kube/config.ts";
+import { AgentClient } from "../transfer/index.ts";
+import { AgentCheckpointer, AgentLocator, AgentTransfer } from "../controller/adapters/agent.ts";
+import { KubeCluster } from "../controller/adapters/kube-cluster.ts";
+import { KubeEvents } from "../controller/adapters/kube-events.ts";
+import { KubeLeaseStore } from "../controller/adapters/lease-store.ts";
+import { BrokerMessaging } from "../controller/adapters/messaging.ts";
+import { controllerEnv, settingsFrom } from "../controller/config.ts";
+import { startHttp } from "../controller/engine/health.ts";
+import { LeaderElector } from "../controller/engine/leaderelection.ts";
+import { Manager } from "../controller/engine/manager.ts";
+import { realTimerClock } from "../controller/engine/timers.ts";
+import type { CheckpointPort, TransferPort } from "../controller/ports.ts";
+import { systemClock } from "../controller/ports.ts";
+import { Reconciler } from "../controller/reconciler.ts";
+
+const cfg = loadConfigOrExit("ms2m-controller", controllerEnv);
+const log = createLogger("ms2m-controller", { level: cfg.LOG_LEVEL });
+const kc = loadKubeConfig(cfg.KUBECONFIG);
+const metrics = createControllerMetrics(createRegistry());
+
+const unavailable = (what: string) => () =>
+  Promise.reject(new Ms2mError("ServiceUnavailable", `${what} is not configured`, { retriable: false }));
+let checkpointer: CheckpointPort = {
+  checkpoint: unavailable("checkpointing"),
+  lookup: async () => ({ state: "unknown" }),
+};
+let transfer: TransferPort = { transfer: unavailable("transfer"), cleanup: async () => undefined };
+if (cfg.CHECKPOINT_MODE === "agent") {
+  if (!cfg.AGENT_CA_FILE) {
+    console.error(
+      "ms2m-controller: invalid configuration:\n  - AGENT_CA_FILE: is required when CHECKPOINT_MODE=agent",
+    );
+    process.exit(2);
+  }
+  const client = new AgentClient({
+    ca: readFileSync(cfg.AGENT_CA_FILE),
+    token: () => readFileSync(cfg.AGENT_TOKEN_FILE, "utf8").trim(),
+  });
+  const locator = new AgentLocator(kc, {
+    namespace: cfg.AGENT_NAMESPACE ?? cfg.POD_NAMESPACE,
+    labelSelector: cfg.AGENT_LABEL_SELECTOR,
+    port: cfg.AGENT_PORT,
+  });
+  checkpointer = new AgentCheckpointer(client, locator);
+  transfer = new AgentTransfer(client, locator);
+}
+const messaging = new BrokerMessaging(log);
+const reconciler = new Reconciler({
+  cluster: new KubeCluster(kc),
+  checkpointer,
+  transfer,
+  messaging,
+  events: new KubeEvents(kc, log),
+  clock: systemClock,
+  log,
+  metrics,
+  settings: settingsFrom(cfg),
+  sent: new Set(),
+});
+const manager = new Manager({
+  kc,
+  reconciler,
+  log,
+  metrics,
+  workers: cfg.MAX_CONCURRENT_RECONCILES,
+  resyncMs: cfg.RESYNC_SECONDS * 1000,
+});
+
+let shuttingDown = false;
+const identity = `${cfg.POD_NAME ?? hostname()}_${process.pid}`;
+const elector = cfg.LEADER_ELECT
+  ? new LeaderElector({
+      identity,
+      store: new KubeLeaseStore(kc, cfg.POD_NAMESPACE, cfg.LEADER_ELECTION_LEASE_NAME),
+      clock: realTimerClock,
+      log,
+      onStartedLeading: () => manager.startWorkers(),
+      // Like controller-runtime: a replica that lost the lease exits and starts clean.
+      onStoppedLeading: () => void shutdown("lost leadership", 1),
+    })
+  : undefined;
+
+const health = await startHttp(cfg.HEALTH_PORT, {
+  checks: { healthy: () => !shuttingDown, ready: () => manager.synced && !shuttingDown },
+  ...(cfg.HEALTH_PORT === cfg.METRICS_PORT ? { registry: metrics.registry } : {}),
+});
+const metricsServer =
+  cfg.HEALTH_PORT === cfg.METRICS_PORT
+    ? undefined
+    : await startHttp(cfg.METRICS_PORT, { registry: metrics.registry });
+
+async function shutdown(why: string, code = 0): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  log.info({ why }, "shutting down");
+  const force = setTimeout(() => process.exit(code || 1), 25_000);
+  force.unref();
+  try {
+    await manager.stop(); // finishes reconciles in flight
+    await elector?.stop(); // releases the lease: another replica takes over at once
+    await messaging.close();
+  } catch (err) {
+    log.error({ err: describeError(err) }, "shutdown");
+  }
+  health.close();
+  metricsServer?.close();
+  process.exit(code);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+
+await manager.startInformers();
+log.info(
+  { identity, leaderElect: cfg.LEADER_ELECT, workers: cfg.MAX_CONCURRENT_RECONCILES },
+  "informers synced",
+);
+if (elector) elector.start();
+else manager.startWorkers();

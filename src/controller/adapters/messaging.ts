@@ -1,0 +1,84 @@
+// MessagingPort over the messaging module (ReplayMigration per migration, one shared broker
+// pool with reconnects). The drain decision is the module's: Replaying moves on when
+// decideCutover says "handover"; cutover() then drains the rest loss-free.
+import { BrokerPool, ReplayMigration, decideCutover } from "../../messaging/index.ts";
+import type { Logger } from "../../common/logger.ts";
+import type { CutoverResult, MessagingPort, ReplayProgress, ReplayRef } from "../ports.ts";
+
+export class BrokerMessaging implements MessagingPort {
+  readonly pool: BrokerPool;
+  private readonly migrations = new Map<string, ReplayMigration>();
+  private readonly log: Logger | undefined;
+
+  constructor(log?: Logger) {
+    this.log = log;
+    this.pool = new BrokerPool(log ? { logger: log } : {});
+  }
+
+  private of(ref: ReplayRef): ReplayMigration {
+    let m = this.migrations.get(ref.migrationUid);
+    if (!m) {
+      m = new ReplayMigration(this.pool, {
+        uid: ref.migrationUid,
+        topology: {
+          brokerUrl: ref.brokerUrl,
+          exchange: ref.config.exchangeName,
+          primaryQueue: ref.config.queueName,
+          routingKey: ref.config.routingKey ?? "",
+        },
+        ...(this.log ? { logger: this.log } : {}),
+      });
+      this.migrations.set(ref.migrationUid, m);
+    }
+    return m;
+  }
+
+  async prepareReplay(ref: ReplayRef) {
+    const m = this.of(ref);
+    await m.setup();
+    return { replayQueue: m.queues.replayQueue };
+  }
+
+  async startReplay(ref: ReplayRef, targetPod: string) {
+    await this.of(ref).startReplay(targetPod);
+  }
+
+  async progress(ref: ReplayRef, _replayQueue: string, targetPod: string): Promise<ReplayProgress> {
+    const status = await this.of(ref).drainStatus(targetPod);
+    const decision = decideCutover(status, { replayStartedAt: 0, cutoffAfterMs: Infinity }, Date.now());
+    return {
+      drained: decision.action === "handover",
+      messagesReplayed: status.replayed,
+      messagesRemaining: status.depth,
+    };
+  }
+
+  async cutover(
+    ref: ReplayRef,
+    args: { sourcePod: string; targetPod: string; replayQueue: string; cutoff: boolean },
+  ): Promise<CutoverResult> {
+    const report = await this.of(ref).cutover({
+      sourcePod: args.sourcePod,
+      targetPod: args.targetPod,
+      cutoff: args.cutoff,
+    });
+    return { messagesReplayed: report.replayed, messagesRemaining: report.messagesLeft };
+  }
+
+  async rollback(ref: ReplayRef, args: { sourcePod: string; replayQueue?: string }) {
+    const m = this.of(ref);
+    // The source may never have been told to stop; a missing answer must not block the cleanup.
+    await m.rollback(args.sourcePod).catch((err: unknown) => this.log?.debug({ err }, "resume source"));
+    await m.cleanup();
+    this.migrations.delete(ref.migrationUid);
+  }
+
+  async cleanup(ref: ReplayRef) {
+    await this.of(ref).cleanup();
+    this.migrations.delete(ref.migrationUid);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

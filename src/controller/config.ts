@@ -1,0 +1,52 @@
+// The controller's environment, validated with zod (a bad value exits with code 2).
+import { z } from "zod";
+import { env } from "../common/config.ts";
+import type { ControllerSettings } from "./context.ts";
+
+export const controllerEnv = z.object({
+  KUBECONFIG: env.path().optional(),
+  POD_NAMESPACE: z.string().min(1).default("ms2m-system"),
+  POD_NAME: z.string().min(1).optional(),
+  METRICS_PORT: env.port().default(8080),
+  HEALTH_PORT: env.port().default(8081),
+  LOG_LEVEL: env.logLevel().default("info"),
+  LEADER_ELECT: env.bool().default(true),
+  LEADER_ELECTION_LEASE_NAME: z.string().min(1).default("ms2m-controller"),
+  MAX_CONCURRENT_RECONCILES: env.positiveInt().default(10),
+  RESYNC_SECONDS: env.seconds().default(300),
+  /** "agent": checkpoints and transfers through the ms2m-agent DaemonSet (needs AGENT_CA_FILE). */
+  CHECKPOINT_MODE: z.enum(["agent", "disabled"]).default("agent"),
+  AGENT_PORT: env.port().default(9443),
+  AGENT_NAMESPACE: z.string().min(1).optional(),
+  AGENT_LABEL_SELECTOR: z.string().min(1).default("app.kubernetes.io/name=ms2m-agent"),
+  AGENT_CA_FILE: env.path().optional(),
+  AGENT_TOKEN_FILE: env.path().default("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+  PENDING_TIMEOUT_SECONDS: env.seconds().default(60),
+  CHECKPOINT_TIMEOUT_SECONDS: env.seconds().default(120),
+  TRANSFER_TIMEOUT_SECONDS: env.seconds().default(300),
+  RESTORE_TIMEOUT_SECONDS: env.seconds().default(300),
+  REPLAY_GRACE_SECONDS: env.seconds().default(60),
+  FINALIZE_TIMEOUT_SECONDS: env.seconds().default(120),
+  ROLLBACK_TIMEOUT_SECONDS: env.seconds().default(120),
+  SOURCE_GRACE_SECONDS: z.coerce.number().int().min(0).max(300).default(1),
+  REPLAY_POLL_MS: env.positiveInt().default(250),
+});
+export type ControllerEnv = z.infer<typeof controllerEnv>;
+
+export function settingsFrom(e: ControllerEnv): ControllerSettings {
+  const ms = (s: number) => Math.round(s * 1000);
+  return {
+    phaseTimeoutMs: {
+      Pending: ms(e.PENDING_TIMEOUT_SECONDS),
+      Checkpointing: ms(e.CHECKPOINT_TIMEOUT_SECONDS),
+      Transferring: ms(e.TRANSFER_TIMEOUT_SECONDS),
+      Restoring: ms(e.RESTORE_TIMEOUT_SECONDS),
+      Replaying: ms(e.REPLAY_GRACE_SECONDS),
+      Finalizing: ms(e.FINALIZE_TIMEOUT_SECONDS),
+    },
+    rollbackTimeoutMs: ms(e.ROLLBACK_TIMEOUT_SECONDS),
+    sourceGraceSeconds: e.SOURCE_GRACE_SECONDS,
+    replayPollMs: e.REPLAY_POLL_MS,
+    checkpointTimeoutSeconds: Math.ceil(e.CHECKPOINT_TIMEOUT_SECONDS),
+  };
+}

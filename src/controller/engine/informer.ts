@@ -1,0 +1,86 @@
+// A client-node ListWatch that keeps going: restarted (with backoff) after errors, since the
+// informer stops on any non-410 error, and restarted when no event arrived for a while, since
+// watches can stall silently. Restarts resume from the last resourceVersion (410 relists).
+import {
+  ListWatch,
+  Watch,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from "@kubernetes/client-node";
+import { describeError } from "../../common/errors.ts";
+import type { Logger } from "../../common/logger.ts";
+
+export interface InformerOptions<T extends KubernetesObject> {
+  kc: KubeConfig;
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  onChange: (obj: T, type: "add" | "update" | "delete") => void;
+  log: Logger;
+  inactivityMs?: number;
+}
+
+export class ResilientInformer<T extends KubernetesObject> {
+  private readonly lw: ListWatch<T>;
+  private readonly opts: InformerOptions<T>;
+  private lastActivity = Date.now();
+  private restartDelayMs = 1000;
+  private stopped = false;
+  private watchdog?: NodeJS.Timeout;
+  synced = false;
+
+  constructor(opts: InformerOptions<T>) {
+    this.opts = opts;
+    this.lw = new ListWatch<T>(opts.path, new Watch(opts.kc), opts.list, false);
+    const touch = () => {
+      this.lastActivity = Date.now();
+      this.restartDelayMs = 1000;
+    };
+    this.lw.on("add", (o) => (touch(), opts.onChange(o, "add")));
+    this.lw.on("update", (o) => (touch(), opts.onChange(o, "update")));
+    this.lw.on("delete", (o) => (touch(), opts.onChange(o, "delete")));
+    this.lw.on("connect", () => (this.lastActivity = Date.now()));
+    this.lw.on("error", (err) => this.restartLater(err));
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.lw.start();
+    this.synced = true;
+    const inactivity = this.opts.inactivityMs ?? 5 * 60_000;
+    this.watchdog = setInterval(
+      () => {
+        if (Date.now() - this.lastActivity > inactivity) {
+          this.opts.log.debug({ path: this.opts.path }, "watch quiet for too long, restarting");
+          this.lastActivity = Date.now();
+          void this.lw.start().catch((err: unknown) => this.restartLater(err));
+        }
+      },
+      Math.min(inactivity, 30_000),
+    );
+    this.watchdog.unref();
+  }
+
+  private restartLater(err: unknown): void {
+    if (this.stopped) return;
+    this.opts.log.warn(
+      { path: this.opts.path, err: describeError(err), retryMs: this.restartDelayMs },
+      "watch failed, restarting",
+    );
+    const delay = this.restartDelayMs;
+    this.restartDelayMs = Math.min(this.restartDelayMs * 2, 30_000);
+    setTimeout(() => {
+      if (!this.stopped) void this.lw.start().catch((e: unknown) => this.restartLater(e));
+    }, delay).unref();
+  }
+
+  list(): readonly T[] {
+    return this.lw.list();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.watchdog) clearInterval(this.watchdog);
+    await this.lw.stop();
+  }
+}
