@@ -54,12 +54,13 @@ export async function serviceAccountToken(
   kc: k8s.KubeConfig,
   namespace: string,
   name: string,
+  audiences: string[] = [],
 ): Promise<string> {
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const res = await core.createNamespacedServiceAccountToken({
     name,
     namespace,
-    body: { spec: { expirationSeconds: 3600, audiences: [] } },
+    body: { spec: { expirationSeconds: 3600, audiences } },
   });
   const token = res.status?.token;
   if (!token) throw new Error(`no token issued for ${namespace}/${name}`);
