@@ -14,7 +14,7 @@ let stale = false;
 for (const [rel, rendered] of outputs) {
   const path = fileURLToPath(new URL(`../${rel}`, import.meta.url));
   if (process.argv.includes("--check")) {
-    let committed = "";
+    let committed: string;
     try {
       committed = readFileSync(path, "utf8");
     } catch {
