@@ -24,11 +24,15 @@ async function once(prefetch: number): Promise<number> {
   await ch.assertQueue(queue, { durable: true });
   await ch.bindQueue(queue, exchange, "");
   const pool = new BrokerPool();
-  const migration = new ReplayMigration(pool, { uid: id, topology: { brokerUrl: url, exchange, primaryQueue: queue } });
+  const migration = new ReplayMigration(pool, {
+    uid: id,
+    topology: { brokerUrl: url, exchange, primaryQueue: queue },
+  });
   await migration.setup();
   for (let seq = 1; seq <= total; seq++) {
     const body = Buffer.from(JSON.stringify({ seq, producer: "bench", at: Date.now() }));
-    if (!ch.publish(exchange, "", body, { persistent: true, messageId: `bench:${seq}` })) await ch.waitForConfirms();
+    if (!ch.publish(exchange, "", body, { persistent: true, messageId: `bench:${seq}` }))
+      await ch.waitForConfirms();
   }
   await ch.waitForConfirms();
   let state = 0;

@@ -168,8 +168,11 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
     let decision: CutoverDecision;
     for (;;) {
       const status = await migration.drainStatus(targetPod);
-      decision = decideCutover(status, { replayStartedAt, cutoffAfterMs: s.cutoffAfterMs }, Date.now());
-      if (process.env.DBG) console.log("status", JSON.stringify(status), decision.action);
+      decision = decideCutover(
+        status,
+        { replayStartedAt, cutoffAfterMs: s.cutoffAfterMs, handoverMaxDepth: 5, handoverBacklogMs: 0 },
+        Date.now(),
+      );
       if (decision.action !== "wait") break;
       await sleep(50);
     }

@@ -44,7 +44,10 @@ describe("drain detection", () => {
 
 describe("control messages and names", () => {
   it("names the migration's queues and the reply queue from its uid", () => {
-    expect(migrationQueues("abc")).toEqual({ replayQueue: "ms2m.replay.abc", statusQueue: "ms2m.status.abc" });
+    expect(migrationQueues("abc")).toEqual({
+      replayQueue: "ms2m.replay.abc",
+      statusQueue: "ms2m.status.abc",
+    });
     expect(buildControl("abc", { type: "STOP_CONSUMING" })).toEqual({
       type: "STOP_CONSUMING",
       migration: "abc",
@@ -53,7 +56,9 @@ describe("control messages and names", () => {
   });
 
   it("defaults the topology to a fanout exchange with the empty key", () => {
-    expect(replayTopologySchema.parse({ brokerUrl: "amqp://x", exchange: "e", primaryQueue: "q" })).toMatchObject({
+    expect(
+      replayTopologySchema.parse({ brokerUrl: "amqp://x", exchange: "e", primaryQueue: "q" }),
+    ).toMatchObject({
       exchangeType: "fanout",
       routingKey: "",
     });
@@ -66,7 +71,9 @@ describe("broker error mapping", () => {
     expect(toMs2mError(withCode(404))).toMatchObject({ reason: "NotFound", retriable: false });
     expect(toMs2mError(withCode(406))).toMatchObject({ reason: "Invalid", retriable: false });
     expect(toMs2mError(withCode(320))).toMatchObject({ reason: "ServiceUnavailable", retriable: true });
-    expect(toMs2mError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5672"), { code: "ECONNREFUSED" }))).toMatchObject({
+    expect(
+      toMs2mError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5672"), { code: "ECONNREFUSED" })),
+    ).toMatchObject({
       reason: "ServiceUnavailable",
       retriable: true,
     });

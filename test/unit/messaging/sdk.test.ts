@@ -29,12 +29,16 @@ describe("DedupWindow", () => {
 
   it("never holds more than capacity and always holds the latest keys (property)", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 20 }), fc.array(fc.string({ maxLength: 3 }), { maxLength: 100 }), (cap, keys) => {
-        const w = new DedupWindow(cap);
-        for (const k of keys) w.add(k);
-        expect(w.size).toBeLessThanOrEqual(cap);
-        if (keys.length) expect(w.has(keys[keys.length - 1]!)).toBe(true);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(fc.string({ maxLength: 3 }), { maxLength: 100 }),
+        (cap, keys) => {
+          const w = new DedupWindow(cap);
+          for (const k of keys) w.add(k);
+          expect(w.size).toBeLessThanOrEqual(cap);
+          if (keys.length) expect(w.has(keys[keys.length - 1]!)).toBe(true);
+        },
+      ),
     );
   });
 
@@ -60,16 +64,29 @@ describe("protocol", () => {
   });
 
   it("parses control messages and defaults cutoff to false", () => {
-    const m = controlMessageSchema.parse({ type: "END_REPLAY", migration: "u", replyTo: "s", replayQueue: "r" });
+    const m = controlMessageSchema.parse({
+      type: "END_REPLAY",
+      migration: "u",
+      replyTo: "s",
+      replayQueue: "r",
+    });
     expect(m).toEqual({ type: "END_REPLAY", migration: "u", replyTo: "s", replayQueue: "r", cutoff: false });
-    expect(controlMessageSchema.safeParse({ type: "START_REPLAY", migration: "u", replyTo: "s" }).success).toBe(false);
-    expect(controlMessageSchema.safeParse({ type: "REBOOT", migration: "u", replyTo: "s" }).success).toBe(false);
+    expect(
+      controlMessageSchema.safeParse({ type: "START_REPLAY", migration: "u", replyTo: "s" }).success,
+    ).toBe(false);
+    expect(controlMessageSchema.safeParse({ type: "REBOOT", migration: "u", replyTo: "s" }).success).toBe(
+      false,
+    );
   });
 
   it("validates status messages", () => {
     const counters = { processed: 1, replayed: 0, duplicatesSkipped: 0, unacked: 0 };
-    expect(statusMessageSchema.safeParse({ type: "STOPPED", migration: "u", pod: "p", at: 1, counters }).success).toBe(true);
-    expect(statusMessageSchema.safeParse({ type: "STOPPED", migration: "u", pod: "p", at: 1 }).success).toBe(false);
+    expect(
+      statusMessageSchema.safeParse({ type: "STOPPED", migration: "u", pod: "p", at: 1, counters }).success,
+    ).toBe(true);
+    expect(statusMessageSchema.safeParse({ type: "STOPPED", migration: "u", pod: "p", at: 1 }).success).toBe(
+      false,
+    );
   });
 });
 
@@ -78,11 +95,15 @@ describe("readPodName", () => {
     const dir = mkdtempSync(join(tmpdir(), "ms2m-pod-"));
     const file = join(dir, "name");
     writeFileSync(file, "target-pod\n");
-    expect(readPodName({ MS2M_POD_NAME_FILE: file, POD_NAME: "other", HOSTNAME: "source-pod" })).toBe("target-pod");
-    expect(readPodName({ MS2M_POD_NAME_FILE: join(dir, "missing"), POD_NAME: "env-pod", HOSTNAME: "source-pod" })).toBe(
-      "env-pod",
+    expect(readPodName({ MS2M_POD_NAME_FILE: file, POD_NAME: "other", HOSTNAME: "source-pod" })).toBe(
+      "target-pod",
     );
-    expect(() => readPodName({ MS2M_POD_NAME_FILE: join(dir, "missing"), HOSTNAME: "source-pod" })).toThrow(/POD_NAME/);
+    expect(
+      readPodName({ MS2M_POD_NAME_FILE: join(dir, "missing"), POD_NAME: "env-pod", HOSTNAME: "source-pod" }),
+    ).toBe("env-pod");
+    expect(() => readPodName({ MS2M_POD_NAME_FILE: join(dir, "missing"), HOSTNAME: "source-pod" })).toThrow(
+      /POD_NAME/,
+    );
   });
 });
 
@@ -97,13 +118,21 @@ describe("checkpoint contract helpers", () => {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () =>
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), type: res.headers["content-type"] }),
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks).toString(),
+              type: res.headers["content-type"],
+            }),
           );
         });
         req.on("error", reject);
         req.end();
       });
-    expect(await call("POST", "/checkpoint")).toEqual({ status: 200, body: "state-42", type: "application/octet-stream" });
+    expect(await call("POST", "/checkpoint")).toEqual({
+      status: 200,
+      body: "state-42",
+      type: "application/octet-stream",
+    });
     expect((await call("GET", "/checkpoint")).status).toBe(404);
     await server?.close();
     expect(await serveCheckpoints(() => Buffer.alloc(0), undefined)).toBeUndefined();
