@@ -91,9 +91,8 @@ const controllerNeeds: Check[] = [
   ...["get", "list", "watch", "create", "delete", "patch"].map((verb) => ({ verb, resource: "pods" })),
   ...["get", "list", "watch"].map((verb) => ({ verb, resource: "nodes" })),
   ...["replicasets.apps", "deployments.apps", "statefulsets.apps"].flatMap((resource) =>
-    ["get", "list", "watch", "patch"].map((verb) => ({ verb, resource })),
+    ["get", "list", "watch"].map((verb) => ({ verb, resource })),
   ),
-  ...["get", "list", "watch", "create", "delete"].map((verb) => ({ verb, resource: "jobs.batch" })),
   ...["checkpoint", "send", "pull"].map((subresource) => ({
     verb: "create",
     resource: "agents.migration.ms2m.io",
@@ -130,6 +129,11 @@ const controllerMustNot: Check[] = [
   { verb: "delete", resource: "customresourcedefinitions.apiextensions.k8s.io" },
   { verb: "delete", resource: "leases.coordination.k8s.io", namespace: "kube-system" },
   { verb: "delete", resource: "deployments.apps" },
+  // The hand-over never scales or edits workloads.
+  { verb: "patch", resource: "statefulsets.apps" },
+  { verb: "update", resource: "statefulsets", subresource: "scale" },
+  { verb: "patch", resource: "replicasets.apps" },
+  { verb: "create", resource: "jobs.batch" },
 ];
 
 const agentNeeds: Check[] = [
