@@ -212,7 +212,14 @@ export class MigratingConsumer {
         if (key !== undefined && this.#dedup.has(key)) {
           this.#counters.duplicatesSkipped++;
         } else {
-          await this.#opts.handler(msg);
+          try {
+            await this.#opts.handler(msg);
+          } catch (err) {
+            // The application refused the message: state unchanged, so hand it back for a retry.
+            this.#log.warn({ err: errText(err) }, "handler failed; message requeued");
+            nack(ch, msg);
+            return;
+          }
           // Marked right after the state change, before any other work of the chain can run.
           if (key !== undefined) this.#dedup.add(key);
           this.#counters.processed++;
@@ -358,6 +365,14 @@ export class MigratingConsumer {
   #stopProgress(): void {
     if (this.#progressTimer) clearInterval(this.#progressTimer);
     this.#progressTimer = undefined;
+  }
+}
+
+function nack(ch: ConfirmChannel, msg: Delivery): void {
+  try {
+    ch.nack(msg, false, true);
+  } catch {
+    // Channel already closed: the broker requeues it anyway.
   }
 }
 

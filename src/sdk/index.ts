@@ -13,4 +13,5 @@ export {
 } from "./checkpoint.ts";
 export { DedupWindow, DEFAULT_DEDUP_CAPACITY } from "./dedup.ts";
 export { readPodName, DEFAULT_POD_NAME_FILE } from "./pod-name.ts";
+export { registerConsumerMetrics } from "./metrics.ts";
 export * from "./protocol.ts";

@@ -110,7 +110,7 @@ describe("replay topology", () => {
     await restarted.close();
   });
 
-  it("a resent control message is answered again, not acted on twice; the pod name is re-read", async () => {
+  it("a control message sent before the pod runs waits for it; a resend is answered again, not acted on twice", async () => {
     const pool = new BrokerPool();
     const uid = uniqueId("ctl");
     const exchange = uniqueId("ms2m.test.ex");
@@ -153,6 +153,22 @@ describe("replay topology", () => {
     expect(consumer.metrics()).toMatchObject({ replayed: 3, processed: 3 });
     await consumer.close();
     await w.close();
+    await pool.close();
+  });
+
+  it("never logs or reports the broker credentials", async () => {
+    const lines: string[] = [];
+    const { pino } = await import("pino");
+    const logger = pino({ level: "trace" }, { write: (l: string) => void lines.push(l) });
+    const pool = new BrokerPool({ logger, connectAttempts: 2, reconnect: { initialMs: 10 } });
+    const url = "amqp://guest:s3cret-pw@127.0.0.1:5672";
+    const err = await setupReplay(
+      pool,
+      uniqueId("cred"),
+      replayTopologySchema.parse({ brokerUrl: url, exchange: "x", primaryQueue: "y" }),
+    ).catch((e: unknown) => e as Error);
+    expect(err).toMatchObject({ reason: "ServiceUnavailable" });
+    expect(`${err.message} ${lines.join("")}`).not.toContain("s3cret-pw");
     await pool.close();
   });
 });
