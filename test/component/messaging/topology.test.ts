@@ -166,7 +166,10 @@ describe("replay topology", () => {
       pool,
       uniqueId("cred"),
       replayTopologySchema.parse({ brokerUrl: url, exchange: "x", primaryQueue: "y" }),
-    ).catch((e: unknown) => e as Error);
+    ).then(
+      () => new Error("setup unexpectedly succeeded"),
+      (e: unknown) => e as Error,
+    );
     expect(err).toMatchObject({ reason: "ServiceUnavailable" });
     expect(`${err.message} ${lines.join("")}`).not.toContain("s3cret-pw");
     await pool.close();
