@@ -3,7 +3,8 @@
 // process's own state bytes), `rootfs-diff.tar`, `deleted.files`, `bind.mounts`, `stats-dump`,
 // `dump.log`. Written uncompressed with mode 0600, as the kubelet leaves it.
 import { createReadStream, createWriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
+import { createGunzip } from "node:zlib";
 import { pipeline } from "node:stream/promises";
 import * as tar from "tar-stream";
 
@@ -122,7 +123,17 @@ export async function readCheckpointArchive(path: string): Promise<ReadArchive> 
       }
     }
   })();
-  await Promise.all([pipeline(createReadStream(path), extract), reading]);
+  // A layer copied out of containers-storage may come back gzip-compressed: accept both.
+  const head = Buffer.alloc(2);
+  const fh = await open(path, "r");
+  await fh.read(head, 0, 2, 0).finally(() => fh.close());
+  const gzipped = head[0] === 0x1f && head[1] === 0x8b;
+  await Promise.all([
+    gzipped
+      ? pipeline(createReadStream(path), createGunzip(), extract)
+      : pipeline(createReadStream(path), extract),
+    reading,
+  ]);
   const need = (name: string) => {
     const f = files.get(name);
     if (!f) throw new Error(`checkpoint archive has no ${name}`);

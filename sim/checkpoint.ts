@@ -2,7 +2,6 @@
 // own state over its checkpoint socket), then the CRI-O archive at the kubelet's path. The
 // container keeps running.
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import type { Logger } from "../src/common/logger.ts";
 import { writeCheckpointArchive, type SpecDump } from "./archive.ts";
 import type { Latencies } from "./config.ts";
@@ -38,7 +37,7 @@ export class Checkpointer {
     this.log = log;
   }
 
-  /** Returns the archive path. Throws CheckpointNotFound for an unknown pod or container. */
+  /** Returns the archive's path on the node (as the kubelet reports it). Throws CheckpointNotFound for an unknown pod or container. */
   async checkpoint(
     namespace: string,
     pod: string,
@@ -58,10 +57,8 @@ export class Checkpointer {
     await new Promise((r) => setTimeout(r, this.latencies().checkpointMs));
     await mkdir(this.paths.checkpoints, { recursive: true, mode: 0o700 });
     const now = new Date();
-    const path = join(
-      this.paths.checkpoints,
-      `checkpoint-${pod}_${namespace}-${containerName}-${stamp(now)}.tar`,
-    );
+    const nodePath = `/var/lib/kubelet/checkpoints/checkpoint-${pod}_${namespace}-${containerName}-${stamp(now)}.tar`;
+    const path = this.paths.host(nodePath);
     const s = container.spec;
     const spec: SpecDump = {
       ociVersion: "1.0.2",
@@ -113,6 +110,6 @@ export class Checkpointer {
       { pod: `${namespace}/${pod}`, container: containerName, path, ms: Date.now() - started },
       "checkpointed",
     );
-    return path;
+    return nodePath;
   }
 }

@@ -1,7 +1,8 @@
 // Readiness probes: httpGet, tcpSocket and exec, run against the node's address (pods share
 // the node's network namespace in the simulator).
 import { execFile } from "node:child_process";
-import { request } from "node:http";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { connect } from "node:net";
 import type { V1Container, V1Probe } from "@kubernetes/client-node";
 
@@ -24,9 +25,13 @@ export function probeOnce(
   const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
   if (probe.httpGet) {
     const get = probe.httpGet;
+    // HTTPS as the kubelet does it: the certificate is not verified.
+    const https = get.scheme === "HTTPS";
+    const request = https ? httpsRequest : httpRequest;
     return new Promise((resolve) => {
       const req = request(
         {
+          ...(https ? { rejectUnauthorized: false } : {}),
           host: get.host ?? host,
           port: resolvePort(container, get.port as number | string),
           path: get.path ?? "/",

@@ -322,6 +322,38 @@ export async function waitForNodeReady(kc: k8s.KubeConfig, name: string, timeout
   );
 }
 
+/**
+ * The kubelet authorizes /checkpoint as `nodes/checkpoint`, which the API server's kubelet
+ * client role (system:kubelet-api-admin) lacks: without this grant the node proxy route answers
+ * 403, as on a kubeadm cluster. Idempotent.
+ */
+export async function grantApiServerCheckpoint(kc: k8s.KubeConfig): Promise<void> {
+  const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+  const name = "ms2m-test:apiserver-kubelet-checkpoint";
+  const ignoreExists = (err: unknown) => {
+    if ((err as { code?: number }).code !== 409) throw err;
+  };
+  await rbac
+    .createClusterRole({
+      body: {
+        metadata: { name },
+        rules: [{ apiGroups: [""], resources: ["nodes/checkpoint"], verbs: ["create"] }],
+      },
+    })
+    .catch(ignoreExists);
+  await rbac
+    .createClusterRoleBinding({
+      body: {
+        metadata: { name },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name },
+        subjects: [
+          { apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "kube-apiserver-kubelet-client" },
+        ],
+      },
+    })
+    .catch(ignoreExists);
+}
+
 export interface TestClusterNodesOptions {
   /** Node names (default node-a, node-b). */
   nodes?: string[];
@@ -354,6 +386,7 @@ export class TestCluster {
   ): Promise<TestCluster> {
     const cluster = new TestCluster({ ...cp, nodes: [], brokerUrl: `amqp://guest:guest@${cp.hostIp}:5672` });
     try {
+      await grantApiServerCheckpoint(cluster.kubeConfig());
       if (options.brokerRelay ?? true) {
         await cluster.relay(5672);
       }

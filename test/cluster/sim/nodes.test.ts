@@ -1,0 +1,231 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as k8s from "@kubernetes/client-node";
+import { sleep, waitFor } from "../../harness/exec.ts";
+import { COUNTER_IMAGE } from "../../harness/nodes.ts";
+import {
+  counterPod,
+  createNamespace,
+  isReady,
+  kubectl,
+  simCluster,
+  waitForGone,
+  waitForLog,
+  waitForPod,
+} from "./helpers.ts";
+
+// Simulated nodes under the real control plane: registration, heartbeats, and pods driven by
+// the real scheduler and controllers.
+const { cluster, kc, core, apps } = simCluster();
+const coord = kc.makeApiClient(k8s.CoordinationV1Api);
+let ns: string;
+
+beforeAll(async () => {
+  ns = await createNamespace(core, "sim-nodes");
+});
+
+afterAll(async () => {
+  await core.deleteNamespace({ name: ns }).catch(() => undefined);
+});
+
+describe("node registration", () => {
+  it("registers node-a and node-b Ready, with address, capacity and kubelet port", async () => {
+    for (const name of ["node-a", "node-b"]) {
+      const node = await core.readNode({ name });
+      const ready = node.status?.conditions?.find((c) => c.type === "Ready");
+      expect(ready?.status).toBe("True");
+      expect(node.status?.addresses).toContainEqual({ type: "InternalIP", address: cluster.node(name).ip });
+      expect(node.status?.daemonEndpoints?.kubeletEndpoint?.Port).toBe(10250);
+      expect(node.status?.allocatable?.cpu).toBeDefined();
+      expect(node.metadata?.labels?.["kubernetes.io/hostname"]).toBe(name);
+    }
+    const out = await kubectl(cluster.info.kubeconfig, ["get", "nodes", "--no-headers"]);
+    expect(out).toMatch(/^node-a\s+Ready\s/m);
+    expect(out).toMatch(/^node-b\s+Ready\s/m);
+  });
+
+  it("keeps its Lease fresh and stays Ready", async () => {
+    const renew = async () =>
+      new Date(
+        (await coord.readNamespacedLease({ name: "node-a", namespace: "kube-node-lease" })).spec?.renewTime ??
+          0,
+      ).getTime();
+    const first = await renew();
+    await waitFor("lease renewal", async () => ((await renew()) > first ? true : undefined), {
+      timeoutMs: 15_000,
+      intervalMs: 250,
+    });
+    const node = await core.readNode({ name: "node-a" });
+    expect(node.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
+  });
+
+  it("reports NotReady when told to, and Ready again", async () => {
+    const node = cluster.node("node-b");
+    const readyOf = async () =>
+      (await core.readNode({ name: "node-b" })).status?.conditions?.find((c) => c.type === "Ready")?.status;
+    try {
+      await node.setReady(false);
+      expect(await readyOf()).toBe("False");
+    } finally {
+      await node.setReady(true);
+    }
+    expect(await readyOf()).toBe("True");
+  });
+});
+
+describe("pods", () => {
+  it("runs a Deployment's pods, placed by the real scheduler, to Running and Ready", async () => {
+    await apps.createNamespacedDeployment({
+      namespace: ns,
+      body: {
+        metadata: { name: "counter" },
+        spec: {
+          replicas: 4,
+          selector: { matchLabels: { app: "counter-deploy" } },
+          template: {
+            metadata: { labels: { app: "counter-deploy" } },
+            spec: {
+              containers: [{ name: "counter", image: COUNTER_IMAGE, imagePullPolicy: "IfNotPresent" }],
+            },
+          },
+        },
+      },
+    });
+    const deploy = await waitFor(
+      "deployment available",
+      async () => {
+        const d = await apps.readNamespacedDeployment({ name: "counter", namespace: ns });
+        return d.status?.readyReplicas === 4 ? d : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(deploy.status?.availableReplicas).toBe(4);
+    const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: "app=counter-deploy" });
+    expect(pods.items).toHaveLength(4);
+    for (const pod of pods.items) {
+      expect(isReady(pod)).toBe(true);
+      expect(["node-a", "node-b"]).toContain(pod.spec?.nodeName);
+      expect(pod.status?.podIP).toBe(cluster.node(pod.spec?.nodeName ?? "").ip);
+      expect(pod.status?.containerStatuses?.[0]?.state?.running).toBeDefined();
+    }
+    // The scheduler spreads replicas of one owner over both nodes.
+    expect(new Set(pods.items.map((p) => p.spec?.nodeName)).size).toBe(2);
+    await apps.deleteNamespacedDeployment({ name: "counter", namespace: ns });
+  });
+
+  it("scales a StatefulSet up and down through the real controller-manager", async () => {
+    const replicasReady = (n: number) =>
+      waitFor(
+        `statefulset at ${n} ready replicas`,
+        async () => {
+          const s = await apps.readNamespacedStatefulSet({ name: "web", namespace: ns });
+          const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: "app=web" });
+          return (s.status?.readyReplicas ?? 0) === n && pods.items.length === n ? pods.items : undefined;
+        },
+        { timeoutMs: 45_000, intervalMs: 100 },
+      );
+    await apps.createNamespacedStatefulSet({
+      namespace: ns,
+      body: {
+        metadata: { name: "web" },
+        spec: {
+          serviceName: "web",
+          replicas: 1,
+          selector: { matchLabels: { app: "web" } },
+          template: {
+            metadata: { labels: { app: "web" } },
+            spec: {
+              terminationGracePeriodSeconds: 5,
+              containers: [{ name: "counter", image: COUNTER_IMAGE, imagePullPolicy: "IfNotPresent" }],
+            },
+          },
+        },
+      },
+    });
+    await replicasReady(1);
+    await apps.patchNamespacedStatefulSetScale({
+      name: "web",
+      namespace: ns,
+      body: [{ op: "replace", path: "/spec/replicas", value: 3 }],
+    });
+    const up = await replicasReady(3);
+    expect(up.map((p) => p.metadata?.name).sort()).toEqual(["web-0", "web-1", "web-2"]);
+    // The restored-hostname contract relies on HOSTNAME being the pod's name.
+    await waitForLog(cluster, up[2]!.spec!.nodeName!, ns, "web-2", /count=\d+ pod=\? host=web-2/);
+    await apps.patchNamespacedStatefulSetScale({
+      name: "web",
+      namespace: ns,
+      body: [{ op: "replace", path: "/spec/replicas", value: 1 }],
+    });
+    const down = await replicasReady(1);
+    expect(down[0]?.metadata?.name).toBe("web-0");
+    await apps.deleteNamespacedStatefulSet({ name: "web", namespace: ns });
+  });
+
+  it("honours the grace period on deletion: SIGTERM, then SIGKILL once it has passed", async () => {
+    const pod = counterPod("stubborn", "node-a", { terminationGracePeriodSeconds: 2 });
+    pod.spec!.containers[0]!.env = [{ name: "IGNORE_SIGTERM", value: "1" }];
+    await core.createNamespacedPod({ namespace: ns, body: pod });
+    await waitForPod(core, ns, "stubborn", "ready", isReady);
+    await waitForLog(cluster, "node-a", ns, "stubborn", /count=/); // the SIGTERM handler is in place
+    const started = Date.now();
+    await core.deleteNamespacedPod({ name: "stubborn", namespace: ns });
+    // Still there (terminating) while the grace period runs.
+    await sleep(1_000);
+    const terminating = await core.readNamespacedPod({ name: "stubborn", namespace: ns });
+    expect(terminating.metadata?.deletionTimestamp).toBeDefined();
+    await waitForGone(core, ns, "stubborn");
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(2_000);
+    expect(took).toBeLessThan(6_000);
+  });
+
+  it("ends a pod whose process handles SIGTERM without waiting for the grace period", async () => {
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: counterPod("polite", "node-b", { terminationGracePeriodSeconds: 30 }),
+    });
+    await waitForPod(core, ns, "polite", "ready", isReady);
+    await waitForLog(cluster, "node-b", ns, "polite", /count=/);
+    const started = Date.now();
+    await core.deleteNamespacedPod({ name: "polite", namespace: ns });
+    await waitForGone(core, ns, "polite");
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("restarts a crashing container with back-off and counts restarts", async () => {
+    await cluster.node("node-a").setImages({
+      "ms2m.test/crasher:dev": {
+        command: [process.execPath, "-e", "setTimeout(() => process.exit(3), 100)"],
+      },
+    });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: "crasher" },
+        spec: {
+          nodeName: "node-a",
+          containers: [{ name: "c", image: "ms2m.test/crasher:dev", imagePullPolicy: "IfNotPresent" }],
+        },
+      },
+    });
+    const pod = await waitForPod(
+      core,
+      ns,
+      "crasher",
+      "restarted",
+      (p) => (p.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1,
+    );
+    const cs = pod.status?.containerStatuses?.[0];
+    expect(cs?.lastState?.terminated?.exitCode).toBe(3);
+    await core.deleteNamespacedPod({ name: "crasher", namespace: ns, gracePeriodSeconds: 0 });
+  });
+
+  it("serves container logs through the API server (kubectl logs)", async () => {
+    await core.createNamespacedPod({ namespace: ns, body: counterPod("talker", "node-b") });
+    await waitForPod(core, ns, "talker", "ready", isReady);
+    await waitForLog(cluster, "node-b", ns, "talker", /count=2/);
+    const out = await kubectl(cluster.info.kubeconfig, ["logs", "-n", ns, "talker", "--tail=2"]);
+    expect(out).toMatch(/count=\d+ pod=talker host=talker/);
+    await core.deleteNamespacedPod({ name: "talker", namespace: ns });
+  });
+});
