@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import * as tar from "tar-stream";
 import { Agent, request } from "undici";
 import { blobPath, describeCheckpointImage, initLayout, writeLayout } from "../../../src/checkpoint/image.ts";
