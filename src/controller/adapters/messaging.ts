@@ -36,6 +36,10 @@ export class BrokerMessaging implements MessagingPort {
   async prepareReplay(ref: ReplayRef) {
     const m = this.of(ref);
     await m.setup();
+    // Before the checkpoint: the source must have applied everything queued before the
+    // replay queue existed, or a message it consumes after the checkpoint reaches neither
+    // the checkpointed state nor the replay queue (see src/messaging/migration.ts).
+    await m.fenceSource();
     return { replayQueue: m.queues.replayQueue };
   }
 
