@@ -47,8 +47,8 @@ const parts = (): CheckpointParts => ({
   stats: { freezingTimeUs: 1, frozenTimeUs: 2, memdumpTimeUs: 3, pagesWritten: 1 },
 });
 
-async function entries(path: string): Promise<Map<string, tar.Headers>> {
-  const out = new Map<string, tar.Headers>();
+async function entries(path: string): Promise<Map<string, { mode?: number | undefined }>> {
+  const out = new Map<string, { mode?: number | undefined }>();
   const extract = tar.extract();
   const reading = (async () => {
     for await (const e of extract) {
