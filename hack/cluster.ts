@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { ControlPlane } from "../test/harness/control-plane.ts";
+import { TestCluster } from "../test/harness/nodes.ts";
 import { sleep } from "../test/harness/exec.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -61,19 +62,45 @@ async function serve(): Promise<void> {
   const { writeFile } = await import("node:fs/promises");
   await writeFile(pidPath, String(process.pid));
   const cp = await ControlPlane.start({ ownerPid: process.pid });
+  let cluster: TestCluster | undefined;
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     await rm(kubeconfigPath, { force: true });
+    // Nodes first (their containers with them), then the control plane sweeps the slot.
+    await cluster?.stop().catch((err: unknown) => console.error("stopping nodes:", err));
     await cp.stop();
     await rm(pidPath, { force: true });
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop());
   process.on("SIGINT", () => void stop());
+  // Two simulated workers (MS2M_NODES=node-a,node-b,... to change), registered and Ready.
+  const nodes = (process.env.MS2M_NODES ?? "node-a,node-b").split(",").filter(Boolean);
+  try {
+    cluster = await TestCluster.start(
+      {
+        kubeconfig: cp.adminKubeconfig,
+        server: cp.server,
+        dir: cp.dir,
+        slot: cp.net.slot,
+        hostIp: cp.net.hostIp,
+        caFile: cp.pki.ca.cert,
+      },
+      { nodes },
+    );
+  } catch (err) {
+    console.error("simulated nodes failed to start:", err);
+    await stop();
+    return;
+  }
   await copyFile(cp.adminKubeconfig, kubeconfigPath);
   console.log(`control plane ${cp.server}; binaries ${cp.binaries.kubeBin}`);
+  for (const n of cluster.nodeNames()) {
+    const node = cluster.node(n);
+    console.log(`node ${n}: ${node.ip}, folder ${node.dir}`);
+  }
   // Stay alive: the cluster lives as long as this supervisor.
   setInterval(() => undefined, 1 << 30);
 }

@@ -84,7 +84,6 @@ function shutdown(): Promise<void> {
 }
 process.on("SIGTERM", () => void shutdown());
 process.on("SIGINT", () => void shutdown());
-process.on("disconnect", () => void shutdown()); // the harness that owns us went away
 
 await startControlServer(paths.controlSocket, {
   status: async () => ({
