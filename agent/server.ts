@@ -38,6 +38,7 @@ import { openArchive, resolveArchiveName } from "./archives.ts";
 import { Authenticator, type AgentOperation, type Principal, type Reviewer } from "./auth.ts";
 import type { AgentConfig } from "./config.ts";
 import { createMetrics, type AgentMetrics, type Operation } from "./metrics.ts";
+import { AGENT_SERVER_NAME } from "../src/transfer/client.ts";
 import {
   checkpointRequestSchema,
   pullRequestSchema,
@@ -415,6 +416,7 @@ export class AgentServer {
             url: body.destination.url,
             token: await this.outboundToken(),
             ca: await readFile(this.config.AGENT_TLS_CA_FILE),
+            servername: AGENT_SERVER_NAME,
             size,
             maxBytes: this.config.AGENT_MAX_ARCHIVE_BYTES,
             signal,

@@ -1,13 +1,14 @@
 // ms2m-controller: reconciles StatefulMigrations. Config from the environment (see
 // src/controller/config.ts), leader election on a Lease, graceful shutdown on SIGTERM.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { loadConfigOrExit } from "../common/config.ts";
 import { Ms2mError, describeError } from "../common/errors.ts";
 import { createLogger } from "../common/logger.ts";
 import { createControllerMetrics, createRegistry } from "../common/metrics.ts";
 import { loadKubeConfig } from "../kube/config.ts";
-import { AgentClient } from "../transfer/index.ts";
+import { AGENT_SERVER_NAME, AgentClient } from "../transfer/index.ts";
+import { AgentTlsManager, KubeSecretStore } from "../controller/certs/index.ts";
 import { AgentCheckpointer, AgentLocator, AgentTransfer } from "../controller/adapters/agent.ts";
 import { KubeCluster } from "../controller/adapters/kube-cluster.ts";
 import { KubeEvents } from "../controller/adapters/kube-events.ts";
@@ -34,17 +35,22 @@ let checkpointer: CheckpointPort = {
   lookup: async () => ({ state: "unknown" }),
 };
 let transfer: TransferPort = { transfer: unavailable("transfer"), cleanup: async () => undefined };
+let agentClient: AgentClient | undefined;
 if (cfg.CHECKPOINT_MODE === "agent") {
-  if (!cfg.AGENT_CA_FILE) {
+  // With MANAGE_AGENT_TLS the leader hands its client the bundle it maintains, so the mounted
+  // file may be missing on a fresh install (the Secret does not exist yet).
+  if (!cfg.AGENT_CA_FILE && !cfg.MANAGE_AGENT_TLS) {
     console.error(
       "ms2m-controller: invalid configuration:\n  - AGENT_CA_FILE: is required when CHECKPOINT_MODE=agent",
     );
     process.exit(2);
   }
   const client = new AgentClient({
-    ca: readFileSync(cfg.AGENT_CA_FILE),
+    ca: cfg.AGENT_CA_FILE && existsSync(cfg.AGENT_CA_FILE) ? readFileSync(cfg.AGENT_CA_FILE) : [],
+    servername: AGENT_SERVER_NAME,
     token: () => readFileSync(cfg.AGENT_TOKEN_FILE, "utf8").trim(),
   });
+  agentClient = client;
   const locator = new AgentLocator(kc, {
     namespace: cfg.AGENT_NAMESPACE ?? cfg.POD_NAMESPACE,
     labelSelector: cfg.AGENT_LABEL_SELECTOR,
@@ -75,6 +81,27 @@ const manager = new Manager({
   resyncMs: cfg.RESYNC_SECONDS * 1000,
 });
 
+let lastBundle = "";
+const agentTls = cfg.MANAGE_AGENT_TLS
+  ? new AgentTlsManager({
+      store: new KubeSecretStore(kc, cfg.POD_NAMESPACE),
+      namespace: cfg.AGENT_NAMESPACE ?? cfg.POD_NAMESPACE,
+      secretName: cfg.AGENT_TLS_SECRET,
+      caSecretName: cfg.AGENT_TLS_CA_SECRET,
+      log,
+      onBundle: (bundle) => {
+        if (bundle === lastBundle) return;
+        lastBundle = bundle;
+        agentClient?.updateCa(bundle);
+      },
+    })
+  : undefined;
+// Leader only: issue/rotate the agents' certificate first, then reconcile.
+const startLeading = () => {
+  agentTls?.start();
+  manager.startWorkers();
+};
+
 let shuttingDown = false;
 const identity = `${cfg.POD_NAME ?? hostname()}_${process.pid}`;
 const elector = cfg.LEADER_ELECT
@@ -83,7 +110,7 @@ const elector = cfg.LEADER_ELECT
       store: new KubeLeaseStore(kc, cfg.POD_NAMESPACE, cfg.LEADER_ELECTION_LEASE_NAME),
       clock: realTimerClock,
       log,
-      onStartedLeading: () => manager.startWorkers(),
+      onStartedLeading: startLeading,
       // Like controller-runtime: a replica that lost the lease exits and starts clean.
       onStoppedLeading: () => void shutdown("lost leadership", 1),
     })
@@ -105,6 +132,7 @@ async function shutdown(why: string, code = 0): Promise<void> {
   const force = setTimeout(() => process.exit(code || 1), 25_000);
   force.unref();
   try {
+    await agentTls?.stop();
     await manager.stop(); // finishes reconciles in flight
     await elector?.stop(); // releases the lease: another replica takes over at once
     await messaging.close();
@@ -124,4 +152,4 @@ log.info(
   "informers synced",
 );
 if (elector) elector.start();
-else manager.startWorkers();
+else startLeading();

@@ -20,6 +20,20 @@ export const controllerEnv = z.object({
   AGENT_NAMESPACE: z.string().min(1).optional(),
   AGENT_LABEL_SELECTOR: z.string().min(1).default("app.kubernetes.io/name=ms2m-agent"),
   AGENT_CA_FILE: env.path().optional(),
+  /** The leader issues and rotates the agents' TLS Secret (see src/controller/certs/). */
+  MANAGE_AGENT_TLS: env.bool().default(true),
+  /** The agents' Secret (tls.crt, tls.key, ca.crt bundle), in POD_NAMESPACE. */
+  AGENT_TLS_SECRET: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/)
+    .max(253)
+    .default("ms2m-agent-tls"),
+  /** The signing CA's Secret (controller only), in POD_NAMESPACE. */
+  AGENT_TLS_CA_SECRET: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/)
+    .max(253)
+    .default("ms2m-agent-ca"),
   AGENT_TOKEN_FILE: env.path().default("/var/run/secrets/kubernetes.io/serviceaccount/token"),
   PENDING_TIMEOUT_SECONDS: env.seconds().default(60),
   CHECKPOINT_TIMEOUT_SECONDS: env.seconds().default(120),

@@ -16,9 +16,15 @@ import type {
 
 export type * from "./types.ts";
 
+/**
+ * The name agent serving certificates are issued for (the operator's Secret): callers reach
+ * agents by pod IP and verify this name instead (`servername`).
+ */
+export const AGENT_SERVER_NAME = "ms2m-agent";
+
 export interface AgentClientOptions {
-  /** PEM of the CA that signs agent serving certificates. */
-  ca: string | Buffer;
+  /** PEM of the CA(s) that sign agent serving certificates (`[]`: trust nothing yet). */
+  ca: string | Buffer | (string | Buffer)[];
   /** Returns the bearer token (re-read per call: projected tokens rotate). */
   token: () => string | Promise<string>;
   /** Per-call timeout (default 15 minutes: a send includes transfer and load). */
@@ -28,18 +34,31 @@ export interface AgentClientOptions {
 }
 
 export class AgentClient {
-  private readonly dispatcher: Dispatcher;
+  private dispatcher: Dispatcher;
+  private readonly options: AgentClientOptions;
   private readonly token: () => string | Promise<string>;
   private readonly timeoutMs: number;
 
   constructor(options: AgentClientOptions) {
-    this.dispatcher = new Agent({
-      connect: { ca: options.ca, ...(options.servername ? { servername: options.servername } : {}) },
-      headersTimeout: options.timeoutMs ?? 15 * 60_000,
-      bodyTimeout: options.timeoutMs ?? 15 * 60_000,
-    });
+    this.options = options;
+    this.dispatcher = this.makeDispatcher(options.ca);
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 15 * 60_000;
+  }
+
+  private makeDispatcher(ca: AgentClientOptions["ca"]): Dispatcher {
+    return new Agent({
+      connect: { ca, ...(this.options.servername ? { servername: this.options.servername } : {}) },
+      headersTimeout: this.options.timeoutMs ?? 15 * 60_000,
+      bodyTimeout: this.options.timeoutMs ?? 15 * 60_000,
+    });
+  }
+
+  /** Trust a new CA bundle (rotation): new calls use it; calls in flight finish on the old one. */
+  updateCa(ca: AgentClientOptions["ca"]): void {
+    const old = this.dispatcher;
+    this.dispatcher = this.makeDispatcher(ca);
+    void old.close().catch(() => undefined);
   }
 
   /** Source agent: checkpoint a container through the local kubelet. */

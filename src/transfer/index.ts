@@ -1,2 +1,2 @@
-export { AgentClient, type AgentClientOptions } from "./client.ts";
+export { AGENT_SERVER_NAME, AgentClient, type AgentClientOptions } from "./client.ts";
 export * from "./types.ts";

@@ -107,6 +107,9 @@ const controllerNeeds: Check[] = [
   })),
   { verb: "get", resource: "secrets", name: "ms2m-agent-tls", namespace: "ms2m-system" },
   { verb: "update", resource: "secrets", name: "ms2m-agent-tls", namespace: "ms2m-system" },
+  { verb: "create", resource: "secrets", namespace: "ms2m-system" },
+  { verb: "get", resource: "secrets", name: "ms2m-agent-ca", namespace: "ms2m-system" },
+  { verb: "update", resource: "secrets", name: "ms2m-agent-ca", namespace: "ms2m-system" },
 ];
 
 const controllerMustNot: Check[] = [
@@ -149,6 +152,7 @@ const agentMustNot: Check[] = [
   { verb: "get", resource: "secrets", namespace: "default" },
   { verb: "get", resource: "secrets", name: "other", namespace: "ms2m-system" },
   { verb: "update", resource: "secrets", name: "ms2m-agent-tls", namespace: "ms2m-system" },
+  { verb: "get", resource: "secrets", name: "ms2m-agent-ca", namespace: "ms2m-system" },
   { verb: "create", resource: "nodes", subresource: "proxy" },
   { verb: "get", resource: "nodes", subresource: "proxy" },
   { verb: "delete", resource: "nodes" },

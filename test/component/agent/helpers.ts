@@ -22,7 +22,7 @@ export interface Pki {
   keyFile: string;
 }
 
-/** A CA and one serving certificate valid for 127.0.0.1 and 127.0.0.2. */
+/** A CA and one serving certificate valid for 127.0.0.1, 127.0.0.2 and ms2m-agent (what agents verify). */
 export function makePki(): Pki {
   const dir = mkdtempSync(join(tmpdir(), "ms2m-pki-"));
   const run = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
@@ -57,7 +57,10 @@ export function makePki(): Pki {
     "-subj",
     "/CN=ms2m-agent",
   );
-  writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\n");
+  writeFileSync(
+    join(dir, "ext.cnf"),
+    "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost,DNS:ms2m-agent\n",
+  );
   run(
     "x509",
     "-req",

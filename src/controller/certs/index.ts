@@ -1,0 +1,2 @@
+export * from "./manager.ts";
+export { KubeSecretStore } from "./kube-store.ts";
