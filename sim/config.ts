@@ -63,7 +63,7 @@ export const nodeConfigSchema = z.object({
   labels: z.record(z.string(), z.string()).default({}),
   latencies: latencySchema.default(latencySchema.parse({})),
   images: z.record(z.string(), imageCommandSchema).default({}),
-  /** Registries reached over plain HTTP (skopeo --src-tls-verify=false). */
+  /** Registries reached over plain HTTP (skopeo --src-tls-verify=false): `host:port` or `host:*`. */
   insecureRegistries: z.array(z.string()).default([]),
   storageDriver: z.enum(["vfs", "overlay"]).default("vfs"),
   /** Lease renewal and node status period. */

@@ -136,7 +136,7 @@ export class ImageService {
         `pull access denied for ${name}: local image not in containers-storage`,
       );
     }
-    const tls = this.opts.insecureRegistries.includes(host) ? ["--src-tls-verify=false"] : [];
+    const tls = isInsecure(this.opts.insecureRegistries, host) ? ["--src-tls-verify=false"] : [];
     try {
       await runSkopeo([
         "copy",
@@ -199,6 +199,12 @@ export class ImageService {
       await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+/** Exact host[:port] entries, or `host:*` for every port of a host. */
+export function isInsecure(entries: string[], host: string): boolean {
+  const bare = host.replace(/:\d+$/, "");
+  return entries.some((e) => e === host || e === `${bare}:*`);
 }
 
 function blob(layout: string, digest: string): string {

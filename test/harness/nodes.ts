@@ -260,7 +260,8 @@ export async function startSimNode(
     ...(options.latencies ? { latencies: options.latencies as Latencies } : {}),
     ...(options.labels ? { labels: options.labels } : {}),
     ...(options.capacity ? { capacity: options.capacity } : {}),
-    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    // Test registries on the host's bridge address speak plain HTTP.
+    insecureRegistries: [`${info.hostIp}:*`, ...(options.insecureRegistries ?? [])],
     ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
     podEnv: { MS2M_BROKER_URL: info.brokerUrl, ...options.podEnv },
   };
