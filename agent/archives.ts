@@ -15,9 +15,13 @@ export function checkpointArchivePattern(namespace: string, pod: string, contain
   );
 }
 
+/** Where the kubelet writes checkpoint archives, and how it names them in its answer. */
+export const KUBELET_CHECKPOINTS_DIR = "/var/lib/kubelet/checkpoints";
+
 /**
  * Resolves the archive name the controller reported (a basename, or the kubelet's full path)
- * to a path inside `checkpointsDir`, refusing anything else.
+ * to a path inside `checkpointsDir`, refusing anything else. The kubelet's path names the
+ * node's folder, which the agent may mount elsewhere: both folders are accepted.
  */
 export function resolveArchiveName(
   checkpointsDir: string,
@@ -26,7 +30,8 @@ export function resolveArchiveName(
 ): string {
   let name = archive;
   if (archive.includes("/")) {
-    if (!archive.startsWith(`${checkpointsDir}/`) || archive.slice(checkpointsDir.length + 1).includes("/")) {
+    const dir = [checkpointsDir, KUBELET_CHECKPOINTS_DIR].find((d) => archive.startsWith(`${d}/`));
+    if (!dir || archive.slice(dir.length + 1).includes("/")) {
       throw new Ms2mError("Forbidden", "archive must be in the kubelet checkpoints folder");
     }
     name = basename(archive);

@@ -46,6 +46,12 @@ describe("archive names", () => {
       resolveArchiveName("/var/lib/kubelet/checkpoints", `/var/lib/kubelet/checkpoints/${name}`, ids),
     ).toBe(`/var/lib/kubelet/checkpoints/${name}`);
   });
+  it("maps the kubelet's path onto the agent's mount of the checkpoints folder", () => {
+    const name = "checkpoint-web-0_default-app-2025-01-02T03:04:05Z.tar";
+    expect(resolveArchiveName("/mnt/ckpt", `/var/lib/kubelet/checkpoints/${name}`, ids)).toBe(`/mnt/ckpt/${name}`);
+    expect(() => resolveArchiveName("/mnt/ckpt", `/var/lib/kubelet/checkpoints/../${name}`, ids)).toThrow();
+    expect(() => resolveArchiveName("/mnt/ckpt", `/var/lib/kubelet/${name}`, ids)).toThrow();
+  });
   it.each([
     "/etc/shadow",
     "/var/lib/kubelet/checkpoints/../../../etc/shadow",
