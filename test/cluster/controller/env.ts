@@ -1,0 +1,569 @@
+// Shared by the controller's cluster tests: ms2m deployed from config/ on the shared control plane
+// (CRD, RBAC, the agent DaemonSet run by the simulated nodes), the controller binary acting as
+// its ServiceAccount, the reference workload and a producer, and the object-by-object checks.
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawn, type ChildProcess } from "node:child_process";
+import * as k8s from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
+import { clusterContext, serviceAccountToken } from "../../harness/context.ts";
+import { sleep, waitFor } from "../../harness/exec.ts";
+import { installCrd, mustSucceed, renderKustomize, repoPath } from "../../harness/fixtures.ts";
+import { TestCluster } from "../../harness/nodes.ts";
+import { CertificateAuthority } from "../../harness/pki.ts";
+import { ManagedProcess } from "../../harness/process.ts";
+import { Producer } from "../../../workload/producer.ts";
+import type { WorkloadState } from "../../../workload/state.ts";
+import { account, type AccountingReport } from "../../../workload/accounting.ts";
+import type { StatefulMigration } from "../../../src/api/v1alpha1/index.ts";
+
+export const SYSTEM_NS = "ms2m-system";
+export const AGENT_IMAGE = "ghcr.io/ms2m/ms2m-agent:0.1.0";
+export const CONSUMER_IMAGE = "ms2m.test/consumer:dev";
+export const REGISTRY_PORT = 5000;
+const GROUP = "migration.ms2m.io";
+const VERSION = "v1alpha1";
+const PLURAL = "statefulmigrations";
+
+export function controllerTestEnv() {
+  const ctx = clusterContext();
+  const cluster = TestCluster.connect(ctx.cluster);
+  const kc = ctx.kubeConfig();
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+  const hostIp = ctx.cluster.hostIp;
+  const brokerUrl = `amqp://guest:guest@${hostIp}:5672`;
+  return { ...ctx, cluster, kc, core, apps, custom, hostIp, brokerUrl, registry: `${hostIp}:${REGISTRY_PORT}` };
+}
+export type ControllerTestEnv = ReturnType<typeof controllerTestEnv>;
+
+/** Every env var of the DaemonSet container, with `overrides` replacing or adding. */
+function withEnv(env: k8s.V1EnvVar[], overrides: Record<string, string>): k8s.V1EnvVar[] {
+  const out = env.filter((e) => !(e.name in overrides));
+  for (const [name, value] of Object.entries(overrides)) out.push({ name, value });
+  return out;
+}
+
+/**
+ * ms2m from config/default without the controller Deployment (the tests run the controller
+ * binary on the host): CRD, RBAC, the agent DaemonSet with the simulated nodes' settings (vfs
+ * containers-storage, the cluster CA for the kubelet, the test registry over HTTP), and the
+ * agents' TLS Secret. Idempotent; returns the CA file the controller verifies agents with.
+ */
+export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<{ caFile: string }> {
+  const { kubectl, cluster, core } = env;
+  await installCrd(kubectl);
+  for (const name of cluster.nodeNames()) {
+    await cluster.node(name).setImages({
+      [AGENT_IMAGE]: { command: [process.execPath, repoPath("test/harness/agent-entry.ts")] },
+      [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
+    });
+  }
+  const rendered = await renderKustomize(kubectl, "config/default");
+  const objects = parseAllDocuments(rendered)
+    .map((d) => d.toJS() as k8s.KubernetesObject & { spec?: unknown })
+    .filter((o) => o.kind && !(o.kind === "Deployment" && o.metadata?.name === "ms2m-controller"));
+  for (const o of objects) {
+    if (o.kind !== "DaemonSet") continue;
+    const ds = o as k8s.V1DaemonSet;
+    const c = ds.spec?.template.spec?.containers[0];
+    if (!c) throw new Error("agent DaemonSet has no container");
+    c.env = withEnv(c.env ?? [], {
+      AGENT_STORAGE_DRIVER: "vfs",
+      AGENT_KUBELET_CA_FILE: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+      AGENT_INSECURE_REGISTRIES: env.registry,
+    });
+  }
+  const body = objects.map((o) => `---\n${JSON.stringify(o)}\n`).join("");
+
+  // The agents' serving certificate (every node address) and its CA, before the DaemonSet.
+  const caFile = join(work, "agent-ca.crt");
+  await core.createNamespace({ body: { metadata: { name: SYSTEM_NS } } }).catch(ignoreConflict);
+  const existing = await core.readNamespacedSecret({ name: "ms2m-agent-tls", namespace: SYSTEM_NS }).catch(() => undefined);
+  if (existing?.data?.["ca.crt"]) {
+    await writeFile(caFile, Buffer.from(existing.data["ca.crt"], "base64"));
+  } else {
+    const ca = new CertificateAuthority(join(work, "agent-pki"));
+    await ca.init();
+    const ips = cluster.info.nodes.map((n) => n.ip);
+    const pair = await ca.issue("agent", {
+      commonName: "ms2m-agent",
+      dnsNames: ["ms2m-agent"],
+      ipAddresses: ips,
+      usage: "both",
+    });
+    const data = {
+      "tls.crt": (await readFile(pair.cert)).toString("base64"),
+      "tls.key": (await readFile(pair.key)).toString("base64"),
+      "ca.crt": (await readFile(ca.ca.cert)).toString("base64"),
+    };
+    await core.createNamespacedSecret({
+      namespace: SYSTEM_NS,
+      body: { metadata: { name: "ms2m-agent-tls" }, type: "kubernetes.io/tls", data },
+    });
+    await writeFile(caFile, Buffer.from(data["ca.crt"], "base64"));
+  }
+  mustSucceed(await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], body), "apply config/default");
+  await waitForAgents(env);
+  return { caFile };
+}
+
+function ignoreConflict(err: unknown): void {
+  if ((err as { code?: number }).code !== 409) throw err;
+}
+
+export async function waitForAgents(env: ControllerTestEnv, timeoutMs = 90_000): Promise<void> {
+  const nodes = env.cluster.nodeNames();
+  await waitFor(
+    "ms2m-agent Ready on every node",
+    async () => {
+      const pods = await env.core.listNamespacedPod({
+        namespace: SYSTEM_NS,
+        labelSelector: "app.kubernetes.io/name=ms2m-agent",
+      });
+      const ready = new Set(
+        pods.items
+          .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"))
+          .map((p) => p.spec?.nodeName),
+      );
+      return nodes.every((n) => ready.has(n)) ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The controller binary (`node src/cmd/controller.ts`) with the ms2m-controller ServiceAccount's tokens. */
+export class ControllerProcess {
+  readonly env: ControllerTestEnv;
+  readonly dir: string;
+  readonly caFile: string;
+  readonly extraEnv: Record<string, string>;
+  proc: ManagedProcess | undefined;
+  starts = 0;
+
+  constructor(env: ControllerTestEnv, dir: string, caFile: string, extraEnv: Record<string, string> = {}) {
+    this.env = env;
+    this.dir = dir;
+    this.caFile = caFile;
+    this.extraEnv = extraEnv;
+  }
+
+  async start(): Promise<void> {
+    const admin = this.env.kc;
+    const kubeToken = await serviceAccountToken(admin, SYSTEM_NS, "ms2m-controller");
+    const agentToken = await serviceAccountToken(admin, SYSTEM_NS, "ms2m-controller", ["ms2m-agent"]);
+    const cluster = admin.getCurrentCluster();
+    if (!cluster) throw new Error("no cluster");
+    const kubeconfig = join(this.dir, "controller.kubeconfig");
+    const kc = new k8s.KubeConfig();
+    kc.loadFromOptions({
+      clusters: [cluster],
+      users: [{ name: "ms2m-controller", token: kubeToken }],
+      contexts: [{ name: "ms2m-controller", cluster: cluster.name, user: "ms2m-controller" }],
+      currentContext: "ms2m-controller",
+    });
+    await writeFile(kubeconfig, kc.exportConfig(), { mode: 0o600 });
+    const tokenFile = join(this.dir, "agent-token");
+    await writeFile(tokenFile, agentToken, { mode: 0o600 });
+    const health = await freePort();
+    const metrics = await freePort();
+    this.starts++;
+    this.proc = new ManagedProcess(`controller-${this.starts}`, join(this.dir, "controller.log"));
+    await this.proc.start(process.execPath, [repoPath("src/cmd/controller.ts")], join(this.dir, "pids"), {
+      ...process.env,
+      KUBECONFIG: kubeconfig,
+      POD_NAMESPACE: SYSTEM_NS,
+      POD_NAME: "ms2m-controller-test",
+      LEADER_ELECT: "false",
+      HEALTH_PORT: String(health),
+      METRICS_PORT: String(metrics),
+      AGENT_CA_FILE: this.caFile,
+      AGENT_TOKEN_FILE: tokenFile,
+      LOG_LEVEL: "debug",
+      // The test issues the agents' certificate itself (deployMs2m).
+      MANAGE_AGENT_TLS: "false",
+      ...this.extraEnv,
+    });
+    await waitFor(
+      "controller ready",
+      async () => {
+        if (!this.proc?.running) throw new Error(`controller exited:\n${await this.proc?.tail()}`);
+        const res = await fetch(`http://127.0.0.1:${health}/readyz`).catch(() => undefined);
+        return res?.status === 200 ? true : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+  }
+
+  async kill(): Promise<void> {
+    await this.proc?.kill();
+  }
+
+  async stop(): Promise<void> {
+    await this.proc?.stop(10_000);
+  }
+
+  log(): Promise<string> {
+    return readFile(join(this.dir, "controller.log"), "utf8").catch(() => "");
+  }
+}
+
+/** Debian's docker-registry on the host bridge address (agents reach it from the node namespaces). */
+export async function startRegistry(hostIp: string): Promise<{ stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "ms2m-ctl-registry-"));
+  const cfg = join(dir, "config.yml");
+  await writeFile(
+    cfg,
+    [
+      "version: 0.1",
+      "log: { level: error, accesslog: { disabled: true } }",
+      `storage: { filesystem: { rootdirectory: ${dir}/data }, delete: { enabled: true } }`,
+      `http: { addr: ${hostIp}:${REGISTRY_PORT} }`,
+      "",
+    ].join("\n"),
+  );
+  const proc: ChildProcess = spawn("docker-registry", ["serve", cfg], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  proc.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  await waitFor(
+    "registry",
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`registry exited: ${stderr}`);
+      const res = await fetch(`http://${hostIp}:${REGISTRY_PORT}/v2/`).catch(() => undefined);
+      return res?.status === 200 ? true : undefined;
+    },
+    { timeoutMs: 15_000 },
+  );
+  return {
+    async stop() {
+      proc.kill("SIGTERM");
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function createNamespace(env: ControllerTestEnv, prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString("hex")}`;
+  await env.core.createNamespace({ body: { metadata: { name } } });
+  await waitFor(
+    `default ServiceAccount in ${name}`,
+    () => env.core.readNamespacedServiceAccount({ name: "default", namespace: name }).then(() => true),
+    { timeoutMs: 30_000 },
+  );
+  await env.core.createNamespacedSecret({
+    namespace: name,
+    body: { metadata: { name: "broker" }, stringData: { url: env.brokerUrl } },
+  });
+  // As docs say a namespace owner grants it: the controller may read Secrets here, nowhere else.
+  await env.kc.makeApiClient(k8s.RbacAuthorizationV1Api).createNamespacedRoleBinding({
+    namespace: name,
+    body: {
+      metadata: { name: "ms2m-broker-secret-reader" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "ms2m-broker-secret-reader" },
+      subjects: [{ kind: "ServiceAccount", name: "ms2m-controller", namespace: SYSTEM_NS }],
+    },
+  });
+  return name;
+}
+
+/** One workload's broker names, state file and producer. */
+export interface Workload {
+  name: string;
+  exchange: string;
+  queue: string;
+  stateFile: string;
+}
+
+export function workloadNames(ns: string, name: string, work: string): Workload {
+  return {
+    name,
+    exchange: `ex.${ns}.${name}`,
+    queue: `q.${ns}.${name}`,
+    stateFile: join(work, `${ns}-${name}.state.json`),
+  };
+}
+
+/** The reference consumer as a pod template, pinned to a node. */
+export function consumerTemplate(w: Workload, env: ControllerTestEnv, nodeName: string): k8s.V1PodTemplateSpec {
+  return {
+    metadata: { labels: { app: w.name, tier: "consumer" } },
+    spec: {
+      nodeName,
+      terminationGracePeriodSeconds: 10,
+      containers: [
+        {
+          name: "consumer",
+          image: CONSUMER_IMAGE,
+          imagePullPolicy: "IfNotPresent",
+          env: [
+            { name: "AMQP_URL", value: env.brokerUrl },
+            { name: "EXCHANGE", value: w.exchange },
+            { name: "QUEUE", value: w.queue },
+            { name: "PREFETCH", value: "20" },
+            { name: "STATE_FILE", value: w.stateFile },
+            { name: "LOG_LEVEL", value: "info" },
+          ],
+          volumeMounts: [{ name: "podinfo", mountPath: "/etc/podinfo" }],
+        },
+      ],
+      volumes: [
+        { name: "podinfo", downwardAPI: { items: [{ path: "name", fieldRef: { fieldPath: "metadata.name" } }] } },
+      ],
+    },
+  };
+}
+
+export async function createDeployment(env: ControllerTestEnv, ns: string, w: Workload, node: string, replicas = 1) {
+  const template = consumerTemplate(w, env, node);
+  return env.apps.createNamespacedDeployment({
+    namespace: ns,
+    body: {
+      metadata: { name: w.name },
+      spec: { replicas, selector: { matchLabels: { app: w.name } }, template },
+    },
+  });
+}
+
+export async function createStatefulSet(env: ControllerTestEnv, ns: string, w: Workload, node: string, replicas = 1) {
+  const template = consumerTemplate(w, env, node);
+  return env.apps.createNamespacedStatefulSet({
+    namespace: ns,
+    body: {
+      metadata: { name: w.name },
+      spec: {
+        replicas,
+        serviceName: w.name,
+        podManagementPolicy: "Parallel",
+        selector: { matchLabels: { app: w.name } },
+        template,
+      },
+    },
+  });
+}
+
+export async function createBarePod(env: ControllerTestEnv, ns: string, w: Workload, node: string) {
+  const template = consumerTemplate(w, env, node);
+  return env.core.createNamespacedPod({
+    namespace: ns,
+    body: { metadata: { name: w.name, labels: template.metadata?.labels ?? {} }, spec: template.spec! },
+  });
+}
+
+export const isReady = (pod: k8s.V1Pod) =>
+  !pod.metadata?.deletionTimestamp &&
+  pod.status?.phase === "Running" &&
+  pod.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
+
+/** Pods matching the app label, ready, with their log showing the consumer is consuming. */
+export async function waitForConsumers(env: ControllerTestEnv, ns: string, app: string, count: number): Promise<k8s.V1Pod[]> {
+  const pods = await waitFor(
+    `${count} ready ${app} pods`,
+    async () => {
+      const list = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${app}` });
+      const ready = list.items.filter(isReady);
+      return ready.length === count ? ready : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 100 },
+  );
+  for (const p of pods) {
+    await waitFor(
+      `consumer ${p.metadata?.name} started`,
+      async () => {
+        const log = await env.cluster.node(p.spec?.nodeName ?? "").containerLog(ns, p.metadata?.name ?? "", "consumer");
+        return /consumer started/.test(log) ? true : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+  }
+  return pods;
+}
+
+export class TestProducer {
+  readonly confirmed: number[] = [];
+  readonly producer: Producer;
+  private started = false;
+
+  constructor(env: ControllerTestEnv, w: Workload, rate: number) {
+    this.producer = new Producer({
+      url: "amqp://guest:guest@127.0.0.1:5672",
+      exchange: w.exchange,
+      rate,
+      producerId: w.name,
+      onConfirmed: (seq) => this.confirmed.push(seq),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.producer.start();
+    this.started = true;
+  }
+
+  async stop(): Promise<void> {
+    if (this.started) await this.producer.stop();
+  }
+}
+
+export interface MigrationSpec {
+  sourcePod: string;
+  targetNode?: string;
+  migrationStrategy?: "ShadowPod" | "Sequential";
+  transferMode?: "Direct" | "Registry";
+  checkpointImageRepository?: string;
+  replayCutoffSeconds?: number;
+}
+
+export async function createMigration(
+  env: ControllerTestEnv,
+  ns: string,
+  name: string,
+  w: Workload | undefined,
+  spec: MigrationSpec,
+): Promise<StatefulMigration> {
+  const body = {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: "StatefulMigration",
+    metadata: { name },
+    spec: {
+      transferMode: "Direct",
+      ...spec,
+      ...(spec.transferMode === "Registry" && !spec.checkpointImageRepository
+        ? { checkpointImageRepository: `${env.registry}/ms2m/checkpoints` }
+        : {}),
+      ...(w
+        ? {
+            messageQueueConfig: {
+              queueName: w.queue,
+              exchangeName: w.exchange,
+              brokerSecretRef: { name: "broker", key: "url" },
+            },
+          }
+        : {}),
+    },
+  };
+  return (await env.custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: ns,
+    plural: PLURAL,
+    body,
+  })) as StatefulMigration;
+}
+
+export async function getMigration(env: ControllerTestEnv, ns: string, name: string): Promise<StatefulMigration | undefined> {
+  try {
+    return (await env.custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: PLURAL,
+      name,
+    })) as StatefulMigration;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+export async function deleteMigration(env: ControllerTestEnv, ns: string, name: string): Promise<void> {
+  await env.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name });
+}
+
+export async function waitForPhase(
+  env: ControllerTestEnv,
+  ns: string,
+  name: string,
+  phases: string[],
+  timeoutMs = 90_000,
+  intervalMs = 50,
+): Promise<StatefulMigration> {
+  const deadline = Date.now() + timeoutMs;
+  let last: StatefulMigration | undefined;
+  for (;;) {
+    last = await getMigration(env, ns, name).catch(() => last);
+    const phase = last?.status?.phase ?? "";
+    if (last && phases.includes(phase)) return last;
+    if (phase === "Failed") throw new Error(`migration ${ns}/${name} failed: ${JSON.stringify(last?.status?.failure)}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${ns}/${name} in ${phases.join("|")}; status ${JSON.stringify(last?.status)}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+/** Waits until the migration is Failed|Completed, failing fast on Failed unless allowed. */
+export async function waitForCompletion(env: ControllerTestEnv, ns: string, name: string, timeoutMs = 90_000) {
+  return waitForPhase(env, ns, name, ["Completed"], timeoutMs, 100);
+}
+
+export async function waitForGone(read: () => Promise<unknown>, what: string, timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    `${what} gone`,
+    async () => {
+      try {
+        await read();
+        return undefined;
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) return true;
+        throw err;
+      }
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+}
+
+/**
+ * Stops the producer, lets the consumer catch up, stops the consumer pod (it writes its state
+ * on SIGTERM) and checks the producer's confirmed sequence numbers against that state.
+ */
+export async function finalAccounting(
+  env: ControllerTestEnv,
+  ns: string,
+  w: Workload,
+  producer: TestProducer,
+  podName: string,
+): Promise<AccountingReport> {
+  await producer.stop();
+  await sleep(1_500);
+  await rm(w.stateFile, { force: true });
+  await env.core.deleteNamespacedPod({ namespace: ns, name: podName });
+  const text = await waitFor(
+    `state file of ${podName}`,
+    async () => (existsSync(w.stateFile) ? await readFile(w.stateFile, "utf8").catch(() => undefined) : undefined),
+    { timeoutMs: 30_000 },
+  );
+  await sleep(100);
+  const state = (JSON.parse(await readFile(w.stateFile, "utf8").catch(() => text)) as { app: WorkloadState }).app;
+  return account(producer.confirmed, state);
+}
+
+export async function workDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `ms2m-${prefix}-`));
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/** The phase durations of a migration (ms), from status.phaseTimings. */
+export function phaseMillis(m: StatefulMigration): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of m.status?.phaseTimings ?? []) {
+    if (t.durationMillis !== undefined) out[t.phase] = t.durationMillis;
+  }
+  return out;
+}
