@@ -28,8 +28,11 @@ const simMain = join(repoRoot, "sim", "main.ts");
 
 /** The counter test app (sim/testapp/counter.ts) as an image the nodes know. */
 export const COUNTER_IMAGE = "ms2m.test/counter:dev";
-export const counterImage = (): Record<string, ImageCommandInput> => ({
+/** Prints what a container sees (env, mounts, its ServiceAccount identity): sim/testapp/inspect.ts. */
+export const INSPECT_IMAGE = "ms2m.test/inspect:dev";
+export const testAppImages = (): Record<string, ImageCommandInput> => ({
   [COUNTER_IMAGE]: { command: [process.execPath, join(repoRoot, "sim", "testapp", "counter.ts")] },
+  [INSPECT_IMAGE]: { command: [process.execPath, join(repoRoot, "sim", "testapp", "inspect.ts")] },
 });
 
 /** Where a cluster is, as global setup provides it to test files (vitest `inject("cluster")`). */
@@ -256,7 +259,7 @@ export async function startSimNode(
     clientKey: client.key,
     servingCert: serving.cert,
     servingKey: serving.key,
-    images: { ...counterImage(), ...options.images },
+    images: { ...testAppImages(), ...options.images },
     ...(options.latencies ? { latencies: options.latencies as Latencies } : {}),
     ...(options.labels ? { labels: options.labels } : {}),
     ...(options.capacity ? { capacity: options.capacity } : {}),

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import { sleep, waitFor } from "../../harness/exec.ts";
-import { COUNTER_IMAGE } from "../../harness/nodes.ts";
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { COUNTER_IMAGE, INSPECT_IMAGE } from "../../harness/nodes.ts";
 import {
   counterPod,
   createNamespace,
@@ -227,5 +229,78 @@ describe("pods", () => {
     const out = await kubectl(cluster.info.kubeconfig, ["logs", "-n", ns, "talker", "--tail=2"]);
     expect(out).toMatch(/count=\d+ pod=talker host=talker/);
     await core.deleteNamespacedPod({ name: "talker", namespace: ns });
+  });
+
+  it("gives containers the pod's environment, volumes and ServiceAccount identity", async () => {
+    const node = cluster.node("node-a");
+    const seed = node.hostPath("/srv/data/seed.txt");
+    await mkdir(dirname(seed), { recursive: true });
+    await writeFile(seed, "seed");
+    await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: { metadata: { name: "app" }, data: { greeting: "hello" } },
+    });
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: "app" }, stringData: { password: "s3cret" } },
+    });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: "inspect" },
+        spec: {
+          nodeName: "node-a",
+          containers: [
+            {
+              name: "counter",
+              image: INSPECT_IMAGE,
+              imagePullPolicy: "IfNotPresent",
+              env: [
+                { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+                { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+                { name: "APP_GREETING", valueFrom: { configMapKeyRef: { name: "app", key: "greeting" } } },
+                { name: "APP_PASSWORD", valueFrom: { secretKeyRef: { name: "app", key: "password" } } },
+                { name: "MY_URL", value: "http://$(POD_NAME).svc" },
+              ],
+              volumeMounts: [
+                { name: "config", mountPath: "/etc/config" },
+                { name: "data", mountPath: "/data" },
+              ],
+            },
+          ],
+          volumes: [
+            { name: "config", configMap: { name: "app" } },
+            { name: "data", hostPath: { path: "/srv/data", type: "DirectoryOrCreate" } },
+          ],
+        },
+      },
+    });
+    await waitForPod(core, ns, "inspect", "ready", isReady);
+    const log = await waitFor(
+      "inspect report",
+      async () => {
+        const text = await node.containerLog(ns, "inspect", "counter");
+        return /^report /m.test(text) ? text : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
+    const report = JSON.parse(/^report (.*)$/m.exec(log)![1]!) as Record<string, unknown>;
+    expect(report).toEqual({
+      env: {
+        POD_NAME: "inspect",
+        NODE_NAME: "node-a",
+        POD_IP: node.ip,
+        APP_GREETING: "hello",
+        APP_PASSWORD: "s3cret",
+        MY_URL: "http://inspect.svc",
+        HOSTNAME: "inspect",
+      },
+      namespaceFile: ns,
+      config: "hello",
+      data: "seed",
+      user: `system:serviceaccount:${ns}:default`,
+    });
+    await core.deleteNamespacedPod({ name: "inspect", namespace: ns });
   });
 });
