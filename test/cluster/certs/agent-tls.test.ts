@@ -46,6 +46,11 @@ beforeAll(async () => {
   core = kubeConfig().makeApiClient(k8s.CoreV1Api);
 });
 
+// Leave the namespace as we found it: later files install their own agent certificate.
+afterAll(async () => {
+  await kubectl(["delete", "secret", "-n", NS, "ms2m-agent-tls", "ms2m-agent-ca", "--ignore-not-found"]);
+});
+
 describe("agent TLS Secret against the real API server", () => {
   it("issues both Secrets as the controller ServiceAccount, then keeps them", async () => {
     const mgr = new AgentTlsManager({ store: new KubeSecretStore(controllerKc, NS), namespace: NS });
