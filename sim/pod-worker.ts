@@ -306,6 +306,11 @@ export class PodWorker {
       await writeFile(restoreFile, resolved.checkpoint.state, { mode: 0o600 });
     }
     const container = await this.deps.runtime.start(spec, restoreFile);
+    if (this.abort.signal.aborted) {
+      // Termination began while the process was starting: it must not outlive the pod.
+      await container.stop(0);
+      throw new Error("pod is terminating");
+    }
     this.deps.events.pod(this.pod, "Normal", "Created", `Created container ${c.name}`);
     return container;
   }

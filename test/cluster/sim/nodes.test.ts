@@ -304,3 +304,63 @@ describe("pods", () => {
     await core.deleteNamespacedPod({ name: "inspect", namespace: ns });
   });
 });
+
+describe("probes and node lifecycle", () => {
+  it("gates Ready on an httpGet readiness probe", async () => {
+    const node = cluster.node("node-b");
+    const server = "require('http').createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT))";
+    await node.setImages({ "ms2m.test/web:dev": { command: [process.execPath, "-e", server] } });
+    const pod = (name: string, port: number, probePort: number): k8s.V1Pod => ({
+      metadata: { name },
+      spec: {
+        nodeName: "node-b",
+        containers: [
+          {
+            name: "web",
+            image: "ms2m.test/web:dev",
+            imagePullPolicy: "IfNotPresent",
+            env: [{ name: "PORT", value: String(port) }],
+            ports: [{ name: "http", containerPort: port }],
+            readinessProbe: { httpGet: { path: "/", port: probePort }, periodSeconds: 1 },
+          },
+        ],
+      },
+    });
+    await core.createNamespacedPod({ namespace: ns, body: pod("probed", 18080, 18080) });
+    await core.createNamespacedPod({ namespace: ns, body: pod("unready", 18081, 18089) });
+    await waitForPod(core, ns, "probed", "ready", isReady);
+    const unready = await waitForPod(core, ns, "unready", "running", (p) => p.status?.phase === "Running");
+    expect(unready.status?.phase).toBe("Running");
+    expect(unready.status?.containerStatuses?.[0]?.ready).toBe(false);
+    expect(unready.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("False");
+    for (const name of ["probed", "unready"]) {
+      await core.deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 0 });
+    }
+  });
+
+  it("starts an extra node that registers Ready, and stopping it ends its containers", async () => {
+    const extra = await cluster.startNode("node-x", { latencies: { containerStartMs: 50 } });
+    try {
+      await waitFor(
+        "node-x Ready",
+        async () => {
+          const n = await core.readNode({ name: "node-x" });
+          return n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")
+            ? true
+            : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      await core.createNamespacedPod({ namespace: ns, body: counterPod("on-x", "node-x") });
+      await waitForPod(core, ns, "on-x", "ready", isReady);
+      expect((await extra.pids()).length).toBeGreaterThanOrEqual(2); // simulator + container
+    } finally {
+      await cluster.stopNode("node-x");
+    }
+    expect(await extra.pids()).toEqual([]);
+    await expect(core.readNode({ name: "node-x" })).rejects.toThrow();
+    await core
+      .deleteNamespacedPod({ name: "on-x", namespace: ns, gracePeriodSeconds: 0 })
+      .catch(() => undefined);
+  });
+});
