@@ -60,6 +60,16 @@ interface ContainerRecord {
   imageId: string;
 }
 
+/** Simulator variables that name host paths or this node: recomputed for a restored process. */
+const TRANSLATED_ENV = [
+  "MS2M_CONTAINER_ROOT",
+  "MS2M_MOUNTS",
+  "MS2M_POD_NAME_FILE",
+  "MS2M_NODE_NAME",
+  "MS2M_CHECKPOINT_SOCKET",
+  "MS2M_RESTORE_FROM",
+];
+
 const BACKOFF_START_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 
@@ -396,7 +406,7 @@ export class PodWorker {
       }
     }
     const base = ck.config.rootfsImageName;
-    await this.deps.images.ensure(base, "IfNotPresent").catch((err: unknown) => {
+    const baseImage = await this.deps.images.ensure(base, "IfNotPresent").catch((err: unknown) => {
       throw new CreateError(
         "CreateContainerError",
         `failed to restore: base image ${base}: ${(err as Error).message}`,
@@ -411,10 +421,11 @@ export class PodWorker {
       if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
     }
     // Host-side paths differ on this node: translate them as the mount namespace would.
-    for (const key of Object.keys(env)) if (key.startsWith("MS2M_")) delete env[key];
+    for (const key of TRANSLATED_ENV) delete env[key];
     Object.assign(env, this.hostPathEnv(rec, mounts), { HOSTNAME: dump.hostname });
     this.log.info({ container: rec.spec.name, image: resolved.name }, "restoring from checkpoint image");
-    return this.spec(rec, resolved, dump.process.args, env, mounts, dump.hostname);
+    // As under CRI-O, the restored container's image is the original base image.
+    return this.spec(rec, baseImage, dump.process.args, env, mounts, dump.hostname);
   }
 
   private spec(

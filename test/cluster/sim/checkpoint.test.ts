@@ -263,6 +263,34 @@ describe("checkpoint archive and restore", () => {
     expect(isReady(await core.readNamespacedPod({ name: "source", namespace: ns }))).toBe(true);
   });
 
+  it("checkpoints a restored container and restores it again on the first node (a second hop)", async () => {
+    const res = await viaApiServer("POST", `/api/v1/nodes/node-b/proxy${checkpointPath("restored")}`);
+    expect(res.status).toBe(200);
+    const second = nodeB.hostPath((JSON.parse(res.body) as { items: string[] }).items[0]!);
+    const config = (await tarEntries(second)).get("config.dump")!;
+    // The restored container's image is the original base image, as under CRI-O.
+    expect(JSON.parse(config.body.toString())).toMatchObject({
+      rootfsImageName: "ms2m.test/counter:dev",
+      restored: true,
+    });
+    const log = await nodeB.containerLog(ns, "restored", "counter");
+    const count = Number(/checkpoint count=(\d+)\n(?![\s\S]*checkpoint count=)/.exec(log)?.[1]);
+
+    const layout = join(work, "layout-2");
+    const digest = await digestFile(second);
+    await initLayout(layout);
+    await copyFile(second, blobPath(layout, digest.digest));
+    await writeLayout(layout, describeCheckpointImage(digest, "counter"), "v2", "counter");
+    await loadLayoutIntoStorage(layout, "v2", nodeA.storage, "localhost/counter-checkpoint:v2");
+    const pod = counterPod("hop2", "node-a");
+    pod.spec!.containers[0]!.image = "localhost/counter-checkpoint:v2";
+    pod.spec!.containers[0]!.imagePullPolicy = "Never";
+    await core.createNamespacedPod({ namespace: ns, body: pod });
+    await waitForPod(core, ns, "hop2", "ready", isReady);
+    const hop = await waitForLog(cluster, "node-a", ns, "hop2", new RegExp(`count=${count + 1} `));
+    expect(hop.split("\n")[0]).toBe(`start count=${count} restored=true pod=hop2 host=source`);
+  });
+
   it("fails the restore as CRI-O does when a bind mount of the checkpoint is missing", async () => {
     const pod = counterPod("no-mounts", "node-b");
     pod.spec!.containers[0]!.image = "localhost/counter-checkpoint:v1";
