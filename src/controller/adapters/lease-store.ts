@@ -1,5 +1,5 @@
 // LeaseStore over coordination.k8s.io/v1 Leases.
-import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
+import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import { getOrUndefined, kubeCall } from "../../kube/errors.ts";
 import type { LeaseRecord, LeaseStore } from "../engine/leaderelection.ts";
 
@@ -35,8 +35,9 @@ export class KubeLeaseStore implements LeaseStore {
       spec: {
         holderIdentity: r.holderIdentity ?? "",
         ...(r.leaseDurationSeconds !== undefined ? { leaseDurationSeconds: r.leaseDurationSeconds } : {}),
-        ...(r.acquireTime ? { acquireTime: new Date(r.acquireTime) } : {}),
-        ...(r.renewTime ? { renewTime: new Date(r.renewTime) } : {}),
+        // MicroTime: the API server rejects anything but six fractional digits.
+        ...(r.acquireTime ? { acquireTime: new V1MicroTime(r.acquireTime) } : {}),
+        ...(r.renewTime ? { renewTime: new V1MicroTime(r.renewTime) } : {}),
         ...(r.leaseTransitions !== undefined ? { leaseTransitions: r.leaseTransitions } : {}),
       },
     };
