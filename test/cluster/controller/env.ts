@@ -2,8 +2,8 @@
 // (CRD, RBAC, the agent DaemonSet run by the simulated nodes), the controller binary acting as
 // its ServiceAccount, the reference workload and a producer, and the object-by-object checks.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { TestCluster } from "../../harness/nodes.ts";
 import { CertificateAuthority } from "../../harness/pki.ts";
 import { ManagedProcess } from "../../harness/process.ts";
 import { Producer } from "../../../workload/producer.ts";
-import type { WorkloadState } from "../../../workload/state.ts";
+import { fromRanges, toRanges, type WorkloadState } from "../../../workload/state.ts";
 import { account, type AccountingReport } from "../../../workload/accounting.ts";
 import type { StatefulMigration } from "../../../src/api/v1alpha1/index.ts";
 
@@ -288,20 +288,29 @@ export interface Workload {
   name: string;
   exchange: string;
   queue: string;
-  stateFile: string;
+  /** Each consumer writes its final state to <stateDir>/<pod name at start>.json on SIGTERM. */
+  stateDir: string;
+  /**
+   * One queue per pod (`<queue>.<pod>`, each bound to the fan-out exchange): replicas that
+   * share one queue cannot be replayed loss- and duplicate-free, since the replay queue holds
+   * what the other replicas took from the shared queue too.
+   */
+  queuePerPod?: boolean;
 }
 
-export function workloadNames(ns: string, name: string, work: string): Workload {
+export function workloadNames(ns: string, name: string, work: string, queuePerPod = false): Workload {
   return {
+    queuePerPod,
     name,
     exchange: `ex.${ns}.${name}`,
     queue: `q.${ns}.${name}`,
-    stateFile: join(work, `${ns}-${name}.state.json`),
+    stateDir: join(work, `${ns}-${name}`),
   };
 }
 
 /** The reference consumer as a pod template, pinned to a node. */
 export function consumerTemplate(w: Workload, env: ControllerTestEnv, nodeName: string): k8s.V1PodTemplateSpec {
+  mkdirSync(w.stateDir, { recursive: true });
   return {
     metadata: { labels: { app: w.name, tier: "consumer" } },
     spec: {
@@ -313,11 +322,12 @@ export function consumerTemplate(w: Workload, env: ControllerTestEnv, nodeName: 
           image: CONSUMER_IMAGE,
           imagePullPolicy: "IfNotPresent",
           env: [
+            { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
             { name: "AMQP_URL", value: env.brokerUrl },
             { name: "EXCHANGE", value: w.exchange },
-            { name: "QUEUE", value: w.queue },
+            { name: "QUEUE", value: w.queuePerPod ? `${w.queue}.$(POD_NAME)` : w.queue },
             { name: "PREFETCH", value: "20" },
-            { name: "STATE_FILE", value: w.stateFile },
+            { name: "STATE_FILE", value: `${w.stateDir}/$(POD_NAME).json` },
             { name: "LOG_LEVEL", value: "info" },
           ],
           volumeMounts: [{ name: "podinfo", mountPath: "/etc/podinfo" }],
@@ -529,28 +539,76 @@ export async function waitForGone(read: () => Promise<unknown>, what: string, ti
 }
 
 /**
- * Stops the producer, lets the consumer catch up, stops the consumer pod (it writes its state
- * on SIGTERM) and checks the producer's confirmed sequence numbers against that state.
+ * Stops the producer, lets the consumers catch up, stops every consumer (`stopAll`; each writes
+ * its state on SIGTERM) and checks the producer's confirmed sequence numbers against the union
+ * of their states (a sequence number in two states counts as applied twice).
  */
 export async function finalAccounting(
   env: ControllerTestEnv,
   ns: string,
   w: Workload,
   producer: TestProducer,
-  podName: string,
+  stopAll: () => Promise<void>,
+  onlyPod?: string,
 ): Promise<AccountingReport> {
   await producer.stop();
   await sleep(1_500);
-  await rm(w.stateFile, { force: true });
-  await env.core.deleteNamespacedPod({ namespace: ns, name: podName });
-  const text = await waitFor(
-    `state file of ${podName}`,
-    async () => (existsSync(w.stateFile) ? await readFile(w.stateFile, "utf8").catch(() => undefined) : undefined),
+  await rm(w.stateDir, { recursive: true, force: true });
+  await mkdir(w.stateDir, { recursive: true });
+  const before = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` })).items.length;
+  await stopAll();
+  await waitFor(
+    `${w.name} consumers stopped`,
+    async () => {
+      const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` });
+      return pods.items.length === 0 ? true : undefined;
+    },
     { timeoutMs: 30_000 },
   );
-  await sleep(100);
-  const state = (JSON.parse(await readFile(w.stateFile, "utf8").catch(() => text)) as { app: WorkloadState }).app;
-  return account(producer.confirmed, state);
+  const files = await waitFor(
+    `${before} state files of ${w.name}`,
+    async () => {
+      const names = (await readdir(w.stateDir)).filter((f) => f.endsWith(".json"));
+      if (onlyPod) return names.includes(`${onlyPod}.json`) ? [`${onlyPod}.json`] : undefined;
+      return names.length >= before ? names : undefined;
+    },
+    { timeoutMs: 10_000 },
+  );
+  const states = await Promise.all(
+    files.map(async (f) => (JSON.parse(await readFile(join(w.stateDir, f), "utf8")) as { app: WorkloadState }).app),
+  );
+  return account(producer.confirmed, mergeStates(states));
+}
+
+export function mergeStates(states: WorkloadState[]): WorkloadState {
+  const seen = new Set<number>();
+  const twice: number[] = [];
+  let count = 0;
+  let checksum = 0;
+  let lastSeq = 0;
+  for (const st of states) {
+    count += st.count;
+    checksum = (checksum + st.checksum) >>> 0;
+    lastSeq = Math.max(lastSeq, st.lastSeq);
+    twice.push(...st.twice);
+    for (const seq of fromRanges(st.seen)) {
+      if (seen.has(seq)) twice.push(seq);
+      else seen.add(seq);
+    }
+  }
+  return { count, checksum, lastSeq, seen: toRanges(seen), twice };
+}
+
+/** Stops every consumer of a workload: scale to 0, or delete the bare pod. */
+export function stopper(env: ControllerTestEnv, ns: string, kind: "deploy" | "sts" | "pod", name: string) {
+  return async () => {
+    if (kind === "pod") {
+      const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${name}` });
+      for (const p of pods.items) await env.core.deleteNamespacedPod({ namespace: ns, name: p.metadata?.name ?? "" });
+      return;
+    }
+    mustSucceed(await env.kubectl(["-n", ns, "scale", `${kind}/${name}`, "--replicas=0"]), "scale to 0");
+  };
 }
 
 export async function workDir(prefix: string): Promise<string> {
@@ -567,3 +625,57 @@ export function phaseMillis(m: StatefulMigration): Record<string, number> {
   }
   return out;
 }
+
+/** One file's setup: ms2m deployed, the controller binary running, a fresh namespace. */
+export async function setupFile(env: ControllerTestEnv, prefix: string, controllerEnv: Record<string, string> = {}) {
+  const work = await workDir(prefix);
+  const { caFile } = await deployMs2m(env, work);
+  const controller = new ControllerProcess(env, work, caFile, controllerEnv);
+  await controller.start();
+  const ns = await createNamespace(env, prefix);
+  return {
+    work,
+    controller,
+    ns,
+    async teardown() {
+      await controller.stop();
+      await env.core.deleteNamespace({ name: ns }).catch(() => undefined);
+    },
+  };
+}
+
+/** How many checkpoints the node's kubelet took of a pod (from the simulator's log). */
+export async function checkpointCount(env: ControllerTestEnv, node: string, ns: string, pod: string): Promise<number> {
+  const log = await readFile(join(env.cluster.node(node).dir, "sim.log"), "utf8").catch(() => "");
+  return log.split("\n").filter((l) => l.includes('"msg":"checkpointed"') && l.includes(`"pod":"${ns}/${pod}"`)).length;
+}
+
+/** Whether the broker still has a queue (passive declare on a throwaway channel). */
+export async function queueExists(name: string): Promise<boolean> {
+  const { connect } = await import("amqplib");
+  const conn = await connect("amqp://guest:guest@127.0.0.1:5672");
+  try {
+    const ch = await conn.createChannel();
+    ch.on("error", () => undefined);
+    try {
+      await ch.checkQueue(name);
+      await ch.close();
+      return true;
+    } catch {
+      return false;
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+export const controllerOf = (p: k8s.V1Pod) => p.metadata?.ownerReferences?.find((o) => o.controller);
+
+/** Pods of a workload that are not being deleted. */
+export async function livePods(env: ControllerTestEnv, ns: string, app: string): Promise<k8s.V1Pod[]> {
+  const list = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${app}` });
+  return list.items.filter((p) => !p.metadata?.deletionTimestamp);
+}
+
+export const migrationGone = (env: ControllerTestEnv, ns: string, name: string) =>
+  waitForGone(() => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })), `migration ${name}`);

@@ -13,6 +13,7 @@ import {
   getMigration,
   phaseMillis,
   startRegistry,
+  stopper,
   TestProducer,
   waitForCompletion,
   waitForConsumers,
@@ -126,11 +127,91 @@ describe("ShadowPod (Deployment)", () => {
     expect(after.metadata?.deletionTimestamp).toBeUndefined();
     expect(after.metadata?.uid).toBe(target.metadata?.uid);
 
-    const report = await finalAccounting(env, ns, w, producer, target.metadata?.name ?? "");
+    const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
     console.log(`[accounting] ShadowPod ${mode}`, JSON.stringify({ ...report, lost: report.lost.length }));
     expect(report.lost).toEqual([]);
     expect(report.appliedTwice).toEqual([]);
     expect(report.ok).toBe(true);
     expect(report.published).toBeGreaterThan(50);
+  });
+});
+
+describe("Sequential (StatefulSet)", () => {
+  it("Registry: ordinal 0 moves under its own name, ordinal 1 untouched, zero lost", async () => {
+    const w = workloadNames(ns, "sts", work, true);
+    await createStatefulSet(env, ns, w, "node-a", 2);
+    await waitForConsumers(env, ns, w.name, 2);
+    const source = await env.core.readNamespacedPod({ namespace: ns, name: `${w.name}-0` });
+    const other = await env.core.readNamespacedPod({ namespace: ns, name: `${w.name}-1` });
+    const sts = controllerRef(source);
+    expect(sts?.kind).toBe("StatefulSet");
+    const producer = new TestProducer(env, w, 50);
+    await producer.start();
+    await sleep(1_000);
+
+    const name = "m-sts";
+    await createMigration(env, ns, name, { ...w, queue: `${w.queue}.${w.name}-0` }, {
+      sourcePod: `${w.name}-0`,
+      targetNode: "node-b",
+      transferMode: "Registry",
+    });
+    const m = await waitForCompletion(env, ns, name);
+    console.log("[timings] Sequential Registry", JSON.stringify(phaseMillis(m)), m.status?.duration);
+    expect(m.status?.strategy).toBe("Sequential");
+
+    const target = await env.core.readNamespacedPod({ namespace: ns, name: `${w.name}-0` });
+    expect(target.metadata?.uid).not.toBe(source.metadata?.uid);
+    expect(target.spec?.nodeName).toBe("node-b");
+    expect(controllerRef(target)).toMatchObject({ kind: "StatefulSet", name: w.name });
+    expect(target.metadata?.labels?.["app"]).toBe(w.name);
+    const otherAfter = await env.core.readNamespacedPod({ namespace: ns, name: `${w.name}-1` });
+    expect(otherAfter.metadata?.uid).toBe(other.metadata?.uid);
+    expect(otherAfter.spec?.nodeName).toBe("node-a");
+    const set = await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name });
+    expect(set.spec?.replicas).toBe(2);
+    await sleep(1_500);
+    const pods = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` })).items;
+    expect(pods.map((p) => p.metadata?.uid).sort()).toEqual([target.metadata?.uid, other.metadata?.uid].sort());
+
+    await deleteMigration(env, ns, name);
+    await waitForGone(() => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })), "migration");
+    await sleep(1_000);
+    const kept = await env.core.readNamespacedPod({ namespace: ns, name: `${w.name}-0` });
+    expect(kept.metadata?.uid).toBe(target.metadata?.uid);
+    expect(kept.metadata?.deletionTimestamp).toBeUndefined();
+
+    const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "sts", w.name), `${w.name}-0`);
+    console.log("[accounting] Sequential Registry", JSON.stringify({ ...report, lost: report.lost.length }));
+    expect(report.lost).toEqual([]);
+    expect(report.appliedTwice).toEqual([]);
+    expect(report.ok).toBe(true);
+  });
+});
+
+describe("bare pod", () => {
+  it("ShadowPod Direct: ends as a bare pod on the target, zero lost", async () => {
+    const w = workloadNames(ns, "bare", work);
+    await createBarePod(env, ns, w, "node-a");
+    await waitForConsumers(env, ns, w.name, 1);
+    const producer = new TestProducer(env, w, 50);
+    await producer.start();
+    await sleep(1_000);
+    const name = "m-bare";
+    await createMigration(env, ns, name, w, { sourcePod: w.name, targetNode: "node-b" });
+    const m = await waitForCompletion(env, ns, name);
+    console.log("[timings] bare ShadowPod Direct", JSON.stringify(phaseMillis(m)), m.status?.duration);
+    const target = await env.core.readNamespacedPod({ namespace: ns, name: m.status?.targetPod ?? "" });
+    expect(target.spec?.nodeName).toBe("node-b");
+    expect(target.metadata?.ownerReferences ?? []).toEqual([]);
+    expect(target.metadata?.labels?.["app"]).toBe(w.name);
+    await waitForGone(() => env.core.readNamespacedPod({ namespace: ns, name: w.name }), "source pod");
+    await deleteMigration(env, ns, name);
+    await waitForGone(() => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })), "migration");
+    const kept = await env.core.readNamespacedPod({ namespace: ns, name: target.metadata?.name ?? "" });
+    expect(kept.metadata?.deletionTimestamp).toBeUndefined();
+    const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "pod", w.name));
+    expect(report.lost).toEqual([]);
+    expect(report.appliedTwice).toEqual([]);
+    expect(report.ok).toBe(true);
   });
 });

@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { sleep, waitFor } from "../../harness/exec.ts";
+import {
+  controllerTestEnv,
+  createDeployment,
+  createMigration,
+  deleteMigration,
+  finalAccounting,
+  getMigration,
+  isReady,
+  livePods,
+  migrationGone,
+  queueExists,
+  setupFile,
+  stopper,
+  TestProducer,
+  waitForConsumers,
+  waitForPhase,
+  workloadNames,
+} from "./env.ts";
+
+// Deleting the StatefulMigration in each phase cancels it: the source keeps serving (zero
+// lost), the pods and the replay queue the migration made are gone. Once the source's deletion
+// was requested (Finalizing) there is nothing to roll back to: the target serves.
+vi.setConfig({ testTimeout: 120_000 });
+const env = controllerTestEnv();
+let setup: Awaited<ReturnType<typeof setupFile>>;
+const outcomes: Record<string, string> = {};
+
+beforeAll(async () => {
+  setup = await setupFile(env, "cancel");
+  for (const n of env.cluster.nodeNames()) {
+    await env.cluster.node(n).setLatencies({ checkpointMs: 700, restoreMs: 700, containerStartMs: 300 });
+  }
+});
+
+afterAll(async () => {
+  console.log("[cancel] outcomes", JSON.stringify(outcomes));
+  for (const n of env.cluster.nodeNames()) {
+    await env.cluster
+      .node(n)
+      .setLatencies({ checkpointMs: 0, restoreMs: 0, containerStartMs: 0 })
+      .catch(() => undefined);
+  }
+  await setup?.teardown();
+});
+
+const PHASES = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replaying", "Finalizing"];
+
+it.each(PHASES)("delete in %s: rolled back, source serving, nothing left", async (phase) => {
+  const { ns, work } = setup;
+  const w = workloadNames(ns, `x-${phase.toLowerCase()}`, work);
+  await createDeployment(env, ns, w, "node-a");
+  const [source] = await waitForConsumers(env, ns, w.name, 1);
+  const producer = new TestProducer(env, w, 30);
+  await producer.start();
+  await sleep(500);
+
+  const name = `m-${w.name}`;
+  const created = await createMigration(env, ns, name, w, {
+    sourcePod: source?.metadata?.name ?? "",
+    targetNode: "node-b",
+  });
+  const later = PHASES.slice(PHASES.indexOf(phase));
+  await waitForPhase(env, ns, name, [...later, "Completed"], 60_000, 10);
+  await deleteMigration(env, ns, name);
+  const last = await getMigration(env, ns, name);
+  const cancelledIn = last?.status?.phase ?? "(gone)";
+  const handedOver = Boolean(last?.status?.sourceDeletionRequestedAt) || cancelledIn === "Completed";
+  await migrationGone(env, ns, name);
+  outcomes[phase] = `deleted in ${cancelledIn}: ${handedOver ? "target kept (source already handed over)" : "rolled back"}`;
+
+  const pods = await waitFor(
+    "one pod left",
+    async () => {
+      const live = await livePods(env, ns, w.name);
+      const all = await env.core.listNamespacedPod({ namespace: ns });
+      const terminating = all.items.some((p) => p.metadata?.deletionTimestamp);
+      return live.length === 1 && !terminating ? live : undefined;
+    },
+    { timeoutMs: 30_000 },
+  );
+  const pod = pods[0];
+  if (!handedOver) {
+    expect(pod?.metadata?.uid).toBe(source?.metadata?.uid);
+    expect(pod?.spec?.nodeName).toBe("node-a");
+    expect(pod?.metadata?.annotations?.["controller.kubernetes.io/pod-deletion-cost"]).toBeUndefined();
+  }
+  expect(pod && isReady(pod)).toBe(true);
+  expect(await queueExists(`ms2m.replay.${created.metadata?.uid}`)).toBe(false);
+
+  const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
+  expect(report.lost).toEqual([]);
+  expect(report.appliedTwice).toEqual([]);
+  expect(report.ok).toBe(true);
+});

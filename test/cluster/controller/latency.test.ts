@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../../sim/config.ts";
+import { sleep } from "../../harness/exec.ts";
+import {
+  controllerTestEnv,
+  createDeployment,
+  createMigration,
+  finalAccounting,
+  phaseMillis,
+  setupFile,
+  stopper,
+  SYSTEM_NS,
+  TestProducer,
+  waitForCompletion,
+  waitForConsumers,
+  workloadNames,
+} from "./env.ts";
+
+// Controller-added latency: the time of a migration not spent waiting on the kubelet/runtime
+// (the simulator's configured latencies), the agents (their own reported checkpoint and send
+// seconds) or the broker (Replaying: the drain of the replay queue). Printed as a table; the
+// bound asserted is loose (2-core CI), the numbers are what docs report.
+vi.setConfig({ testTimeout: 120_000 });
+const env = controllerTestEnv();
+let setup: Awaited<ReturnType<typeof setupFile>>;
+const ZERO: Latencies = { imagePullMs: 0, containerStartMs: 0, readinessMs: 0, restoreMs: 0, checkpointMs: 0 };
+
+beforeAll(async () => {
+  setup = await setupFile(env, "lat");
+});
+afterAll(async () => {
+  for (const n of env.cluster.nodeNames()) await env.cluster.node(n).setLatencies(ZERO).catch(() => undefined);
+  await setup?.teardown();
+});
+
+/** Seconds the agents reported for this pod's checkpoint and send (from their logs). */
+async function agentSeconds(pod: string): Promise<{ checkpoint: number; send: number }> {
+  let checkpoint = 0;
+  let send = 0;
+  const agents = await env.core.listNamespacedPod({ namespace: SYSTEM_NS, labelSelector: "app.kubernetes.io/name=ms2m-agent" });
+  for (const a of agents.items) {
+    const log = await env.cluster.node(a.spec?.nodeName ?? "").containerLog(SYSTEM_NS, a.metadata?.name ?? "", "agent");
+    for (const line of log.split("\n")) {
+      if (!line.includes(`checkpoint-${pod}_`)) continue;
+      const rec = JSON.parse(line) as { msg?: string; seconds?: number };
+      if (rec.msg === "checkpoint created") checkpoint += rec.seconds ?? 0;
+      if (rec.msg === "checkpoint sent") send += rec.seconds ?? 0;
+    }
+  }
+  return { checkpoint, send };
+}
+
+async function migrateOnce(label: string, lat: Latencies) {
+  for (const n of env.cluster.nodeNames()) await env.cluster.node(n).setLatencies(lat);
+  const { ns, work } = setup;
+  const w = workloadNames(ns, label, work);
+  await createDeployment(env, ns, w, "node-a");
+  const [source] = await waitForConsumers(env, ns, w.name, 1);
+  const pod = source?.metadata?.name ?? "";
+  const producer = new TestProducer(env, w, 10);
+  await producer.start();
+  await sleep(500);
+  await createMigration(env, ns, `m-${label}`, w, { sourcePod: pod, targetNode: "node-b" });
+  const m = await waitForCompletion(env, ns, `m-${label}`);
+  const phases = phaseMillis(m);
+  const total = Object.values(phases).reduce((a, b) => a + b, 0);
+  const agent = await agentSeconds(pod);
+  // On the path of a migration: checkpoint (checkpointMs), target container start + restore +
+  // readiness (the base image is already on node-b, the checkpoint image is local).
+  const simulated = lat.checkpointMs + lat.containerStartMs + lat.restoreMs + lat.readinessMs;
+  const agentMs = Math.round((agent.checkpoint + agent.send) * 1000);
+  // The agent's checkpoint seconds include the kubelet's checkpointMs.
+  const external = agentMs + (simulated - lat.checkpointMs) + (phases.Replaying ?? 0);
+  const added = total - external;
+  const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
+  expect(report.ok).toBe(true);
+  return { label, phases, total, agentMs, simulated, replaying: phases.Replaying ?? 0, added };
+}
+
+it("measures the controller-added latency per migration", async () => {
+  const rows = [];
+  rows.push(await migrateOnce("zero-1", ZERO));
+  rows.push(await migrateOnce("zero-2", ZERO));
+  rows.push(await migrateOnce("real", REAL_CLUSTER_LATENCIES));
+  for (const r of rows) console.log("[latency]", JSON.stringify(r));
+  for (const r of rows) expect(r.added).toBeLessThan(5_000);
+});
