@@ -42,7 +42,11 @@ export class Reconciler {
     const m = await this.deps.cluster.getMigration(namespace, name);
     if (!m) return {};
     const ctx = new PhaseContext(m, this.deps);
-    if (m.metadata.deletionTimestamp) return this.cancel(ctx);
+    // In Finalizing the cutover may already have moved the primary queue to the target (which
+    // then holds acknowledged state no other pod has): a deletion there rolls forward to
+    // Completed (a failure on the way still rolls back); the finalizer goes after that.
+    const finishing = m.status?.phase === "Finalizing" && !m.status.failure;
+    if (m.metadata.deletionTimestamp && !finishing) return this.cancel(ctx);
     return this.drive(ctx);
   }
 

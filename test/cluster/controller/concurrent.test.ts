@@ -18,7 +18,7 @@ import { sleep } from "../../harness/exec.ts";
 
 // Several Deployments migrated at once (each consumer under load): every migration completes
 // with the ownership guarantees and zero lost. MS2M_CONCURRENT_MIGRATIONS sets how many.
-const N = Number(process.env.MS2M_CONCURRENT_MIGRATIONS ?? 8);
+const N = Number(process.env.MS2M_CONCURRENT_MIGRATIONS ?? 10);
 vi.setConfig({ testTimeout: 240_000 });
 const env = controllerTestEnv();
 let setup: Awaited<ReturnType<typeof setupFile>>;
@@ -30,7 +30,7 @@ afterAll(async () => {
   await setup?.teardown();
 });
 
-it(`${N} concurrent ShadowPod migrations complete`, async () => {
+it(`${N} concurrent ShadowPod Direct migrations complete`, async () => {
   const { ns, work } = setup;
   const ws = Array.from({ length: N }, (_, i) => workloadNames(ns, `w${i}`, work));
   await Promise.all(ws.map((w) => createDeployment(env, ns, w, "node-a")));
@@ -45,7 +45,6 @@ it(`${N} concurrent ShadowPod migrations complete`, async () => {
       createMigration(env, ns, `m-${w.name}`, w, {
         sourcePod: sources[i]?.metadata?.name ?? "",
         targetNode: "node-b",
-        transferMode: i % 2 === 0 ? "Direct" : "Direct",
       }),
     ),
   );

@@ -424,6 +424,22 @@ describe("cancellation", () => {
     },
   );
 
+  it("deleting the migration in Finalizing rolls forward to the hand-over", async () => {
+    const w = setup("Deployment");
+    for (let i = 0; i < 60 && phaseOf(w) !== "Finalizing"; i++) {
+      await w.reconciler.reconcile("default", "mig").catch(() => undefined);
+      playKubelet(w);
+    }
+    if (phaseOf(w) !== "Finalizing") return; // Finalizing passed synchronously: nothing to cancel in it
+    w.cluster.deleteMigration("mig");
+    await drive(w);
+    expect(w.cluster.migrations.has("default/mig")).toBe(false);
+    const pods = [...w.cluster.pods.values()].filter((p) => !p.metadata?.deletionTimestamp);
+    expect(pods.map((p) => p.metadata?.name)).not.toContain(w.source.metadata!.name);
+    expect(pods).toHaveLength(1);
+    expect(w.events.reasons()).not.toContain("Cancelled");
+  });
+
   it("deleting a Completed migration leaves the workload untouched", async () => {
     const w = setup("Deployment");
     await drive(w);
