@@ -69,7 +69,8 @@ it.each(PHASES)("delete in %s: rolled back, source serving, nothing left", async
   // Finalizing rolls forward (the target may already consume the primary queue).
   const handedOver = ["Finalizing", "Completed", "(gone)"].includes(cancelledIn);
   await migrationGone(env, ns, name);
-  outcomes[phase] = `deleted in ${cancelledIn}: ${handedOver ? "rolled forward, target serves" : "rolled back"}`;
+  outcomes[phase] =
+    `deleted in ${cancelledIn}: ${handedOver ? "rolled forward, target serves" : "rolled back"}`;
 
   const pods = await waitFor(
     "one pod left",

@@ -50,7 +50,9 @@ it(`${N} concurrent ShadowPod Direct migrations complete`, async () => {
   );
   const done = await Promise.all(ws.map((w) => waitForCompletion(env, ns, `m-${w.name}`, 200_000)));
   const wall = Date.now() - started;
-  const totals = done.map((m) => Object.values(phaseMillis(m)).reduce((a, b) => a + b, 0)).sort((a, b) => a - b);
+  const totals = done
+    .map((m) => Object.values(phaseMillis(m)).reduce((a, b) => a + b, 0))
+    .sort((a, b) => a - b);
   console.log(
     `[concurrent] ${N} migrations in ${wall} ms wall; per-migration total ms min/median/max ` +
       `${totals[0]}/${totals[Math.floor(N / 2)]}/${totals[N - 1]}`,

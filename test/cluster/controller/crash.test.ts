@@ -64,7 +64,8 @@ it.each(PHASES)("SIGKILL in %s: resumes, one checkpoint, one pod, zero lost", as
   await sleep(300);
   await controller.start();
   const m = await waitForPhase(env, ns, name, ["Completed", "Failed"], 90_000, 100);
-  outcomes[phase] = `killed in ${killedIn}: ${m.status?.phase}${m.status?.failure ? ` (${m.status.failure.reason})` : ""}`;
+  outcomes[phase] =
+    `killed in ${killedIn}: ${m.status?.phase}${m.status?.failure ? ` (${m.status.failure.reason})` : ""}`;
 
   expect(await checkpointCount(env, "node-a", ns, sourceName)).toBeLessThanOrEqual(1);
   if (m.status?.phase === "Failed") {

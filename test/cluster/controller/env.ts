@@ -38,7 +38,17 @@ export function controllerTestEnv() {
   const custom = kc.makeApiClient(k8s.CustomObjectsApi);
   const hostIp = ctx.cluster.hostIp;
   const brokerUrl = `amqp://guest:guest@${hostIp}:5672`;
-  return { ...ctx, cluster, kc, core, apps, custom, hostIp, brokerUrl, registry: `${hostIp}:${REGISTRY_PORT}` };
+  return {
+    ...ctx,
+    cluster,
+    kc,
+    core,
+    apps,
+    custom,
+    hostIp,
+    brokerUrl,
+    registry: `${hostIp}:${REGISTRY_PORT}`,
+  };
 }
 export type ControllerTestEnv = ReturnType<typeof controllerTestEnv>;
 
@@ -84,7 +94,9 @@ export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<
   // The agents' serving certificate (every node address) and its CA, before the DaemonSet.
   const caFile = join(work, "agent-ca.crt");
   await core.createNamespace({ body: { metadata: { name: SYSTEM_NS } } }).catch(ignoreConflict);
-  const existing = await core.readNamespacedSecret({ name: "ms2m-agent-tls", namespace: SYSTEM_NS }).catch(() => undefined);
+  const existing = await core
+    .readNamespacedSecret({ name: "ms2m-agent-tls", namespace: SYSTEM_NS })
+    .catch(() => undefined);
   if (existing?.data?.["ca.crt"]) {
     await writeFile(caFile, Buffer.from(existing.data["ca.crt"], "base64"));
   } else {
@@ -108,7 +120,10 @@ export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<
     });
     await writeFile(caFile, Buffer.from(data["ca.crt"], "base64"));
   }
-  mustSucceed(await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], body), "apply config/default");
+  mustSucceed(
+    await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], body),
+    "apply config/default",
+  );
   await waitForAgents(env);
   return { caFile };
 }
@@ -128,7 +143,11 @@ export async function waitForAgents(env: ControllerTestEnv, timeoutMs = 90_000):
       });
       const ready = new Set(
         pods.items
-          .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"))
+          .filter(
+            (p) =>
+              !p.metadata?.deletionTimestamp &&
+              p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+          )
           .map((p) => p.spec?.nodeName),
       );
       return nodes.every((n) => ready.has(n)) ? true : undefined;
@@ -239,7 +258,9 @@ export async function startRegistry(hostIp: string): Promise<{ stop(): Promise<v
       "",
     ].join("\n"),
   );
-  const proc: ChildProcess = spawn("docker-registry", ["serve", cfg], { stdio: ["ignore", "ignore", "pipe"] });
+  const proc: ChildProcess = spawn("docker-registry", ["serve", cfg], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
   proc.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   await waitFor(
@@ -276,7 +297,11 @@ export async function createNamespace(env: ControllerTestEnv, prefix: string): P
     namespace: name,
     body: {
       metadata: { name: "ms2m-broker-secret-reader" },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "ms2m-broker-secret-reader" },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        name: "ms2m-broker-secret-reader",
+      },
       subjects: [{ kind: "ServiceAccount", name: "ms2m-controller", namespace: SYSTEM_NS }],
     },
   });
@@ -309,7 +334,11 @@ export function workloadNames(ns: string, name: string, work: string, queuePerPo
 }
 
 /** The reference consumer as a pod template, pinned to a node. */
-export function consumerTemplate(w: Workload, env: ControllerTestEnv, nodeName: string): k8s.V1PodTemplateSpec {
+export function consumerTemplate(
+  w: Workload,
+  env: ControllerTestEnv,
+  nodeName: string,
+): k8s.V1PodTemplateSpec {
   mkdirSync(w.stateDir, { recursive: true });
   return {
     metadata: { labels: { app: w.name, tier: "consumer" } },
@@ -334,13 +363,22 @@ export function consumerTemplate(w: Workload, env: ControllerTestEnv, nodeName: 
         },
       ],
       volumes: [
-        { name: "podinfo", downwardAPI: { items: [{ path: "name", fieldRef: { fieldPath: "metadata.name" } }] } },
+        {
+          name: "podinfo",
+          downwardAPI: { items: [{ path: "name", fieldRef: { fieldPath: "metadata.name" } }] },
+        },
       ],
     },
   };
 }
 
-export async function createDeployment(env: ControllerTestEnv, ns: string, w: Workload, node: string, replicas = 1) {
+export async function createDeployment(
+  env: ControllerTestEnv,
+  ns: string,
+  w: Workload,
+  node: string,
+  replicas = 1,
+) {
   const template = consumerTemplate(w, env, node);
   return env.apps.createNamespacedDeployment({
     namespace: ns,
@@ -351,7 +389,13 @@ export async function createDeployment(env: ControllerTestEnv, ns: string, w: Wo
   });
 }
 
-export async function createStatefulSet(env: ControllerTestEnv, ns: string, w: Workload, node: string, replicas = 1) {
+export async function createStatefulSet(
+  env: ControllerTestEnv,
+  ns: string,
+  w: Workload,
+  node: string,
+  replicas = 1,
+) {
   const template = consumerTemplate(w, env, node);
   return env.apps.createNamespacedStatefulSet({
     namespace: ns,
@@ -382,7 +426,12 @@ export const isReady = (pod: k8s.V1Pod) =>
   pod.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
 
 /** Pods matching the app label, ready, with their log showing the consumer is consuming. */
-export async function waitForConsumers(env: ControllerTestEnv, ns: string, app: string, count: number): Promise<k8s.V1Pod[]> {
+export async function waitForConsumers(
+  env: ControllerTestEnv,
+  ns: string,
+  app: string,
+  count: number,
+): Promise<k8s.V1Pod[]> {
   const pods = await waitFor(
     `${count} ready ${app} pods`,
     async () => {
@@ -396,7 +445,9 @@ export async function waitForConsumers(env: ControllerTestEnv, ns: string, app: 
     await waitFor(
       `consumer ${p.metadata?.name} started`,
       async () => {
-        const log = await env.cluster.node(p.spec?.nodeName ?? "").containerLog(ns, p.metadata?.name ?? "", "consumer");
+        const log = await env.cluster
+          .node(p.spec?.nodeName ?? "")
+          .containerLog(ns, p.metadata?.name ?? "", "consumer");
         return /consumer started/.test(log) ? true : undefined;
       },
       { timeoutMs: 30_000 },
@@ -476,7 +527,11 @@ export async function createMigration(
   })) as StatefulMigration;
 }
 
-export async function getMigration(env: ControllerTestEnv, ns: string, name: string): Promise<StatefulMigration | undefined> {
+export async function getMigration(
+  env: ControllerTestEnv,
+  ns: string,
+  name: string,
+): Promise<StatefulMigration | undefined> {
   try {
     return (await env.custom.getNamespacedCustomObject({
       group: GROUP,
@@ -492,7 +547,13 @@ export async function getMigration(env: ControllerTestEnv, ns: string, name: str
 }
 
 export async function deleteMigration(env: ControllerTestEnv, ns: string, name: string): Promise<void> {
-  await env.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name });
+  await env.custom.deleteNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: ns,
+    plural: PLURAL,
+    name,
+  });
 }
 
 export async function waitForPhase(
@@ -509,20 +570,32 @@ export async function waitForPhase(
     last = await getMigration(env, ns, name).catch(() => last);
     const phase = last?.status?.phase ?? "";
     if (last && phases.includes(phase)) return last;
-    if (phase === "Failed") throw new Error(`migration ${ns}/${name} failed: ${JSON.stringify(last?.status?.failure)}`);
+    if (phase === "Failed")
+      throw new Error(`migration ${ns}/${name} failed: ${JSON.stringify(last?.status?.failure)}`);
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${ns}/${name} in ${phases.join("|")}; status ${JSON.stringify(last?.status)}`);
+      throw new Error(
+        `timed out waiting for ${ns}/${name} in ${phases.join("|")}; status ${JSON.stringify(last?.status)}`,
+      );
     }
     await sleep(intervalMs);
   }
 }
 
 /** Waits until the migration is Failed|Completed, failing fast on Failed unless allowed. */
-export async function waitForCompletion(env: ControllerTestEnv, ns: string, name: string, timeoutMs = 90_000) {
+export async function waitForCompletion(
+  env: ControllerTestEnv,
+  ns: string,
+  name: string,
+  timeoutMs = 90_000,
+) {
   return waitForPhase(env, ns, name, ["Completed"], timeoutMs, 100);
 }
 
-export async function waitForGone(read: () => Promise<unknown>, what: string, timeoutMs = 60_000): Promise<void> {
+export async function waitForGone(
+  read: () => Promise<unknown>,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<void> {
   await waitFor(
     `${what} gone`,
     async () => {
@@ -555,7 +628,8 @@ export async function finalAccounting(
   await sleep(1_500);
   await rm(w.stateDir, { recursive: true, force: true });
   await mkdir(w.stateDir, { recursive: true });
-  const before = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` })).items.length;
+  const before = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` })).items
+    .length;
   await stopAll();
   await waitFor(
     `${w.name} consumers stopped`,
@@ -575,7 +649,9 @@ export async function finalAccounting(
     { timeoutMs: 10_000 },
   );
   const states = await Promise.all(
-    files.map(async (f) => (JSON.parse(await readFile(join(w.stateDir, f), "utf8")) as { app: WorkloadState }).app),
+    files.map(
+      async (f) => (JSON.parse(await readFile(join(w.stateDir, f), "utf8")) as { app: WorkloadState }).app,
+    ),
   );
   return account(producer.confirmed, mergeStates(states));
 }
@@ -604,7 +680,8 @@ export function stopper(env: ControllerTestEnv, ns: string, kind: "deploy" | "st
   return async () => {
     if (kind === "pod") {
       const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${name}` });
-      for (const p of pods.items) await env.core.deleteNamespacedPod({ namespace: ns, name: p.metadata?.name ?? "" });
+      for (const p of pods.items)
+        await env.core.deleteNamespacedPod({ namespace: ns, name: p.metadata?.name ?? "" });
       return;
     }
     mustSucceed(await env.kubectl(["-n", ns, "scale", `${kind}/${name}`, "--replicas=0"]), "scale to 0");
@@ -627,7 +704,11 @@ export function phaseMillis(m: StatefulMigration): Record<string, number> {
 }
 
 /** One file's setup: ms2m deployed, the controller binary running, a fresh namespace. */
-export async function setupFile(env: ControllerTestEnv, prefix: string, controllerEnv: Record<string, string> = {}) {
+export async function setupFile(
+  env: ControllerTestEnv,
+  prefix: string,
+  controllerEnv: Record<string, string> = {},
+) {
   const work = await workDir(prefix);
   const { caFile } = await deployMs2m(env, work);
   const controller = new ControllerProcess(env, work, caFile, controllerEnv);
@@ -645,9 +726,16 @@ export async function setupFile(env: ControllerTestEnv, prefix: string, controll
 }
 
 /** How many checkpoints the node's kubelet took of a pod (from the simulator's log). */
-export async function checkpointCount(env: ControllerTestEnv, node: string, ns: string, pod: string): Promise<number> {
+export async function checkpointCount(
+  env: ControllerTestEnv,
+  node: string,
+  ns: string,
+  pod: string,
+): Promise<number> {
   const log = await readFile(join(env.cluster.node(node).dir, "sim.log"), "utf8").catch(() => "");
-  return log.split("\n").filter((l) => l.includes('"msg":"checkpointed"') && l.includes(`"pod":"${ns}/${pod}"`)).length;
+  return log
+    .split("\n")
+    .filter((l) => l.includes('"msg":"checkpointed"') && l.includes(`"pod":"${ns}/${pod}"`)).length;
 }
 
 /** Whether the broker still has a queue (passive declare on a throwaway channel). */
@@ -678,4 +766,7 @@ export async function livePods(env: ControllerTestEnv, ns: string, app: string):
 }
 
 export const migrationGone = (env: ControllerTestEnv, ns: string, name: string) =>
-  waitForGone(() => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })), `migration ${name}`);
+  waitForGone(
+    () => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })),
+    `migration ${name}`,
+  );

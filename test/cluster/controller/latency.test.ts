@@ -23,13 +23,23 @@ import {
 vi.setConfig({ testTimeout: 120_000 });
 const env = controllerTestEnv();
 let setup: Awaited<ReturnType<typeof setupFile>>;
-const ZERO: Latencies = { imagePullMs: 0, containerStartMs: 0, readinessMs: 0, restoreMs: 0, checkpointMs: 0 };
+const ZERO: Latencies = {
+  imagePullMs: 0,
+  containerStartMs: 0,
+  readinessMs: 0,
+  restoreMs: 0,
+  checkpointMs: 0,
+};
 
 beforeAll(async () => {
   setup = await setupFile(env, "lat");
 });
 afterAll(async () => {
-  for (const n of env.cluster.nodeNames()) await env.cluster.node(n).setLatencies(ZERO).catch(() => undefined);
+  for (const n of env.cluster.nodeNames())
+    await env.cluster
+      .node(n)
+      .setLatencies(ZERO)
+      .catch(() => undefined);
   await setup?.teardown();
 });
 
@@ -37,9 +47,14 @@ afterAll(async () => {
 async function agentSeconds(pod: string): Promise<{ checkpoint: number; send: number }> {
   let checkpoint = 0;
   let send = 0;
-  const agents = await env.core.listNamespacedPod({ namespace: SYSTEM_NS, labelSelector: "app.kubernetes.io/name=ms2m-agent" });
+  const agents = await env.core.listNamespacedPod({
+    namespace: SYSTEM_NS,
+    labelSelector: "app.kubernetes.io/name=ms2m-agent",
+  });
   for (const a of agents.items) {
-    const log = await env.cluster.node(a.spec?.nodeName ?? "").containerLog(SYSTEM_NS, a.metadata?.name ?? "", "agent");
+    const log = await env.cluster
+      .node(a.spec?.nodeName ?? "")
+      .containerLog(SYSTEM_NS, a.metadata?.name ?? "", "agent");
     for (const line of log.split("\n")) {
       if (!line.includes(`checkpoint-${pod}_`)) continue;
       const rec = JSON.parse(line) as { msg?: string; seconds?: number };

@@ -50,8 +50,9 @@ afterAll(async () => {
   if (ns) await env.core.deleteNamespace({ name: ns }).catch(() => undefined);
 });
 
-const controllerRef = (p: { metadata?: { ownerReferences?: { controller?: boolean; kind: string; name: string }[] } }) =>
-  p.metadata?.ownerReferences?.find((o) => o.controller);
+const controllerRef = (p: {
+  metadata?: { ownerReferences?: { controller?: boolean; kind: string; name: string }[] };
+}) => p.metadata?.ownerReferences?.find((o) => o.controller);
 
 describe("strategy detection", () => {
   it.each([
@@ -86,54 +87,68 @@ describe("strategy detection", () => {
     expect(m.status?.strategy).toBe(strategy);
     expect(m.status?.sourceNode).toBe("node-a");
     await deleteMigration(env, ns, `det-${w.name}`);
-    await waitForGone(() => getMigration(env, ns, `det-${w.name}`).then((x) => x ?? Promise.reject({ code: 404 })), "migration");
+    await waitForGone(
+      () => getMigration(env, ns, `det-${w.name}`).then((x) => x ?? Promise.reject({ code: 404 })),
+      "migration",
+    );
   });
 });
 
 describe("ShadowPod (Deployment)", () => {
-  it.each(["Direct", "Registry"] as const)("%s: completes, zero lost, owned by the ReplicaSet", async (mode) => {
-    const w = workloadNames(ns, `dep-${mode.toLowerCase()}`, work);
-    await createDeployment(env, ns, w, "node-a");
-    const [source] = await waitForConsumers(env, ns, w.name, 1);
-    const sourceName = source?.metadata?.name ?? "";
-    const rs = controllerRef(source ?? {});
-    expect(rs?.kind).toBe("ReplicaSet");
-    const producer = new TestProducer(env, w, 50);
-    await producer.start();
-    await sleep(1_000);
+  it.each(["Direct", "Registry"] as const)(
+    "%s: completes, zero lost, owned by the ReplicaSet",
+    async (mode) => {
+      const w = workloadNames(ns, `dep-${mode.toLowerCase()}`, work);
+      await createDeployment(env, ns, w, "node-a");
+      const [source] = await waitForConsumers(env, ns, w.name, 1);
+      const sourceName = source?.metadata?.name ?? "";
+      const rs = controllerRef(source ?? {});
+      expect(rs?.kind).toBe("ReplicaSet");
+      const producer = new TestProducer(env, w, 50);
+      await producer.start();
+      await sleep(1_000);
 
-    const name = `m-${w.name}`;
-    await createMigration(env, ns, name, w, { sourcePod: sourceName, targetNode: "node-b", transferMode: mode });
-    const m = await waitForCompletion(env, ns, name);
-    console.log(`[timings] ShadowPod ${mode}`, JSON.stringify(phaseMillis(m)), m.status?.duration);
-    expect(m.status?.strategy).toBe("ShadowPod");
+      const name = `m-${w.name}`;
+      await createMigration(env, ns, name, w, {
+        sourcePod: sourceName,
+        targetNode: "node-b",
+        transferMode: mode,
+      });
+      const m = await waitForCompletion(env, ns, name);
+      console.log(`[timings] ShadowPod ${mode}`, JSON.stringify(phaseMillis(m)), m.status?.duration);
+      expect(m.status?.strategy).toBe("ShadowPod");
 
-    // Object by object: the target runs on node-b, owned by the same ReplicaSet; the source is gone.
-    const target = await env.core.readNamespacedPod({ namespace: ns, name: m.status?.targetPod ?? "" });
-    expect(target.spec?.nodeName).toBe("node-b");
-    expect(controllerRef(target)).toMatchObject({ kind: "ReplicaSet", name: rs?.name });
-    await waitForGone(() => env.core.readNamespacedPod({ namespace: ns, name: sourceName }), "source pod");
-    const dep = await env.apps.readNamespacedDeployment({ namespace: ns, name: w.name });
-    expect(dep.spec?.replicas).toBe(1);
-    await sleep(1_500); // no fresh pod appears
-    const pods = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` })).items;
-    expect(pods.map((p) => p.metadata?.name)).toEqual([target.metadata?.name]);
+      // Object by object: the target runs on node-b, owned by the same ReplicaSet; the source is gone.
+      const target = await env.core.readNamespacedPod({ namespace: ns, name: m.status?.targetPod ?? "" });
+      expect(target.spec?.nodeName).toBe("node-b");
+      expect(controllerRef(target)).toMatchObject({ kind: "ReplicaSet", name: rs?.name });
+      await waitForGone(() => env.core.readNamespacedPod({ namespace: ns, name: sourceName }), "source pod");
+      const dep = await env.apps.readNamespacedDeployment({ namespace: ns, name: w.name });
+      expect(dep.spec?.replicas).toBe(1);
+      await sleep(1_500); // no fresh pod appears
+      const pods = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` }))
+        .items;
+      expect(pods.map((p) => p.metadata?.name)).toEqual([target.metadata?.name]);
 
-    // Deleting the migration leaves the workload untouched.
-    await deleteMigration(env, ns, name);
-    await waitForGone(() => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })), "migration");
-    await sleep(1_000);
-    const after = await env.core.readNamespacedPod({ namespace: ns, name: target.metadata?.name ?? "" });
-    expect(after.metadata?.deletionTimestamp).toBeUndefined();
-    expect(after.metadata?.uid).toBe(target.metadata?.uid);
+      // Deleting the migration leaves the workload untouched.
+      await deleteMigration(env, ns, name);
+      await waitForGone(
+        () => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })),
+        "migration",
+      );
+      await sleep(1_000);
+      const after = await env.core.readNamespacedPod({ namespace: ns, name: target.metadata?.name ?? "" });
+      expect(after.metadata?.deletionTimestamp).toBeUndefined();
+      expect(after.metadata?.uid).toBe(target.metadata?.uid);
 
-    const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
-    console.log(`[accounting] ShadowPod ${mode}`, JSON.stringify({ ...report, lost: report.lost.length }));
-    expect(report.lost).toEqual([]);
-    expect(report.appliedTwice).toEqual([]);
-    expect(report.ok).toBe(true);
-    expect(report.published).toBeGreaterThan(50);
-  });
+      const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
+      console.log(`[accounting] ShadowPod ${mode}`, JSON.stringify({ ...report, lost: report.lost.length }));
+      expect(report.lost).toEqual([]);
+      expect(report.appliedTwice).toEqual([]);
+      expect(report.ok).toBe(true);
+      expect(report.published).toBeGreaterThan(50);
+    },
+  );
 });
 
 describe("Sequential (StatefulSet)", () => {
@@ -150,11 +165,17 @@ describe("Sequential (StatefulSet)", () => {
     await sleep(1_000);
 
     const name = "m-sts";
-    await createMigration(env, ns, name, { ...w, queue: `${w.queue}.${w.name}-0` }, {
-      sourcePod: `${w.name}-0`,
-      targetNode: "node-b",
-      transferMode: "Registry",
-    });
+    await createMigration(
+      env,
+      ns,
+      name,
+      { ...w, queue: `${w.queue}.${w.name}-0` },
+      {
+        sourcePod: `${w.name}-0`,
+        targetNode: "node-b",
+        transferMode: "Registry",
+      },
+    );
     const m = await waitForCompletion(env, ns, name);
     console.log("[timings] Sequential Registry", JSON.stringify(phaseMillis(m)), m.status?.duration);
     expect(m.status?.strategy).toBe("Sequential");
@@ -171,16 +192,28 @@ describe("Sequential (StatefulSet)", () => {
     expect(set.spec?.replicas).toBe(2);
     await sleep(1_500);
     const pods = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` })).items;
-    expect(pods.map((p) => p.metadata?.uid).sort()).toEqual([target.metadata?.uid, other.metadata?.uid].sort());
+    expect(pods.map((p) => p.metadata?.uid).sort()).toEqual(
+      [target.metadata?.uid, other.metadata?.uid].sort(),
+    );
 
     await deleteMigration(env, ns, name);
-    await waitForGone(() => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })), "migration");
+    await waitForGone(
+      () => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })),
+      "migration",
+    );
     await sleep(1_000);
     const kept = await env.core.readNamespacedPod({ namespace: ns, name: `${w.name}-0` });
     expect(kept.metadata?.uid).toBe(target.metadata?.uid);
     expect(kept.metadata?.deletionTimestamp).toBeUndefined();
 
-    const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "sts", w.name), `${w.name}-0`);
+    const report = await finalAccounting(
+      env,
+      ns,
+      w,
+      producer,
+      stopper(env, ns, "sts", w.name),
+      `${w.name}-0`,
+    );
     console.log("[accounting] Sequential Registry", JSON.stringify({ ...report, lost: report.lost.length }));
     expect(report.lost).toEqual([]);
     expect(report.appliedTwice).toEqual([]);
@@ -206,7 +239,10 @@ describe("bare pod", () => {
     expect(target.metadata?.labels?.["app"]).toBe(w.name);
     await waitForGone(() => env.core.readNamespacedPod({ namespace: ns, name: w.name }), "source pod");
     await deleteMigration(env, ns, name);
-    await waitForGone(() => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })), "migration");
+    await waitForGone(
+      () => getMigration(env, ns, name).then((x) => x ?? Promise.reject({ code: 404 })),
+      "migration",
+    );
     const kept = await env.core.readNamespacedPod({ namespace: ns, name: target.metadata?.name ?? "" });
     expect(kept.metadata?.deletionTimestamp).toBeUndefined();
     const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "pod", w.name));

@@ -48,7 +48,9 @@ describe("archive names", () => {
   });
   it("maps the kubelet's path onto the agent's mount of the checkpoints folder", () => {
     const name = "checkpoint-web-0_default-app-2025-01-02T03:04:05Z.tar";
-    expect(resolveArchiveName("/mnt/ckpt", `/var/lib/kubelet/checkpoints/${name}`, ids)).toBe(`/mnt/ckpt/${name}`);
+    expect(resolveArchiveName("/mnt/ckpt", `/var/lib/kubelet/checkpoints/${name}`, ids)).toBe(
+      `/mnt/ckpt/${name}`,
+    );
     expect(() => resolveArchiveName("/mnt/ckpt", `/var/lib/kubelet/checkpoints/../${name}`, ids)).toThrow();
     expect(() => resolveArchiveName("/mnt/ckpt", `/var/lib/kubelet/${name}`, ids)).toThrow();
   });
