@@ -40,12 +40,22 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.lw.on("update", (o) => (touch(), opts.onChange(o, "update")));
     this.lw.on("delete", (o) => (touch(), opts.onChange(o, "delete")));
     this.lw.on("connect", () => (this.lastActivity = Date.now()));
-    this.lw.on("error", (err) => this.restartLater(err));
+    this.lw.on("error", (err) => {
+      // Our own restart aborts the running watch; that is not a failure (a new watch is on
+      // its way), and restarting again would abort the new one, and so on forever.
+      if ((err as { name?: unknown } | undefined)?.name === "AbortError") return;
+      this.restartLater(err);
+    });
   }
 
   async start(): Promise<void> {
     this.stopped = false;
     await this.lw.start();
+    // A failed first list is retried by restartLater: synced only once a list succeeded.
+    while (!this.stopped && this.lw.latestResourceVersion() === "") {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (this.stopped) return;
     this.synced = true;
     const inactivity = this.opts.inactivityMs ?? 5 * 60_000;
     this.watchdog = setInterval(
