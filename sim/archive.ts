@@ -85,7 +85,7 @@ export async function writeCheckpointArchive(path: string, parts: CheckpointPart
   );
   add("dump.log", Buffer.from(parts.log));
   pack.finalize();
-  const partial = `${path}.partial`;
+  const partial = `${path}.partial-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   try {
     await pipeline(pack, createWriteStream(partial, { flags: "wx", mode: 0o600 }));
     await rename(partial, path);

@@ -37,8 +37,29 @@ export class Checkpointer {
     this.log = log;
   }
 
-  /** Returns the archive's path on the node (as the kubelet reports it). Throws CheckpointNotFound for an unknown pod or container. */
-  async checkpoint(
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  /**
+   * Returns the archive's path on the node (as the kubelet reports it); CheckpointNotFound for
+   * an unknown pod or container. One checkpoint of a container at a time, as the runtime locks
+   * the container while it dumps.
+   */
+  checkpoint(namespace: string, pod: string, containerName: string, timeoutMs: number): Promise<string> {
+    const key = `${namespace}/${pod}/${containerName}`;
+    const previous = this.locks.get(key) ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(() => this.checkpointNow(namespace, pod, containerName, timeoutMs));
+    this.locks.set(key, next);
+    void next
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.locks.get(key) === next) this.locks.delete(key);
+      });
+    return next;
+  }
+
+  private async checkpointNow(
     namespace: string,
     pod: string,
     containerName: string,

@@ -237,32 +237,36 @@ export class PodWorker {
     await this.sleep(delay);
   }
 
+  /** Creates the container, retrying with back-off as the kubelet does on pull/create errors. */
+  private async createWithRetries(rec: ContainerRecord): Promise<Container> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.createContainer(rec);
+      } catch (err) {
+        this.checkAborted();
+        const reason =
+          err instanceof ImageError || err instanceof CreateError ? err.reason : "CreateContainerError";
+        const message = (err as Error).message;
+        rec.waiting = { reason, message };
+        this.deps.events.pod(this.pod, "Warning", "Failed", message, `spec.containers{${rec.spec.name}}`);
+        this.requestStatus();
+        const delay = Math.min(BACKOFF_START_MS * 2 ** attempt, 10_000);
+        if (reason === "ErrImagePull") {
+          // ErrImagePull first, then ImagePullBackOff while waiting for the next try.
+          await this.sleep(Math.min(500, delay));
+          rec.waiting = { reason: "ImagePullBackOff", message: `Back-off pulling image "${rec.spec.image}"` };
+          this.requestStatus();
+          await this.sleep(Math.max(0, delay - 500));
+        } else {
+          await this.sleep(delay);
+        }
+      }
+    }
+  }
+
   /** Creates and runs one instance of the container; resolves with its exit (undefined if aborted). */
   private async runOnce(rec: ContainerRecord): Promise<Terminated | undefined> {
-    let container: Container;
-    try {
-      container = await this.createContainer(rec);
-    } catch (err) {
-      if (this.abort.signal.aborted) return undefined;
-      const reason =
-        err instanceof ImageError || err instanceof CreateError ? err.reason : "CreateContainerError";
-      rec.waiting = { reason, message: (err as Error).message };
-      this.deps.events.pod(
-        this.pod,
-        "Warning",
-        "Failed",
-        (err as Error).message,
-        `spec.containers{${rec.spec.name}}`,
-      );
-      this.requestStatus();
-      // The kubelet keeps retrying; pull errors turn into ImagePullBackOff between tries.
-      await this.sleep(Math.min(BACKOFF_START_MS * 2 ** rec.restartCount, 10_000));
-      if (reason === "ErrImagePull") {
-        rec.waiting = { reason: "ImagePullBackOff", message: `Back-off pulling image "${rec.spec.image}"` };
-        this.requestStatus();
-      }
-      return this.abort.signal.aborted ? undefined : this.runOnce(rec);
-    }
+    const container = await this.createWithRetries(rec);
     if (rec.terminated) {
       rec.lastTerminated = rec.terminated;
       rec.restartCount++;

@@ -158,6 +158,17 @@ describe("kubelet checkpoint API", () => {
     );
   });
 
+  it("serializes concurrent checkpoints of one container: every caller gets an archive", async () => {
+    const results = await Promise.all(
+      [1, 2, 3].map(() => viaApiServer("POST", `/api/v1/nodes/node-a/proxy${checkpointPath("source")}`)),
+    );
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+    for (const r of results) {
+      const path = (JSON.parse(r.body) as { items: string[] }).items[0]!;
+      expect((await stat(nodeA.hostPath(path))).isFile()).toBe(true);
+    }
+  });
+
   it("answers 500 when the runtime cannot dump the process", async () => {
     await nodeA.setImages({
       "ms2m.test/mute:dev": { command: [process.execPath, "-e", "setInterval(() => {}, 1000)"] },
