@@ -40,6 +40,7 @@ export class Manager {
   private migrations!: ResilientInformer<KubernetesObject>;
   private workersDone: Promise<void>[] = [];
   private resyncTimer?: NodeJS.Timeout;
+  private informersStarted = false;
 
   constructor(opts: ManagerOptions) {
     this.opts = opts;
@@ -50,8 +51,9 @@ export class Manager {
     });
   }
 
+  /** Every informer has listed (false before startInformers() has finished). */
   get synced(): boolean {
-    return this.informers.every((i) => i.synced);
+    return this.informersStarted && this.informers.every((i) => i.synced);
   }
 
   /** Migrations (not yet finished) that a change to `match` concerns. */
@@ -134,6 +136,7 @@ export class Manager {
       this.informers.push(inf);
       await inf.start();
     }
+    this.informersStarted = true;
   }
 
   /** Starts the workers (call when leading). */

@@ -1,0 +1,163 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { KubeConfig } from "@kubernetes/client-node";
+import { createLogger } from "../../../../src/common/logger.ts";
+import { createControllerMetrics, createRegistry } from "../../../../src/common/metrics.ts";
+import { Manager } from "../../../../src/controller/engine/manager.ts";
+import { RetryAfter, type Reconciler } from "../../../../src/controller/reconciler.ts";
+
+// The manager's workers against a scripted reconciler (no informers: keys are added directly).
+type Script = (ns: string, name: string, call: number) => Promise<{ requeueAfterMs?: number }>;
+
+const managers: Manager[] = [];
+afterEach(async () => {
+  await Promise.all(managers.splice(0).map((m) => m.stop()));
+});
+
+function manager(script: Script, workers = 2) {
+  const calls: Array<{ key: string; at: number }> = [];
+  const counts = new Map<string, number>();
+  let running = 0;
+  let maxRunning = 0;
+  const reconciler = {
+    reconcile: async (ns: string, name: string) => {
+      const key = `${ns}/${name}`;
+      const n = (counts.get(key) ?? 0) + 1;
+      counts.set(key, n);
+      calls.push({ key, at: Date.now() });
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      try {
+        return await script(ns, name, n);
+      } finally {
+        running--;
+      }
+    },
+  } as unknown as Reconciler;
+  const metrics = createControllerMetrics(createRegistry());
+  const m = new Manager({
+    kc: new KubeConfig(),
+    reconciler,
+    log: createLogger("test", { level: "silent" }),
+    metrics,
+    workers,
+    resyncMs: 60_000,
+  });
+  managers.push(m);
+  return { m, calls, metrics, maxRunning: () => maxRunning };
+}
+
+const until = async (cond: () => boolean, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+const value = async (
+  metrics: ReturnType<typeof createControllerMetrics>,
+  name: string,
+  labels: Record<string, string>,
+) => {
+  const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name);
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l));
+  return v?.value ?? 0;
+};
+
+describe("Manager workers", () => {
+  it("is not synced (not ready) before its informers have started", () => {
+    const { m } = manager(async () => ({}));
+    expect(m.synced).toBe(false);
+  });
+
+  it("reconciles each key with its namespace and name, and counts the results", async () => {
+    const { m, calls, metrics } = manager(async () => ({}));
+    m.startWorkers();
+    m.queue.add("ns1/a");
+    m.queue.add("ns2/b");
+    await until(() => calls.length === 2);
+    expect(calls.map((c) => c.key).sort()).toEqual(["ns1/a", "ns2/b"]);
+    await until(() => !m.queue.isProcessing("ns2/b") && !m.queue.isProcessing("ns1/a"));
+    expect(await value(metrics, "controller_runtime_reconcile_total", { result: "success" })).toBe(2);
+    expect(await value(metrics, "workqueue_adds_total", {})).toBe(2);
+  });
+
+  it("never reconciles one key concurrently; an add meanwhile runs once more afterwards", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { m, calls, maxRunning } = manager(async (_ns, _n, call) => {
+      if (call === 1) await gate;
+      return {};
+    }, 4);
+    m.startWorkers();
+    m.queue.add("ns/a");
+    await until(() => calls.length === 1);
+    m.queue.add("ns/a");
+    m.queue.add("ns/a");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls.length).toBe(1);
+    release();
+    await until(() => calls.length === 2);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls.length).toBe(2);
+    expect(maxRunning()).toBe(1);
+  });
+
+  it("requeues after requeueAfterMs, and backs off after errors", async () => {
+    const { m, calls, metrics } = manager(async (_ns, name, call) => {
+      if (name === "poll") return call < 3 ? { requeueAfterMs: 30 } : {};
+      if (call < 3) throw new Error("boom");
+      return {};
+    });
+    m.startWorkers();
+    m.queue.add("ns/poll");
+    m.queue.add("ns/fail");
+    await until(() => calls.filter((c) => c.key === "ns/poll").length === 3);
+    await until(() => calls.filter((c) => c.key === "ns/fail").length === 3);
+    const poll = calls.filter((c) => c.key === "ns/poll");
+    expect(poll[1]!.at - poll[0]!.at).toBeGreaterThanOrEqual(25);
+    expect(await value(metrics, "controller_runtime_reconcile_total", { result: "requeue_after" })).toBe(2);
+    expect(await value(metrics, "controller_runtime_reconcile_total", { result: "error" })).toBe(2);
+    expect(await value(metrics, "controller_runtime_reconcile_errors_total", {})).toBe(2);
+    expect(await value(metrics, "workqueue_retries_total", {})).toBe(2);
+    await until(() => !m.queue.isProcessing("ns/fail"));
+    expect(m.queue.numRequeues("ns/fail")).toBe(0); // forgotten after the success
+  });
+
+  it("wakes up at a RetryAfter deadline even when the backoff is longer", async () => {
+    const { m, calls } = manager(async (_ns, _n, call) => {
+      if (call === 1) throw new RetryAfter(new Error("not yet"), 20);
+      return {};
+    });
+    // Twelve earlier failures of this key: its next backoff is seconds long.
+    for (let i = 0; i < 12; i++) m.queue.rateLimiter.when("ns/a", Date.now());
+    m.startWorkers();
+    m.queue.add("ns/a");
+    await until(() => calls.length === 2, 2000);
+    expect(calls[1]!.at - calls[0]!.at).toBeLessThan(1000);
+  });
+
+  it("stop() waits for the reconciles in flight, then takes no more work", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let finished = false;
+    const { m, calls } = manager(async () => {
+      await gate;
+      finished = true;
+      return { requeueAfterMs: 1 };
+    });
+    m.startWorkers();
+    m.queue.add("ns/a");
+    await until(() => calls.length === 1);
+    let stopped = false;
+    const stopping = m.stop().then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    expect(finished).toBe(true);
+    m.queue.add("ns/b");
+    await new Promise((r) => setTimeout(r, 30));
+    expect(calls.length).toBe(1);
+  });
+});
