@@ -60,6 +60,9 @@ export class NodeStatusReporter {
         },
       },
       spec: {},
+      // As the kubelet's initial node: with its status, so the node is Ready from the start
+      // and the node lifecycle controller never taints it not-ready.
+      status: this.currentStatus() as V1Node["status"],
     };
     try {
       await this.api.call("POST", "/api/v1/nodes", node);
@@ -125,6 +128,11 @@ export class NodeStatusReporter {
   }
 
   private async patchStatus(): Promise<void> {
+    const status = this.currentStatus();
+    await this.api.call("PATCH", `/api/v1/nodes/${this.config.nodeName}/status`, { status }, "strategic");
+  }
+
+  private currentStatus(): object {
     const now = new Date().toISOString();
     const since = this.readyTransition.toISOString();
     const condition = (type: string, status: string, reason: string, message: string) => ({
@@ -174,7 +182,7 @@ export class NodeStatusReporter {
         architecture: goArch(),
       },
     };
-    await this.api.call("PATCH", `/api/v1/nodes/${this.config.nodeName}/status`, { status }, "strategic");
+    return status;
   }
 
   stop(): void {

@@ -338,6 +338,36 @@ describe("probes and node lifecycle", () => {
     }
   });
 
+  it("takes the configured latencies for pull, start and readiness", async () => {
+    const node = cluster.node("node-b");
+    await node.setImages({
+      "ms2m.test/slow:dev": { command: [process.execPath, "-e", "setInterval(() => {}, 1000)"] },
+    });
+    await node.setLatencies({ imagePullMs: 300, containerStartMs: 300, readinessMs: 300 });
+    try {
+      const started = Date.now();
+      await core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name: "slow" },
+          spec: {
+            nodeName: "node-b",
+            containers: [{ name: "c", image: "ms2m.test/slow:dev", imagePullPolicy: "Always" }],
+          },
+        },
+      });
+      const running = await waitForPod(core, ns, "slow", "running", (p) => p.status?.phase === "Running");
+      const runningAt = Date.now();
+      expect(runningAt - started).toBeGreaterThanOrEqual(600);
+      expect(isReady(running)).toBe(false);
+      await waitForPod(core, ns, "slow", "ready", isReady);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    } finally {
+      await node.setLatencies({ imagePullMs: 0, containerStartMs: 0, readinessMs: 0 });
+    }
+    await core.deleteNamespacedPod({ name: "slow", namespace: ns, gracePeriodSeconds: 0 });
+  });
+
   it("starts an extra node that registers Ready, and stopping it ends its containers", async () => {
     const extra = await cluster.startNode("node-x", { latencies: { containerStartMs: 50 } });
     try {
