@@ -51,9 +51,14 @@ export class NodePaths {
     return this.host(`/var/log/pods/${namespace}_${pod}_${uid}/${container}`);
   }
 
-  /** Unix sockets have a ~107 byte path limit: keep them short, under /run/ms2m-sim. */
+  /**
+   * A container's checkpoint socket, in the node folder (removed with it). Unix socket paths are
+   * limited to 107 bytes: a folder too deep falls back to /run/ms2m-sim.
+   */
   checkpointSocket(containerId: string): string {
-    return join("/run/ms2m-sim", containerId.slice(0, 16) + ".sock");
+    const name = containerId.slice(0, 16) + ".sock";
+    const inNode = join(this.dir, "sockets", name);
+    return Buffer.byteLength(inNode) < 100 ? inNode : join("/run/ms2m-sim", name);
   }
 
   get controlSocket(): string {
