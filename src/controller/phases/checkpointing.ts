@@ -66,6 +66,14 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
         if (isMs2mError(err) && !err.retriable) {
           return fail("CheckpointFailed", `checkpoint of ${name} on ${node}: ${err.message}`, err);
         }
+        // Refused before anything was done (agent busy, 429): no checkpoint exists, so the
+        // intent is withdrawn and the retry checkpoints normally.
+        if (isMs2mError(err) && err.reason === "TooManyRequests") {
+          await ctx.update((m) => {
+            const x = m.status!.containers!.find((y) => y.name === name)!;
+            delete x.checkpointRequestedAt;
+          });
+        }
         throw err;
       }
     }
