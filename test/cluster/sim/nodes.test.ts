@@ -222,6 +222,44 @@ describe("pods", () => {
     await core.deleteNamespacedPod({ name: "crasher", namespace: ns, gracePeriodSeconds: 0 });
   });
 
+  it("runs a Job's pod to completion (phase Succeeded) and the Job completes", async () => {
+    await cluster
+      .node("node-a")
+      .setImages({ "ms2m.test/once:dev": { command: [process.execPath, "-e", "0"] } });
+    await cluster
+      .node("node-b")
+      .setImages({ "ms2m.test/once:dev": { command: [process.execPath, "-e", "0"] } });
+    const batch = kc.makeApiClient(k8s.BatchV1Api);
+    await batch.createNamespacedJob({
+      namespace: ns,
+      body: {
+        metadata: { name: "once" },
+        spec: {
+          backoffLimit: 0,
+          template: {
+            spec: {
+              restartPolicy: "Never",
+              containers: [{ name: "c", image: "ms2m.test/once:dev", imagePullPolicy: "IfNotPresent" }],
+            },
+          },
+        },
+      },
+    });
+    const job = await waitFor(
+      "job complete",
+      async () => {
+        const j = await batch.readNamespacedJob({ name: "once", namespace: ns });
+        return j.status?.succeeded === 1 ? j : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(job.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True")).toBe(true);
+    const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: "job-name=once" });
+    expect(pods.items[0]?.status?.phase).toBe("Succeeded");
+    expect(pods.items[0]?.status?.containerStatuses?.[0]?.state?.terminated?.reason).toBe("Completed");
+    await batch.deleteNamespacedJob({ name: "once", namespace: ns, propagationPolicy: "Background" });
+  });
+
   it("serves container logs through the API server (kubectl logs)", async () => {
     await core.createNamespacedPod({ namespace: ns, body: counterPod("talker", "node-b") });
     await waitForPod(core, ns, "talker", "ready", isReady);
