@@ -48,6 +48,7 @@ export class LeaderElector {
   private leading = false;
   private stopped = false;
   private cancelTimer?: () => void;
+  private inflight?: Promise<void>;
 
   constructor(opts: ElectorOptions) {
     this.opts = opts;
@@ -66,7 +67,7 @@ export class LeaderElector {
 
   start(): void {
     this.stopped = false;
-    void this.tick();
+    this.inflight = this.tick();
   }
 
   /** One acquire-or-renew attempt; returns whether this candidate holds the lease. */
@@ -123,14 +124,27 @@ export class LeaderElector {
       this.opts.onStoppedLeading?.();
     }
     const jitter = this.leading ? 0 : Math.floor(Math.random() * this.retryPeriodMs * 0.2);
-    this.cancelTimer = this.opts.clock.setTimeout(() => void this.tick(), this.retryPeriodMs + jitter);
+    this.cancelTimer = this.opts.clock.setTimeout(
+      () => (this.inflight = this.tick()),
+      this.retryPeriodMs + jitter,
+    );
   }
 
   /** Stops campaigning; a leader releases the lease so another replica takes over at once. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.cancelTimer?.();
-    if (!this.leading) return;
+    // An acquire or renew still in flight could land after the release and take the lease back
+    // (or acquire it just now): wait for it, up to the renew deadline.
+    const inflight = this.inflight?.then(() => true);
+    const settled = inflight
+      ? await new Promise<boolean>((resolve) => {
+          const cancel = this.opts.clock.setTimeout(() => resolve(false), this.renewDeadlineMs);
+          void inflight.then((v) => (cancel(), resolve(v)));
+        })
+      : true;
+    const justAcquired = settled && this.opts.clock.now() - this.lastRenew < this.renewDeadlineMs;
+    if (!this.leading && !justAcquired) return;
     this.leading = false;
     try {
       const current = await this.opts.store.get();
