@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import { sleep, waitFor } from "../../harness/exec.ts";
 import { mkdir, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
 import { dirname } from "node:path";
 import { COUNTER_IMAGE, INSPECT_IMAGE } from "../../harness/nodes.ts";
 import {
@@ -258,6 +259,44 @@ describe("pods", () => {
     expect(pods.items[0]?.status?.phase).toBe("Succeeded");
     expect(pods.items[0]?.status?.containerStatuses?.[0]?.state?.terminated?.reason).toBe("Completed");
     await batch.deleteNamespacedJob({ name: "once", namespace: ns, propagationPolicy: "Background" });
+  });
+
+  it("lets pods reach the broker through the relay on the host's bridge address", async (ctx) => {
+    const local = await new Promise<boolean>((resolve) => {
+      const s = connect(5672, "127.0.0.1");
+      s.once("connect", () => (s.destroy(), resolve(true)));
+      s.once("error", () => resolve(false));
+    });
+    if (!local) ctx.skip(); // no RabbitMQ on this machine
+    const probe = [
+      "const u = new URL(process.env.MS2M_BROKER_URL);",
+      "const s = require('net').connect(Number(u.port), u.hostname);",
+      "s.on('connect', () => s.write(Buffer.from([65, 77, 81, 80, 0, 0, 9, 1])));",
+      "s.on('data', (d) => { console.log('broker answered ' + d.length); process.exit(0); });",
+      "s.on('error', (e) => { console.log('broker error ' + e.message); process.exit(1); });",
+    ].join(" ");
+    await cluster
+      .node("node-b")
+      .setImages({ "ms2m.test/amqp-probe:dev": { command: [process.execPath, "-e", probe] } });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: "amqp-probe" },
+        spec: {
+          nodeName: "node-b",
+          restartPolicy: "Never",
+          containers: [
+            { name: "counter", image: "ms2m.test/amqp-probe:dev", imagePullPolicy: "IfNotPresent" },
+          ],
+        },
+      },
+    });
+    await waitForPod(core, ns, "amqp-probe", "finished", (p) =>
+      ["Succeeded", "Failed"].includes(p.status?.phase ?? ""),
+    );
+    expect(await cluster.node("node-b").containerLog(ns, "amqp-probe", "counter")).toMatch(
+      /broker answered \d+/,
+    );
   });
 
   it("serves container logs through the API server (kubectl logs)", async () => {
