@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 //  - unit:      nothing outside the process (fakes only)
 //  - component: real RabbitMQ, skopeo, containers-storage, registry; no Kubernetes
 //  - cluster:   a real control plane, started once per run by test/harness/global-setup.ts
+//  - long:      chaos matrices on the same kind of control plane (`make test-long`; not in `make test`)
 export default defineConfig({
   test: {
     testTimeout: 60_000,
@@ -22,6 +23,20 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      // Only defined when asked for (`make test-long`), so a plain `vitest run` never runs it.
+      ...(process.env["MS2M_TEST_LONG"] === "1"
+        ? [
+            {
+              extends: true,
+              test: {
+                name: "long",
+                include: ["test/long/**/*.test.ts"],
+                globalSetup: ["test/harness/global-setup.ts", "test/long/chaos/report.ts"],
+                fileParallelism: false,
+              },
+            },
+          ]
+        : []),
     ],
   },
 });
