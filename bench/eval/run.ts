@@ -1,0 +1,528 @@
+// Evaluation harness: the seed publication's evaluation (three configurations × message rates ×
+// repetitions), on the local simulated cluster (default: started here the way the tests start it)
+// or on any cluster with ms2m deployed (--kubeconfig). Writes a CSV per migration run, one
+// results.csv, summary.md and SVG plots to --out. Progress on stderr, summary table on stdout.
+//
+//   node bench/eval/run.ts [--configs sts-seq-registry,deploy-shadow-registry,deploy-shadow-direct]
+//     [--rates 1,4,7,10,13,16,19] [--reps 3] [--latencies real|zero] [--warmup 3] [--out DIR]
+//     [--kubeconfig FILE --namespace NS --source-node N --target-node N --broker-url URL
+//      --producer-url URL --consumer-image IMG --checkpoint-repo REPO]
+import { execFile } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import * as k8s from "@kubernetes/client-node";
+import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
+import { controlPlaneBinaries } from "../../test/harness/binaries.ts";
+import { ControlPlane } from "../../test/harness/control-plane.ts";
+import { sleep, waitFor } from "../../test/harness/exec.ts";
+import { TestCluster } from "../../test/harness/nodes.ts";
+import {
+  ControllerProcess,
+  consumerTemplate,
+  deployMs2m,
+  finalAccounting,
+  getMigration,
+  createMigration,
+  deleteMigration,
+  REGISTRY_PORT,
+  startRegistry,
+  stopper,
+  TestProducer,
+  waitForConsumers,
+  workloadNames,
+  type ControllerTestEnv,
+  type Workload,
+} from "../../test/cluster/controller/env.ts";
+import type { StatefulMigration } from "../../src/api/v1alpha1/index.ts";
+import { Producer } from "../../workload/producer.ts";
+import { boxPlot, stackedBars } from "./svg.ts";
+import { downtimeMs, median } from "./stats.ts";
+
+const CONFIGS = {
+  "sts-seq-registry": {
+    kind: "sts",
+    strategy: "Sequential",
+    mode: "Registry",
+    label: "StatefulSet + Sequential + Registry",
+  },
+  "deploy-shadow-registry": {
+    kind: "deploy",
+    strategy: "ShadowPod",
+    mode: "Registry",
+    label: "Deployment + ShadowPod + Registry",
+  },
+  "deploy-shadow-direct": {
+    kind: "deploy",
+    strategy: "ShadowPod",
+    mode: "Direct",
+    label: "Deployment + ShadowPod + Direct",
+  },
+} as const;
+type ConfigName = keyof typeof CONFIGS;
+const PHASES = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replaying", "Finalizing"];
+
+const { values: args } = parseArgs({
+  options: {
+    configs: { type: "string", default: Object.keys(CONFIGS).join(",") },
+    rates: { type: "string", default: "1,4,7,10,13,16,19" },
+    reps: { type: "string", default: "3" },
+    latencies: { type: "string", default: "real" },
+    warmup: { type: "string", default: "3" },
+    out: { type: "string", default: `bench/eval/out/${new Date().toISOString().replace(/[:.]/g, "-")}` },
+    "timeout-s": { type: "string", default: "180" },
+    kubeconfig: { type: "string" },
+    namespace: { type: "string", default: "ms2m-eval" },
+    "source-node": { type: "string", default: "node-a" },
+    "target-node": { type: "string", default: "node-b" },
+    "broker-url": { type: "string" },
+    "producer-url": { type: "string" },
+    "consumer-image": { type: "string", default: "ghcr.io/ms2m/ms2m-workload:0.1.0" },
+    "checkpoint-repo": { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (args.help) {
+  console.log(
+    (await readFile(new URL(import.meta.url), "utf8"))
+      .split("\n")
+      .filter((l) => l.startsWith("//"))
+      .join("\n"),
+  );
+  process.exit(0);
+}
+const configs = args.configs.split(",").map((c) => {
+  if (!(c in CONFIGS))
+    throw new Error(`unknown configuration ${c} (have ${Object.keys(CONFIGS).join(", ")})`);
+  return c as ConfigName;
+});
+const rates = args.rates.split(",").map(Number);
+const reps = Number(args.reps);
+const latencies: Latencies =
+  args.latencies === "zero"
+    ? { imagePullMs: 0, containerStartMs: 0, readinessMs: 0, restoreMs: 0, checkpointMs: 0 }
+    : args.latencies === "real"
+      ? REAL_CLUSTER_LATENCIES
+      : (JSON.parse(args.latencies) as Latencies);
+const out = resolve(args.out);
+mkdirSync(join(out, "runs"), { recursive: true });
+const remote = args.kubeconfig !== undefined;
+
+interface Row {
+  config: ConfigName;
+  rate: number;
+  rep: number;
+  outcome: string;
+  phases: Record<string, number>;
+  totalS: number;
+  downtimeS: number;
+  published: number;
+  processed: number;
+  lost: number;
+  duplicated: number;
+  error?: string;
+}
+
+// ---- the environment: local simulated cluster, or a kubeconfig ----
+const cleanups: (() => Promise<void>)[] = [];
+let stopping = false;
+async function cleanup(): Promise<void> {
+  for (const c of cleanups.splice(0).reverse()) await c().catch((e: unknown) => console.error("cleanup:", e));
+}
+process.on("SIGINT", () => {
+  if (stopping) process.exit(130);
+  stopping = true;
+  process.stderr.write("\ninterrupted: cleaning up (Ctrl-C again to exit at once)\n");
+  void cleanup().then(() => process.exit(130));
+});
+
+function kubectlWith(kubeconfig: string) {
+  return async (argv: string[], input?: string) => {
+    const bin = remote ? "kubectl" : `${(await controlPlaneBinaries()).kubeBin}/kubectl`;
+    return new Promise<{ code: number; stdout: string; stderr: string }>((res) => {
+      const child = execFile(
+        bin,
+        argv,
+        { env: { ...process.env, KUBECONFIG: kubeconfig }, maxBuffer: 16 * 1024 * 1024 },
+        (err, stdout, stderr) =>
+          res({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
+      );
+      child.stdin?.end(input);
+    });
+  };
+}
+
+async function localEnv(work: string): Promise<ControllerTestEnv> {
+  const t0 = Date.now();
+  process.stderr.write("starting the local control plane and two simulated nodes…\n");
+  const cp = await ControlPlane.start();
+  cleanups.push(() => cp.stop());
+  const cluster = await TestCluster.start({
+    kubeconfig: cp.adminKubeconfig,
+    server: cp.server,
+    dir: cp.dir,
+    slot: cp.net.slot,
+    hostIp: cp.net.hostIp,
+    caFile: cp.pki.ca.cert,
+  });
+  cleanups.push(() => cluster.stop());
+  const env = makeEnv(cluster.info.kubeconfig, cluster, cluster.info.hostIp);
+  const registry = await startRegistry(env.hostIp);
+  cleanups.push(() => registry.stop());
+  const { caFile } = await deployMs2m(env, work);
+  const controller = new ControllerProcess(env, work, caFile, { LOG_LEVEL: "info" });
+  await controller.start();
+  cleanups.push(() => controller.stop());
+  for (const n of cluster.nodeNames()) await cluster.node(n).setLatencies(latencies);
+  process.stderr.write(`cluster, ms2m and controller ready in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  return env;
+}
+
+function makeEnv(kubeconfig: string, cluster: TestCluster | undefined, hostIp: string): ControllerTestEnv {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const kubectl = kubectlWith(kubeconfig);
+  return {
+    cluster: cluster as TestCluster,
+    kubeConfig: () => kc,
+    kubectl,
+    kubectlWithToken: () => Promise.reject(new Error("not available")),
+    kc,
+    core: kc.makeApiClient(k8s.CoreV1Api),
+    apps: kc.makeApiClient(k8s.AppsV1Api),
+    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+    hostIp,
+    brokerUrl: args["broker-url"] ?? `amqp://guest:guest@${hostIp}:5672`,
+    registry: `${hostIp}:${REGISTRY_PORT}`,
+  } as unknown as ControllerTestEnv;
+}
+
+// ---- one migration run ----
+/** The reference producer against a remote broker (--producer-url). */
+class RemoteProducer {
+  readonly confirmed: number[] = [];
+  readonly producer: Producer;
+  constructor(w: Workload, rate: number) {
+    this.producer = new Producer({
+      url: args["producer-url"] ?? "amqp://guest:guest@127.0.0.1:5672",
+      exchange: w.exchange,
+      rate,
+      producerId: w.name,
+      onConfirmed: (seq) => this.confirmed.push(seq),
+    });
+  }
+  start(): Promise<void> {
+    return this.producer.start();
+  }
+  async stop(): Promise<void> {
+    await this.producer.stop();
+  }
+}
+
+async function createWorkload(
+  env: ControllerTestEnv,
+  ns: string,
+  w: Workload,
+  kind: "sts" | "deploy",
+  appliedDir: string,
+) {
+  const template = consumerTemplate(w, env, args["source-node"]);
+  const c = template.spec?.containers[0];
+  if (!c) throw new Error("no container");
+  c.env = [...(c.env ?? []), { name: "APPLIED_LOG", value: `${appliedDir}/$(POD_NAME).log` }];
+  if (remote) {
+    c.image = args["consumer-image"];
+    c.env = c.env.filter((e) => e.name !== "STATE_FILE" && e.name !== "APPLIED_LOG");
+  }
+  const metadata = { name: w.name };
+  const selector = { matchLabels: { app: w.name } };
+  if (kind === "sts") {
+    await env.apps.createNamespacedStatefulSet({
+      namespace: ns,
+      body: {
+        metadata,
+        spec: { replicas: 1, serviceName: w.name, podManagementPolicy: "Parallel", selector, template },
+      },
+    });
+  } else {
+    await env.apps.createNamespacedDeployment({
+      namespace: ns,
+      body: { metadata, spec: { replicas: 1, selector, template } },
+    });
+  }
+}
+
+async function appliedTimes(dir: string): Promise<number[]> {
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(".log"));
+  const out: number[] = [];
+  for (const f of files) {
+    for (const line of (await readFile(join(dir, f), "utf8")).split("\n")) {
+      const t = Number(line.split(" ")[0]);
+      if (line && Number.isFinite(t)) out.push(t);
+    }
+  }
+  return out;
+}
+
+async function waitDone(
+  env: ControllerTestEnv,
+  ns: string,
+  name: string,
+  timeoutMs: number,
+): Promise<StatefulMigration> {
+  return waitFor(
+    `migration ${name} done`,
+    async () => {
+      const m = await getMigration(env, ns, name).catch(() => undefined);
+      return m && ["Completed", "Failed"].includes(m.status?.phase ?? "") ? m : undefined;
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+}
+
+async function runOnce(
+  env: ControllerTestEnv,
+  ns: string,
+  work: string,
+  config: ConfigName,
+  rate: number,
+  rep: number,
+): Promise<Row> {
+  const c = CONFIGS[config];
+  const short = { "sts-seq-registry": "seq", "deploy-shadow-registry": "shr", "deploy-shadow-direct": "shd" }[
+    config
+  ];
+  const id = `${short}-r${rate}-n${rep}`;
+  const w = workloadNames(ns, id, work, c.kind === "sts");
+  const appliedDir = join(work, "applied", id);
+  await mkdir(appliedDir, { recursive: true });
+  const row: Row = {
+    config,
+    rate,
+    rep,
+    outcome: "?",
+    phases: {},
+    totalS: 0,
+    downtimeS: 0,
+    published: 0,
+    processed: 0,
+    lost: 0,
+    duplicated: 0,
+  };
+  const producer = remote ? new RemoteProducer(w, rate) : new TestProducer(env, w, rate);
+  try {
+    await createWorkload(env, ns, w, c.kind, appliedDir);
+    const [source] = await waitForConsumers(env, ns, w.name, 1);
+    const sourcePod = source?.metadata?.name ?? "";
+    await producer.start();
+    await sleep(Number(args.warmup) * 1000);
+    const from = Date.now();
+    await createMigration(
+      env,
+      ns,
+      `m-${id}`,
+      c.kind === "sts" ? { ...w, queue: `${w.queue}.${sourcePod}` } : w,
+      {
+        sourcePod,
+        targetNode: args["target-node"],
+        migrationStrategy: c.strategy,
+        transferMode: c.mode,
+        ...(args["checkpoint-repo"] ? { checkpointImageRepository: args["checkpoint-repo"] } : {}),
+      },
+    );
+    const m = await waitDone(env, ns, `m-${id}`, Number(args["timeout-s"]) * 1000);
+    const to = Date.now();
+    row.outcome =
+      m.status?.phase === "Completed" ? "Completed" : `Failed(${m.status?.failure?.reason ?? "?"})`;
+    for (const t of m.status?.phaseTimings ?? [])
+      if (t.durationMillis !== undefined) row.phases[t.phase] = t.durationMillis / 1000;
+    row.totalS = Object.values(row.phases).reduce((a, b) => a + b, 0);
+    await sleep(1_000);
+    row.downtimeS = downtimeMs(await appliedTimes(appliedDir), from, to, rate) / 1000;
+    if (!remote) {
+      const report = await finalAccounting(
+        env,
+        ns,
+        w,
+        producer as TestProducer,
+        stopper(env, ns, c.kind, w.name),
+        c.kind === "sts" ? `${w.name}-0` : undefined,
+      );
+      row.published = report.published;
+      row.processed = report.published - report.lost.length;
+      row.lost = report.lost.length;
+      row.duplicated = report.appliedTwice.length;
+    } else {
+      await producer.stop();
+      row.published = producer.confirmed.length;
+      // On a remote cluster the consumer's state is read from its periodic "state" log line.
+      await sleep(11_000);
+      const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` });
+      const log = await env.core
+        .readNamespacedPodLog({ namespace: ns, name: pods.items[0]?.metadata?.name ?? "" })
+        .catch(() => "");
+      const states = log.split("\n").filter((l) => l.includes('"state"'));
+      const last = JSON.parse(states[states.length - 1] ?? "{}") as { count?: number };
+      row.processed = last.count ?? 0;
+      row.lost = Math.max(0, row.published - row.processed);
+      await stopper(env, ns, c.kind, w.name)();
+    }
+    await deleteMigration(env, ns, `m-${id}`).catch(() => undefined);
+  } catch (err) {
+    row.outcome = "Error";
+    row.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    await producer.stop().catch(() => undefined);
+  } finally {
+    await env.apps.deleteNamespacedDeployment({ namespace: ns, name: w.name }).catch(() => undefined);
+    await env.apps.deleteNamespacedStatefulSet({ namespace: ns, name: w.name }).catch(() => undefined);
+    await rm(appliedDir, { recursive: true, force: true });
+  }
+  writeFileSync(join(out, "runs", `${config}-rate${rate}-rep${rep}.csv`), `${CSV_HEADER}\n${csvLine(row)}\n`);
+  return row;
+}
+
+const CSV_HEADER = [
+  "config",
+  "rate",
+  "rep",
+  "outcome",
+  ...PHASES.map((p) => `${p.toLowerCase()}_s`),
+  "total_s",
+  "downtime_s",
+  "published",
+  "processed",
+  "lost",
+  "duplicated",
+  "error",
+].join(",");
+function csvLine(r: Row): string {
+  const f = (n: number | undefined) => (n === undefined ? "" : n.toFixed(3));
+  return [
+    r.config,
+    r.rate,
+    r.rep,
+    r.outcome,
+    ...PHASES.map((p) => f(r.phases[p])),
+    f(r.totalS),
+    f(r.downtimeS),
+    r.published,
+    r.processed,
+    r.lost,
+    r.duplicated,
+    JSON.stringify(r.error ?? ""),
+  ].join(",");
+}
+
+// ---- progress, summary, plots ----
+function progress(done: number, total: number, startedAt: number, what: string): void {
+  const width = 30;
+  const filled = Math.round((done / total) * width);
+  const elapsed = (Date.now() - startedAt) / 1000;
+  const eta = done > 0 ? (elapsed / done) * (total - done) : 0;
+  process.stderr.write(
+    `\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total} ${elapsed.toFixed(0)}s elapsed, ~${eta.toFixed(0)}s left  ${what.padEnd(40)}`,
+  );
+}
+
+function summarize(rows: Row[]): string {
+  const lines = [
+    "| configuration | rate (msg/s) | runs | checkpoint | transfer | restore | replay | finalize | total (median) | downtime (median) | published | lost | duplicated |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const config of configs) {
+    for (const rate of rates) {
+      const rs = rows.filter((r) => r.config === config && r.rate === rate);
+      const ok = rs.filter((r) => r.outcome === "Completed");
+      const med = (p: string) => median(ok.map((r) => r.phases[p] ?? 0)).toFixed(2);
+      const sum = (k: "published" | "lost" | "duplicated") => rs.reduce((a, r) => a + r[k], 0);
+      lines.push(
+        `| ${CONFIGS[config].label} | ${rate} | ${ok.length}/${rs.length} | ${med("Checkpointing")} | ${med("Transferring")} | ${med("Restoring")} | ${med("Replaying")} | ${med("Finalizing")} | ${median(ok.map((r) => r.totalS)).toFixed(2)} s | ${median(ok.map((r) => r.downtimeS)).toFixed(2)} s | ${sum("published")} | ${sum("lost")} | ${sum("duplicated")} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+function plots(rows: Row[]): void {
+  const ok = rows.filter((r) => r.outcome === "Completed");
+  writeFileSync(
+    join(out, "total-boxplot.svg"),
+    boxPlot({
+      title: "Total migration time per configuration and message rate",
+      yLabel: "total migration time (s)",
+      xLabel: "message rate (msg/s)",
+      groups: rates.map(String),
+      series: configs.map((c) => ({
+        name: CONFIGS[c].label,
+        values: rates.map((rate) => ok.filter((r) => r.config === c && r.rate === rate).map((r) => r.totalS)),
+      })),
+    }),
+  );
+  const segments = PHASES;
+  writeFileSync(
+    join(out, "phases-stacked.svg"),
+    stackedBars({
+      title: "Median phase durations per configuration (all rates)",
+      xLabel: "seconds",
+      segments,
+      rows: configs.map((c) => ({
+        name: CONFIGS[c].label,
+        values: segments.map(
+          (p) => median(ok.filter((r) => r.config === c).map((r) => r.phases[p] ?? 0)) || 0,
+        ),
+      })),
+    }),
+  );
+}
+
+// ---- main ----
+const work = resolve(join(out, "work"));
+await mkdir(work, { recursive: true });
+const rows: Row[] = [];
+try {
+  let env: ControllerTestEnv;
+  let ns: string;
+  if (remote) {
+    env = makeEnv(resolve(args.kubeconfig!), undefined, "");
+    ns = args.namespace;
+    await env.core.createNamespace({ body: { metadata: { name: ns } } }).catch(() => undefined);
+  } else {
+    env = await localEnv(work);
+    const { createNamespace } = await import("../../test/cluster/controller/env.ts");
+    ns = await createNamespace(env, "eval");
+  }
+  const total = configs.length * rates.length * reps;
+  const startedAt = Date.now();
+  progress(0, total, startedAt, "");
+  for (let rep = 1; rep <= reps; rep++) {
+    for (const rate of rates) {
+      for (const config of configs) {
+        if (stopping) break;
+        progress(rows.length, total, startedAt, `${config} @${rate} msg/s #${rep}`);
+        rows.push(await runOnce(env, ns, work, config, rate, rep));
+      }
+    }
+  }
+  progress(rows.length, total, startedAt, "done");
+  process.stderr.write("\n");
+} finally {
+  writeFileSync(join(out, "results.csv"), `${CSV_HEADER}\n${rows.map(csvLine).join("\n")}\n`);
+  if (rows.length) {
+    plots(rows);
+    const summary = summarize(rows);
+    const latText = `latencies: ${JSON.stringify(latencies)}`;
+    writeFileSync(join(out, "summary.md"), `${summary}\n\n${latText}\n`);
+    console.log(summary);
+    console.log(latText);
+    const errors = rows.filter((r) => r.error);
+    for (const e of errors) console.log(`error: ${e.config} @${e.rate} #${e.rep}: ${e.error}`);
+    console.log(
+      `\nCSV: ${join(out, "results.csv")} (and runs/), plots: ${join(out, "total-boxplot.svg")}, ${join(out, "phases-stacked.svg")}`,
+    );
+  }
+  await rm(work, { recursive: true, force: true }).catch(() => undefined);
+  await cleanup();
+}
+const lost = rows.reduce((a, r) => a + r.lost, 0);
+process.exit(lost > 0 || rows.some((r) => r.outcome !== "Completed") ? 1 : 0);
