@@ -43,3 +43,23 @@ export async function renderKustomize(kubectl: Kubectl, dir: string, kinds?: str
 export async function readRepoFile(rel: string): Promise<string> {
   return readFile(repoPath(rel), "utf8");
 }
+
+/** The API objects of config/default (CRD, namespace, ServiceAccounts, RBAC), without workloads. */
+export const MS2M_API_OBJECTS = [
+  "Namespace",
+  "CustomResourceDefinition",
+  "ServiceAccount",
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "Role",
+  "RoleBinding",
+];
+
+/** Applies ms2m's CRD, namespace, ServiceAccounts and RBAC from config/default (idempotent). */
+export async function installMs2mApi(kubectl: Kubectl): Promise<void> {
+  const rendered = await renderKustomize(kubectl, "config/default", MS2M_API_OBJECTS);
+  mustSucceed(
+    await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], rendered),
+    "apply ms2m API objects",
+  );
+}

@@ -8,7 +8,7 @@ import { KubeReviewer } from "../../../agent/kube-reviewer.ts";
 import { AgentServer } from "../../../agent/server.ts";
 import { createLogger } from "../../../src/common/logger.ts";
 import { clusterContext, kubeConfigAs, serviceAccountToken } from "../../harness/context.ts";
-import { mustSucceed, renderKustomize } from "../../harness/fixtures.ts";
+import { installMs2mApi } from "../../harness/fixtures.ts";
 import { makePki, removeRoot, type Pki } from "../../component/agent/helpers.ts";
 
 // The agent authenticates callers against the real API server: TokenReview (audience
@@ -24,19 +24,7 @@ let dispatcher: Agent;
 const tokens: Record<string, string> = {};
 
 beforeAll(async () => {
-  const rendered = await renderKustomize(kubectl, "config/default", [
-    "Namespace",
-    "CustomResourceDefinition",
-    "ServiceAccount",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "Role",
-    "RoleBinding",
-  ]);
-  mustSucceed(
-    await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], rendered),
-    "apply rbac",
-  );
+  await installMs2mApi(kubectl);
   await kubectl(["create", "serviceaccount", "intruder", "-n", "default"]);
   const admin = kubeConfig();
   const audience = ["ms2m-agent"];

@@ -11,7 +11,7 @@ import { AgentTlsManager, DAY_MS, KubeSecretStore } from "../../../src/controlle
 import { issueCa, parseBundle } from "../../../src/controller/certs/pki.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../../src/transfer/index.ts";
 import { clusterContext, kubeConfigAs } from "../../harness/context.ts";
-import { mustSucceed, renderKustomize } from "../../harness/fixtures.ts";
+import { installMs2mApi } from "../../harness/fixtures.ts";
 import { FakeReviewer, TOKENS, removeRoot } from "../../component/agent/helpers.ts";
 
 // The controller's certificate management against the real API server, acting as the
@@ -27,19 +27,7 @@ const readSecret = (name: string) => core.readNamespacedSecret({ name, namespace
 const decode = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString("utf8");
 
 beforeAll(async () => {
-  const rendered = await renderKustomize(kubectl, "config/default", [
-    "Namespace",
-    "CustomResourceDefinition",
-    "ServiceAccount",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "Role",
-    "RoleBinding",
-  ]);
-  mustSucceed(
-    await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], rendered),
-    "apply rbac",
-  );
+  await installMs2mApi(kubectl);
   // Start from nothing, as a fresh install does.
   await kubectl(["delete", "secret", "-n", NS, "ms2m-agent-tls", "ms2m-agent-ca", "--ignore-not-found"]);
   controllerKc = await kubeConfigAs(kubeConfig(), NS, "ms2m-controller");

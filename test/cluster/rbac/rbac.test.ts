@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import { clusterContext, serviceAccountToken } from "../../harness/context.ts";
-import { mustSucceed, renderKustomize } from "../../harness/fixtures.ts";
+import { installMs2mApi, mustSucceed, renderKustomize } from "../../harness/fixtures.ts";
 
 // Acting as the ServiceAccounts from config/default (real tokens from the TokenRequest
 // API, checked by the real RBAC authorizer), every permission the components need is
@@ -23,19 +23,7 @@ let tokens: { controller: string; agent: string };
 
 beforeAll(async () => {
   // Only the API objects: the workloads themselves are not needed to test authorization.
-  const rendered = await renderKustomize(kubectl, "config/default", [
-    "Namespace",
-    "CustomResourceDefinition",
-    "ServiceAccount",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "Role",
-    "RoleBinding",
-  ]);
-  mustSucceed(
-    await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], rendered),
-    "apply rbac",
-  );
+  await installMs2mApi(kubectl);
   const kc = kubeConfig();
   tokens = {
     controller: await serviceAccountToken(kc, "ms2m-system", "ms2m-controller"),
