@@ -38,6 +38,11 @@ export const agentConfigSchema = z.object({
   AGENT_KUBELET_URL: z.url({ protocol: /^https$/ }).optional(),
   AGENT_KUBELET_CA_FILE: env.path().optional(),
   AGENT_KUBELET_TOKEN_FILE: env.path().default("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+  /**
+   * How long checkpoint records (and the archives and registry images they name) are kept when
+   * the controller never releases them.
+   */
+  AGENT_CHECKPOINT_TTL_SECONDS: env.seconds().default(3600),
   /** How long positive/negative auth decisions are cached. */
   AGENT_AUTH_CACHE_SECONDS: env.seconds().default(10),
   LOG_LEVEL: env.logLevel().default("info"),

@@ -1,11 +1,11 @@
 // The ms2m-agent HTTPS server: receives archives (direct mode), sends local checkpoints to
 // another agent or a registry, pulls from a registry, asks the local kubelet for checkpoints.
 import { randomUUID } from "node:crypto";
-import { mkdir, readFile, rename, rm } from "node:fs/promises";
+import { lstat, mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { Agent as UndiciAgent, request } from "undici";
 import type { z } from "zod";
 import { Ms2mError, describeError } from "../src/common/errors.ts";
@@ -28,23 +28,28 @@ import {
   writeLayout,
 } from "../src/checkpoint/image.ts";
 import {
+  deleteCheckpointImage,
   pullCheckpointImage,
   pushCheckpointImage,
   type RegistryOptions,
 } from "../src/checkpoint/registry.ts";
 import { loadLayoutIntoStorage, storedManifest, type StorageConfig } from "../src/checkpoint/skopeo.ts";
-import { receiveArchive } from "../src/checkpoint/stream.ts";
-import { openArchive, resolveArchiveName } from "./archives.ts";
+import { digestFile, receiveArchive } from "../src/checkpoint/stream.ts";
+import { checkpointArchivePattern, openArchive, resolveArchiveName } from "./archives.ts";
 import { Authenticator, type AgentOperation, type Principal, type Reviewer } from "./auth.ts";
 import type { AgentConfig } from "./config.ts";
 import { createMetrics, type AgentMetrics, type Operation } from "./metrics.ts";
+import { CheckpointRecords } from "./records.ts";
 import { AGENT_SERVER_NAME } from "../src/transfer/client.ts";
 import {
   checkpointRequestSchema,
   pullRequestSchema,
   sendRequestSchema,
+  type CheckpointRecord,
   type CheckpointResponse,
   type PullResponse,
+  type ReleaseResponse,
+  type SendRecord,
   type SendResponse,
 } from "../src/transfer/types.ts";
 
@@ -58,7 +63,30 @@ export interface AgentDeps {
 }
 
 const migrationRe = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const containerRe = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const JSON_LIMIT = 64 * 1024;
+/** Kubelet checkpoint timeout assumed when the request names none (runtime request timeout + margin). */
+const DEFAULT_CHECKPOINT_TIMEOUT_SECONDS = 240;
+/** After its timeout, how long a Pending checkpoint whose agent restarted may still produce an archive. */
+const PENDING_GRACE_MS = 60_000;
+
+type SendBody = z.infer<typeof sendRequestSchema>;
+type CheckpointBody = z.infer<typeof checkpointRequestSchema>;
+
+/** Identity of a send destination in the record: the same migration+container+destination is sent once. */
+function destinationKey(d: SendBody["destination"]): string {
+  return d.type === "agent" ? `agent ${d.url} ${d.image}` : `registry ${d.image}`;
+}
+
+function toCheckpointResponse(r: CheckpointRecord): CheckpointResponse {
+  return {
+    archive: r.archive ?? "",
+    seconds: r.seconds ?? 0,
+    ...(r.digest ? { digest: r.digest } : {}),
+    ...(r.size !== undefined ? { size: r.size } : {}),
+    createdAt: r.createdAt,
+  };
+}
 
 class Slot {
   released = false;
@@ -73,6 +101,13 @@ export class AgentServer {
   private readonly outboundToken: () => Promise<string>;
   private readonly tmpDir: string;
   private readonly store: StorageConfig;
+  readonly records: CheckpointRecords;
+  /** In flight per migration/container (checkpoint) and migration/container/destination (send). */
+  private readonly checkpointsInFlight = new Map<string, Promise<CheckpointResponse>>();
+  private readonly sendsInFlight = new Map<string, Promise<SendResponse>>();
+  /** Serializes read-modify-write of one record file. */
+  private readonly recordLocks = new Map<string, Promise<unknown>>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private readonly shutdownAbort = new AbortController();
   private inFlight = new Set<Slot>();
   private idleWaiters: (() => void)[] = [];
@@ -89,6 +124,7 @@ export class AgentServer {
     this.outboundToken =
       deps.outboundToken ?? (async () => (await readFile(this.config.AGENT_TOKEN_FILE, "utf8")).trim());
     this.tmpDir = join(this.config.AGENT_WORK_DIR, "tmp");
+    this.records = new CheckpointRecords(this.config.AGENT_WORK_DIR, this.config.AGENT_CHECKPOINTS_DIR);
     this.store = {
       driver: this.config.AGENT_STORAGE_DRIVER,
       graphRoot: this.config.AGENT_STORAGE_GRAPHROOT,
@@ -103,6 +139,13 @@ export class AgentServer {
   async listen(): Promise<number> {
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+    await this.records.init();
+    await this.sweepExpired();
+    const ttlMs = this.config.AGENT_CHECKPOINT_TTL_SECONDS * 1000;
+    this.sweepTimer = setInterval(
+      () => void this.sweepExpired(),
+      Math.max(1000, Math.min(60_000, ttlMs / 2)),
+    ).unref();
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(this.config.AGENT_PORT, this.config.AGENT_BIND_ADDRESS, () => resolve());
@@ -122,6 +165,7 @@ export class AgentServer {
   async shutdown(graceMs = this.config.AGENT_SHUTDOWN_GRACE_SECONDS * 1000): Promise<void> {
     this.draining = true;
     this.ready = false;
+    clearInterval(this.sweepTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     if (this.inFlight.size > 0) {
@@ -181,6 +225,26 @@ export class AgentServer {
         res.end(await this.metrics.registry.metrics());
         this.metrics.requests.inc({ route, code: "200" });
         return;
+      }
+      const recordRoute = /^\/v1\/checkpoints\/([^/]{1,253})(?:\/([^/]{1,63}))?$/.exec(url.pathname);
+      if (recordRoute) {
+        route = "checkpoints";
+        const [migration, container] = [recordRoute[1], recordRoute[2]].map((x) =>
+          x === undefined ? undefined : decodeURIComponent(x),
+        );
+        if (!migration || !migrationRe.test(migration))
+          throw new Ms2mError("BadRequest", "invalid migration name");
+        if (container !== undefined && !containerRe.test(container))
+          throw new Ms2mError("BadRequest", "invalid container name");
+        const allowed = container === undefined ? "DELETE" : "GET";
+        if (req.method !== allowed) throw new Ms2mError("MethodNotAllowed", `${req.method} not allowed`);
+        const principal = await this.auth.check(req.headers.authorization, "checkpoint");
+        const log = this.log.child({ op: "checkpoints", caller: principal.serviceAccount, migration });
+        const body =
+          container === undefined
+            ? await this.releaseMigration(migration, log)
+            : await this.lookupCheckpoint(migration, container, log);
+        return this.reply(res, 200, body, route);
       }
       const ops: Record<string, AgentOperation> = {
         [RECEIVE_PATH]: "receive",
@@ -393,11 +457,93 @@ export class AgentServer {
     return opts;
   }
 
-  /** Source side: the archive is read once from the kubelet folder and removed afterwards. */
-  private async send(body: z.infer<typeof sendRequestSchema>, log: Logger): Promise<SendResponse> {
+  /**
+   * Source side. An archive this agent recorded for the migration (`/v1/checkpoint` with a
+   * migration key) is kept until the migration is released or expires, and a send to the same
+   * destination is done once: a repeat returns the recorded result. Any other archive is read
+   * once and removed afterwards (unless `retainArchiveOnFailure` and the send failed).
+   */
+  private async send(body: SendBody, log: Logger): Promise<SendResponse> {
     const path = resolveArchiveName(this.config.AGENT_CHECKPOINTS_DIR, body.archive, body);
+    const rec = await this.records.get(body.migration, body.container);
+    const owned =
+      rec?.state === "Done" &&
+      rec.archive === basename(path) &&
+      rec.namespace === body.namespace &&
+      rec.pod === body.pod;
+    if (!owned) return (await this.transmit(body, path, log, undefined)).result;
+    const dest = destinationKey(body.destination);
+    const key = `${body.migration}/${body.container}/${dest}`;
+    const inflight = this.sendsInFlight.get(key);
+    if (inflight) return inflight;
+    const p = this.recordedSend(body, path, rec, dest, log).finally(() => this.sendsInFlight.delete(key));
+    this.sendsInFlight.set(key, p);
+    return p;
+  }
+
+  private async recordedSend(
+    body: SendBody,
+    path: string,
+    rec: CheckpointRecord,
+    dest: string,
+    log: Logger,
+  ): Promise<SendResponse> {
+    const done = rec.sends?.find((s) => s.destination === dest && s.state === "Done");
+    if (done?.result) {
+      log.info(
+        { archive: rec.archive, destination: body.destination.type },
+        "repeated send: recorded result",
+      );
+      return done.result;
+    }
+    const registryImage = body.destination.type === "registry" ? body.destination.image : undefined;
+    await this.updateSend(rec, dest, {
+      destination: dest,
+      state: "Pending",
+      ...(registryImage ? { registryImage } : {}),
+    });
+    const { result, manifestDigest } = await this.transmit(body, path, log, rec);
+    await this.updateSend(rec, dest, {
+      destination: dest,
+      state: "Done",
+      ...(registryImage ? { registryImage } : {}),
+      ...(manifestDigest ? { manifestDigest } : {}),
+      result,
+    });
+    return result;
+  }
+
+  private async withRecordLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.recordLocks.get(key) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(fn);
+    const tail = run.catch(() => undefined);
+    this.recordLocks.set(key, tail);
+    void tail.then(() => {
+      if (this.recordLocks.get(key) === tail) this.recordLocks.delete(key);
+    });
+    return run;
+  }
+
+  private updateSend(rec: CheckpointRecord, dest: string, send: SendRecord): Promise<void> {
+    return this.withRecordLock(`${rec.migration}/${rec.container}`, async () => {
+      const current = await this.records.get(rec.migration, rec.container);
+      if (!current)
+        throw new Ms2mError("Conflict", "the checkpoint was released during the send", { retriable: false });
+      current.sends = [...(current.sends ?? []).filter((s) => s.destination !== dest), send];
+      current.updatedAt = new Date().toISOString();
+      await this.records.put(current);
+    });
+  }
+
+  private async transmit(
+    body: SendBody,
+    path: string,
+    log: Logger,
+    rec: CheckpointRecord | undefined,
+  ): Promise<{ result: SendResponse; manifestDigest?: string }> {
     const { handle, size } = await openArchive(path);
     let ok = false;
+    let manifestDigest: string | undefined;
     const started = performance.now();
     const signal = this.shutdownAbort.signal;
     const operation = body.destination.type === "agent" ? "send_direct" : "send_registry";
@@ -405,6 +551,10 @@ export class AgentServer {
     try {
       if (size > this.config.AGENT_MAX_ARCHIVE_BYTES)
         throw new Ms2mError("RequestEntityTooLarge", "archive exceeds the maximum size");
+      if (rec?.size !== undefined && rec.size !== size)
+        throw new Ms2mError("Conflict", "archive size differs from the recorded checkpoint", {
+          retriable: false,
+        });
       const stream = handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false });
       let result: SendResponse;
       if (body.destination.type === "agent") {
@@ -444,15 +594,21 @@ export class AgentServer {
           size: r.size,
           seconds: (performance.now() - started) / 1000,
         };
+        manifestDigest = r.manifestDigest;
       }
+      if (rec?.digest && result.digest !== rec.digest)
+        throw new Ms2mError("Conflict", "archive digest differs from the recorded checkpoint", {
+          retriable: false,
+        });
       ok = true;
       this.metrics.transferDuration.observe({ operation }, result.seconds);
       this.metrics.transferSize.observe({ operation }, size);
       log.info({ ...result, archive: body.archive }, "checkpoint sent");
-      return result;
+      return manifestDigest ? { result, manifestDigest } : { result };
     } finally {
       await handle.close();
-      if (ok || !body.retainArchiveOnFailure) await rm(path, { force: true });
+      // A recorded archive lives until the migration's release (or the expiry sweep).
+      if (!rec && (ok || !body.retainArchiveOnFailure)) await rm(path, { force: true });
     }
   }
 
@@ -489,10 +645,183 @@ export class AgentServer {
     }
   }
 
-  private async checkpoint(
-    body: z.infer<typeof checkpointRequestSchema>,
+  /**
+   * With a migration key the checkpoint is made at most once per (migration, container): the
+   * outcome is recorded durably, a repeat returns it, a concurrent repeat waits for the first.
+   */
+  private checkpoint(body: CheckpointBody, log: Logger): Promise<CheckpointResponse> {
+    if (!body.migration) return this.kubeletCheckpoint(body, log);
+    const key = `${body.migration}/${body.container}`;
+    const inflight = this.checkpointsInFlight.get(key);
+    if (inflight) return inflight;
+    const p = this.recordedCheckpoint(body, body.migration, log).finally(() =>
+      this.checkpointsInFlight.delete(key),
+    );
+    this.checkpointsInFlight.set(key, p);
+    return p;
+  }
+
+  private async recordedCheckpoint(
+    body: CheckpointBody,
+    migration: string,
     log: Logger,
   ): Promise<CheckpointResponse> {
+    let existing = await this.records.get(migration, body.container);
+    if (existing && (existing.namespace !== body.namespace || existing.pod !== body.pod)) {
+      throw new Ms2mError("Conflict", "this migration already checkpointed that container of another pod", {
+        retriable: false,
+      });
+    }
+    if (existing?.state === "Pending") existing = await this.resolvePending(existing, log);
+    if (existing?.state === "Done") {
+      log.info({ archive: existing.archive }, "repeated checkpoint: recorded result");
+      return toCheckpointResponse(existing);
+    }
+    const pending: CheckpointRecord = {
+      migration,
+      namespace: body.namespace,
+      pod: body.pod,
+      container: body.container,
+      state: "Pending",
+      createdAt: new Date().toISOString(),
+      ...(body.timeoutSeconds !== undefined ? { timeoutSeconds: body.timeoutSeconds } : {}),
+    };
+    await this.records.put(pending);
+    let res: CheckpointResponse;
+    try {
+      res = await this.kubeletCheckpoint(body, log);
+    } catch (err) {
+      // The kubelet answered with a failure: nothing was made, a retry may checkpoint. A lost
+      // connection leaves the record Pending (resolved from the checkpoints folder later).
+      if (err instanceof Ms2mError) await this.records.remove(migration, body.container);
+      throw err;
+    }
+    return toCheckpointResponse(await this.complete(pending, res.archive, res.seconds));
+  }
+
+  private async complete(
+    rec: CheckpointRecord,
+    archive: string,
+    seconds?: number,
+  ): Promise<CheckpointRecord> {
+    const { digest, size } = await digestFile(join(this.config.AGENT_CHECKPOINTS_DIR, archive));
+    const done: CheckpointRecord = {
+      ...rec,
+      state: "Done",
+      archive,
+      digest,
+      size,
+      ...(seconds !== undefined ? { seconds } : {}),
+      updatedAt: new Date().toISOString(),
+    };
+    await this.withRecordLock(`${rec.migration}/${rec.container}`, () => this.records.put(done));
+    return done;
+  }
+
+  /**
+   * A Pending record nobody is working on (the agent restarted mid-checkpoint): adopt the
+   * archive the kubelet wrote since, or — once the kubelet call must be over and no archive
+   * appeared — forget it (undefined: nothing was made). Otherwise 409: not known yet.
+   */
+  private async resolvePending(rec: CheckpointRecord, log: Logger): Promise<CheckpointRecord | undefined> {
+    const pattern = checkpointArchivePattern(rec.namespace, rec.pod, rec.container);
+    const claimed = await this.records.claimedArchives();
+    const since = Date.parse(rec.createdAt) - 2000;
+    const found: { name: string; mtime: number }[] = [];
+    for (const name of await readdir(this.config.AGENT_CHECKPOINTS_DIR).catch(() => [] as string[])) {
+      if (!pattern.test(name) || claimed.has(name)) continue;
+      const st = await lstat(join(this.config.AGENT_CHECKPOINTS_DIR, name)).catch(() => undefined);
+      if (st?.isFile() && st.mtimeMs >= since) found.push({ name, mtime: st.mtimeMs });
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    const first = found[0];
+    if (first) {
+      log.info({ archive: first.name }, "pending checkpoint resolved from the checkpoints folder");
+      return this.complete(rec, first.name);
+    }
+    const timeoutMs = (rec.timeoutSeconds ?? DEFAULT_CHECKPOINT_TIMEOUT_SECONDS) * 1000;
+    if (Date.now() - Date.parse(rec.createdAt) > timeoutMs + PENDING_GRACE_MS) {
+      log.info("pending checkpoint made no archive; forgotten");
+      await this.records.remove(rec.migration, rec.container);
+      return undefined;
+    }
+    throw new Ms2mError(
+      "Conflict",
+      "a checkpoint of this container was requested before the agent restarted; its outcome is not known yet",
+    );
+  }
+
+  /** `GET /v1/checkpoints/{migration}/{container}`: the record (Pending or Done), or 404. */
+  private async lookupCheckpoint(
+    migration: string,
+    container: string,
+    log: Logger,
+  ): Promise<CheckpointRecord> {
+    let rec = await this.records.get(migration, container);
+    if (rec?.state === "Pending" && !this.checkpointsInFlight.has(`${migration}/${container}`)) {
+      try {
+        rec = await this.resolvePending(rec, log);
+      } catch (err) {
+        if (!(err instanceof Ms2mError && err.reason === "Conflict")) throw err;
+      }
+    }
+    if (!rec) throw new Ms2mError("NotFound", `no checkpoint recorded for ${migration}/${container}`);
+    return rec;
+  }
+
+  /**
+   * `DELETE /v1/checkpoints/{migration}`: waits for the migration's requests in flight, deletes
+   * the registry images its sends pushed (a refusing registry is reported, not an error), then
+   * its archives and records. Idempotent.
+   */
+  async releaseMigration(migration: string, log: Logger = this.log): Promise<ReleaseResponse> {
+    const prefix = `${migration}/`;
+    const busy = [...this.checkpointsInFlight, ...this.sendsInFlight]
+      .filter(([k]) => k.startsWith(prefix))
+      .map(([, p]) => p);
+    await Promise.allSettled(busy);
+    const records = await this.records.list(migration);
+    const registryImages: ReleaseResponse["registryImages"] = [];
+    const pushed = records.flatMap((r) => r.sends ?? []).filter((s) => s.registryImage);
+    if (pushed.length > 0) {
+      const opts = await this.registryOptions();
+      for (const s of pushed) {
+        const image = s.registryImage!;
+        try {
+          await deleteCheckpointImage(image, { ...opts, manifestDigest: s.manifestDigest });
+          registryImages.push({ image, deleted: true });
+        } catch (err) {
+          const message = describeError(err).slice(0, 300);
+          log.warn({ image, err: message }, "registry image not deleted");
+          registryImages.push({ image, deleted: false, message });
+        }
+      }
+    }
+    const released = await this.records.release(migration);
+    if (released.records.length > 0)
+      log.info({ archives: released.archives, registryImages }, "checkpoints released");
+    return { migration, records: released.records.length, archives: released.archives, registryImages };
+  }
+
+  /** Releases migrations whose records are older than AGENT_CHECKPOINT_TTL_SECONDS. */
+  async sweepExpired(now = Date.now()): Promise<string[]> {
+    const ttlMs = this.config.AGENT_CHECKPOINT_TTL_SECONDS * 1000;
+    const busy = (m: string) =>
+      [...this.checkpointsInFlight.keys(), ...this.sendsInFlight.keys()].some((k) => k.startsWith(`${m}/`));
+    const out: string[] = [];
+    try {
+      for (const m of await this.records.expired(ttlMs, now)) {
+        if (busy(m)) continue;
+        await this.releaseMigration(m, this.log.child({ op: "sweep", migration: m }));
+        out.push(m);
+      }
+    } catch (err) {
+      this.log.warn({ err: describeError(err) }, "checkpoint record sweep failed");
+    }
+    return out;
+  }
+
+  private async kubeletCheckpoint(body: CheckpointBody, log: Logger): Promise<CheckpointResponse> {
     const base = this.config.AGENT_KUBELET_URL;
     if (!base) throw new Ms2mError("NotFound", "local kubelet checkpointing is not configured on this agent");
     const token = (await readFile(this.config.AGENT_KUBELET_TOKEN_FILE, "utf8")).trim();

@@ -322,3 +322,49 @@ export async function pullCheckpointImage(
   await writeLayout(layoutDir, image, tag, containerName);
   return { layerDigest: got.digest, size: got.size, containerName, image };
 }
+
+/**
+ * Deletes a checkpoint image from its registry: `DELETE /v2/<repo>/manifests/<digest>` (the
+ * distribution API deletes by digest only; the digest is resolved from the tag when not given).
+ * "absent" when it is already gone; registries that refuse deletes (405 UNSUPPORTED, 401/403)
+ * throw an Ms2mError naming the status.
+ */
+export async function deleteCheckpointImage(
+  imageRef: string,
+  opts: RegistryOptions & { manifestDigest?: string | undefined },
+): Promise<"deleted" | "absent"> {
+  const ref = parseImageReference(imageRef);
+  const base = baseUrl(ref, opts);
+  let digest = opts.manifestDigest;
+  if (!digest) {
+    const head = await request(`${base}/manifests/${ref.tag}`, {
+      method: "HEAD",
+      headers: headers(opts, { accept: MEDIA_TYPE_MANIFEST }),
+      dispatcher: dispatcherFor(opts),
+      signal: opts.signal,
+    });
+    await head.body.dump();
+    if (head.statusCode === 404) return "absent";
+    const d = head.headers["docker-content-digest"];
+    if (head.statusCode !== 200 || typeof d !== "string" || !/^sha256:[a-f0-9]{64}$/.test(d)) {
+      throw new Ms2mError(
+        head.statusCode >= 500 ? "ServiceUnavailable" : reasonForCode(head.statusCode),
+        `registry resolve manifest: HTTP ${head.statusCode}`,
+      );
+    }
+    digest = d;
+  }
+  const res = await request(`${base}/manifests/${digest}`, {
+    method: "DELETE",
+    headers: headers(opts),
+    dispatcher: dispatcherFor(opts),
+    signal: opts.signal,
+  });
+  if (res.statusCode === 404) {
+    await res.body.dump();
+    return "absent";
+  }
+  if (res.statusCode !== 202 && res.statusCode !== 200) await fail("delete manifest", res);
+  await res.body.dump();
+  return "deleted";
+}

@@ -89,12 +89,21 @@ export interface ArtifactRef {
   targetNode?: string;
   archivePath?: string;
   image?: string;
+  /** Idempotency key (checkpointKey): the migration whose checkpoint records the agent releases. */
+  key?: string;
+}
+export interface CleanupReport {
+  /** What could not be removed and is left (e.g. a registry that refuses deletes). */
+  warnings: string[];
 }
 /** Moves checkpoint archives to where the target node's runtime can read them. Idempotent. */
 export interface TransferPort {
   transfer(req: TransferRequest): Promise<TransferResult>;
-  /** Deletes archives and images a migration made; missing artifacts are not an error. */
-  cleanup(artifacts: ArtifactRef[]): Promise<void>;
+  /**
+   * Deletes archives, records and images a migration made; missing artifacts are not an error.
+   * What is left on purpose or by refusal comes back as warnings (Events), not as a failure.
+   */
+  cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport | void>;
 }
 
 export interface ReplayRef {

@@ -6,10 +6,12 @@ import { Agent, request, type Dispatcher } from "undici";
 import { Ms2mError } from "../common/errors.ts";
 import { readBounded, statusError } from "../checkpoint/direct.ts";
 import type {
+  CheckpointRecord,
   CheckpointRequest,
   CheckpointResponse,
   PullRequest,
   PullResponse,
+  ReleaseResponse,
   SendRequest,
   SendResponse,
 } from "./types.ts";
@@ -66,6 +68,44 @@ export class AgentClient {
     return this.post(agentUrl, "/v1/checkpoint", req, signal);
   }
 
+  /**
+   * Source agent: what it recorded for a checkpoint with this migration key (`Pending` while
+   * the kubelet works, `Done` with archive, digest and size), or undefined when it has no record.
+   */
+  async lookupCheckpoint(
+    agentUrl: string,
+    migration: string,
+    container: string,
+    signal?: AbortSignal,
+  ): Promise<CheckpointRecord | undefined> {
+    try {
+      return await this.call<CheckpointRecord>(
+        "GET",
+        agentUrl,
+        `/v1/checkpoints/${encodeURIComponent(migration)}/${encodeURIComponent(container)}`,
+        undefined,
+        signal,
+      );
+    } catch (err) {
+      if (err instanceof Ms2mError && err.reason === "NotFound") return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Source agent: the migration is over: delete its checkpoint records, archives and the
+   * registry images its sends pushed. Idempotent.
+   */
+  releaseCheckpoints(agentUrl: string, migration: string, signal?: AbortSignal): Promise<ReleaseResponse> {
+    return this.call(
+      "DELETE",
+      agentUrl,
+      `/v1/checkpoints/${encodeURIComponent(migration)}`,
+      undefined,
+      signal,
+    );
+  }
+
   /** Source agent: send the archive to the target agent (direct) or push it to a registry. */
   send(agentUrl: string, req: SendRequest, signal?: AbortSignal): Promise<SendResponse> {
     return this.post(agentUrl, "/v1/send", req, signal);
@@ -94,16 +134,29 @@ export class AgentClient {
     await this.dispatcher.close();
   }
 
-  private async post<T>(agentUrl: string, path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+  private post<T>(agentUrl: string, path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    return this.call("POST", agentUrl, path, body, signal);
+  }
+
+  private async call<T>(
+    method: "GET" | "POST" | "DELETE",
+    agentUrl: string,
+    path: string,
+    body: unknown,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const base = new URL(agentUrl);
     if (base.protocol !== "https:") throw new Ms2mError("BadRequest", "agent URL must be https");
     const timeout = AbortSignal.timeout(this.timeoutMs);
     let res: Dispatcher.ResponseData;
     try {
       res = await request(new URL(path, base), {
-        method: "POST",
-        headers: { authorization: `Bearer ${await this.token()}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
+        method,
+        headers: {
+          authorization: `Bearer ${await this.token()}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         dispatcher: this.dispatcher,
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });

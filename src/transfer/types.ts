@@ -83,4 +83,50 @@ export interface CheckpointResponse {
   /** Archive file name in the node's kubelet checkpoints folder. */
   archive: string;
   seconds: number;
+  /** With a `migration` key: sha256 and size of the archive, and when it was made. */
+  digest?: string;
+  size?: number;
+  createdAt?: string;
+}
+
+/** One send of a recorded checkpoint (the agent's durable record). */
+export interface SendRecord {
+  /** Destination identity: `agent <url> <image>` or `registry <image>`. */
+  destination: string;
+  state: "Pending" | "Done";
+  /** Registry image the send pushes (recorded before the push, so a release can delete it). */
+  registryImage?: string;
+  manifestDigest?: string;
+  result?: SendResponse;
+}
+
+/**
+ * What the agent recorded for a checkpoint with a migration key
+ * (`GET /v1/checkpoints/{migration}/{container}`). `Pending`: requested, outcome not known yet.
+ */
+export interface CheckpointRecord {
+  migration: string;
+  namespace: string;
+  pod: string;
+  container: string;
+  state: "Pending" | "Done";
+  /** Basename in the checkpoints folder (Done). */
+  archive?: string;
+  digest?: string;
+  size?: number;
+  /** Kubelet call duration (Done). */
+  seconds?: number;
+  createdAt: string;
+  updatedAt?: string;
+  timeoutSeconds?: number;
+  sends?: SendRecord[];
+}
+
+/** `DELETE /v1/checkpoints/{migration}`: what the release removed (idempotent). */
+export interface ReleaseResponse {
+  migration: string;
+  records: number;
+  archives: number;
+  /** Registry images the migration's sends pushed; `deleted: false` when the registry refused. */
+  registryImages: { image: string; deleted: boolean; message?: string }[];
 }

@@ -2,7 +2,7 @@
 // The agent on a node is found by listing agent pods with a field selector on the node name:
 // Direct transfers go to the TARGET node's agent, never to a Service.
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
-import { Ms2mError } from "../../common/errors.ts";
+import { Ms2mError, describeError } from "../../common/errors.ts";
 import { kubeCall } from "../../kube/errors.ts";
 import type { AgentClient } from "../../transfer/index.ts";
 import type {
@@ -11,6 +11,7 @@ import type {
   CheckpointPort,
   CheckpointRequest,
   CheckpointResult,
+  CleanupReport,
   TransferPort,
   TransferRequest,
   TransferResult,
@@ -50,6 +51,18 @@ export class AgentLocator {
   }
 }
 
+/** Migration and container of an idempotency key (`<migration uid>/<container>`, see checkpointKey). */
+export function splitKey(key: string): { migration: string; container: string } {
+  const slash = key.indexOf("/");
+  if (slash <= 0) throw new Ms2mError("BadRequest", `invalid checkpoint key ${key}`, { retriable: false });
+  return { migration: key.slice(0, slash), container: key.slice(slash + 1) };
+}
+
+/**
+ * Checkpoints through the node's agent with the migration key, so the agent records the
+ * outcome: a repeated request returns the first result, and lookup() tells a controller that
+ * lost an answer whether the checkpoint happened.
+ */
 export class AgentCheckpointer implements CheckpointPort {
   readonly client: AgentClient;
   readonly locator: AgentLocator;
@@ -62,17 +75,44 @@ export class AgentCheckpointer implements CheckpointPort {
   async checkpoint(req: CheckpointRequest): Promise<CheckpointResult> {
     const url = await this.locator.urlFor(req.node);
     const res = await this.client.checkpoint(url, {
+      migration: splitKey(req.key).migration,
       namespace: req.namespace,
       pod: req.pod,
       container: req.container,
       ...(req.timeoutSeconds ? { timeoutSeconds: req.timeoutSeconds } : {}),
     });
-    return { path: res.archive };
+    return {
+      path: res.archive,
+      ...(res.digest ? { digest: res.digest } : {}),
+      ...(res.size !== undefined ? { bytes: res.size } : {}),
+    };
   }
 
-  /** The agent keeps no per-migration record yet: the outcome of a lost request is unknown. */
-  async lookup(): Promise<CheckpointLookup> {
-    return { state: "unknown" };
+  /**
+   * Asks the source node's agent what it recorded for the key: done (archive, digest, size) or
+   * absent. A checkpoint still in progress, and an agent that cannot be reached, are retriable
+   * errors: the phase retries with backoff until its deadline (then fails with a timeout), so
+   * the outcome is never guessed.
+   */
+  async lookup(req: CheckpointRequest): Promise<CheckpointLookup> {
+    const { migration, container } = splitKey(req.key);
+    const url = await this.locator.urlFor(req.node);
+    const rec = await this.client.lookupCheckpoint(url, migration, container);
+    if (!rec) return { state: "absent" };
+    if (rec.state !== "Done" || !rec.archive) {
+      throw new Ms2mError("Conflict", `checkpoint of ${container} on ${req.node} is still in progress`);
+    }
+    if (rec.namespace !== req.namespace || rec.pod !== req.pod) {
+      throw new Ms2mError("Conflict", `agent record for ${req.key} names another pod`, { retriable: false });
+    }
+    return {
+      state: "done",
+      result: {
+        path: rec.archive,
+        ...(rec.digest ? { digest: rec.digest } : {}),
+        ...(rec.size !== undefined ? { bytes: rec.size } : {}),
+      },
+    };
   }
 }
 
@@ -85,9 +125,10 @@ export class AgentTransfer implements TransferPort {
     this.locator = locator;
   }
 
+  /** Idempotent: the source agent sends a recorded checkpoint once per destination. */
   async transfer(req: TransferRequest): Promise<TransferResult> {
     const source = await this.locator.urlFor(req.sourceNode);
-    const migration = req.key.split("/")[0] ?? "";
+    const { migration } = splitKey(req.key);
     const destination =
       req.mode === "Direct"
         ? { type: "agent" as const, url: await this.locator.urlFor(req.targetNode), image: req.image }
@@ -105,6 +146,34 @@ export class AgentTransfer implements TransferPort {
     return { image: res.image, digest: res.digest, bytes: res.size };
   }
 
-  /** The agent deletes archives after a successful send; registry images are kept for now. */
-  async cleanup(_artifacts: ArtifactRef[]): Promise<void> {}
+  /**
+   * Releases the migration on every source agent that may hold its checkpoints: the agent
+   * deletes its records, archives and the registry images its sends pushed. A registry that
+   * refuses deletes is a warning. An unreachable agent throws (the caller reports it; the
+   * agent's expiry sweep removes the leftovers).
+   */
+  async cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport> {
+    const targets = new Map<string, { node: string; migration: string }>();
+    for (const a of artifacts) {
+      if (!a.key || !a.sourceNode) continue;
+      const { migration } = splitKey(a.key);
+      targets.set(`${a.sourceNode} ${migration}`, { node: a.sourceNode, migration });
+    }
+    const warnings: string[] = [];
+    const errors: string[] = [];
+    for (const { node, migration } of targets.values()) {
+      try {
+        const url = await this.locator.urlFor(node);
+        const res = await this.client.releaseCheckpoints(url, migration);
+        for (const img of res.registryImages) {
+          if (!img.deleted)
+            warnings.push(`registry image ${img.image} not deleted: ${img.message ?? "refused"}`);
+        }
+      } catch (err) {
+        errors.push(`release on ${node}: ${describeError(err)}`);
+      }
+    }
+    if (errors.length > 0) throw new Ms2mError("ServiceUnavailable", errors.join("; "));
+    return { warnings };
+  }
 }

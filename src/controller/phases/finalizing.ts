@@ -3,6 +3,7 @@
 // as Warning Events and do not fail a migration whose pod is already serving.
 import { describeError } from "../../common/errors.ts";
 import { done, wait, type Outcome, type PhaseContext } from "../context.ts";
+import { checkpointKey, uidOf } from "../names.ts";
 import type { ArtifactRef } from "../ports.ts";
 import { CONDITION_CUTOVER, CONDITION_HANDED_OVER, isConditionTrue, setCondition } from "../status.ts";
 import { handOver } from "./handover.ts";
@@ -59,13 +60,15 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
   return done();
 }
 
+/** Everything a checkpoint was requested for: the agent may hold a record even without a result. */
 export function artifactsOf(ctx: PhaseContext): ArtifactRef[] {
   const s = ctx.m.status ?? {};
   return (s.containers ?? [])
-    .filter((c) => c.checkpointPath || c.checkpointImage)
+    .filter((c) => c.checkpointPath || c.checkpointImage || c.checkpointRequestedAt)
     .map((c) => ({
       mode: s.transferMode ?? ctx.m.spec.transferMode,
       sourceNode: s.sourceNode ?? "",
+      key: checkpointKey(uidOf(ctx.m), c.name),
       ...(s.targetNode ? { targetNode: s.targetNode } : {}),
       ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
       ...(c.checkpointImage ? { image: c.checkpointImage } : {}),
@@ -76,7 +79,8 @@ export async function cleanupArtifacts(ctx: PhaseContext): Promise<void> {
   const artifacts = artifactsOf(ctx);
   if (artifacts.length === 0) return;
   try {
-    await ctx.deps.transfer.cleanup(artifacts);
+    const report = await ctx.deps.transfer.cleanup(artifacts);
+    for (const w of report?.warnings ?? []) ctx.event("Warning", "CheckpointArtifactKept", w);
   } catch (err) {
     ctx.event("Warning", "CleanupFailed", `checkpoint artifacts: ${describeError(err)}`);
   }
