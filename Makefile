@@ -58,6 +58,14 @@ docker-push: ## Push the images.
 	docker push $(AGENT_IMAGE)
 	docker push $(WORKLOAD_IMAGE)
 
+STRATEGY ?= ShadowPod
+TRANSFER ?= Direct
+RATE ?= 20
+KEEP ?= 0
+.PHONY: demo
+demo: setup ## The main job end to end: cluster, ms2m, workload, one migration, summary (STRATEGY=ShadowPod|Sequential TRANSFER=Direct|Registry RATE=20 KEEP=1).
+	$(ENV) node hack/demo.ts --strategy=$(STRATEGY) --transfer=$(TRANSFER) --rate=$(RATE) $(if $(filter 1 true yes,$(KEEP)),--keep)
+
 cluster-up: setup ## Start a local cluster; prints the KUBECONFIG to use.
 	$(ENV) node hack/cluster.ts up
 

@@ -13,6 +13,8 @@ import { sleep } from "../test/harness/exec.ts";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const stateDir = join(root, ".cluster");
 const kubeconfigPath = join(stateDir, "kubeconfig");
+/** The running cluster's ClusterInfo (slot, addresses, nodes), for `make demo` and tools. */
+const infoPath = join(stateDir, "info.json");
 const pidPath = join(stateDir, "serve.pid");
 const logPath = join(stateDir, "cluster.log");
 
@@ -68,6 +70,7 @@ async function serve(): Promise<void> {
     if (stopping) return;
     stopping = true;
     await rm(kubeconfigPath, { force: true });
+    await rm(infoPath, { force: true });
     // Nodes first (their containers with them), then the control plane sweeps the slot.
     await cluster?.stop().catch((err: unknown) => console.error("stopping nodes:", err));
     await cp.stop();
@@ -95,6 +98,7 @@ async function serve(): Promise<void> {
     await stop();
     return;
   }
+  await writeFile(infoPath, JSON.stringify(cluster.info, null, 2));
   await copyFile(cp.adminKubeconfig, kubeconfigPath);
   console.log(`control plane ${cp.server}; binaries ${cp.binaries.kubeBin}`);
   for (const n of cluster.nodeNames()) {
@@ -116,6 +120,7 @@ async function down(): Promise<void> {
   while (alive(pid) && Date.now() < deadline) await sleep(200);
   if (alive(pid)) process.kill(pid, "SIGKILL");
   await rm(kubeconfigPath, { force: true });
+  await rm(infoPath, { force: true });
   console.log("cluster down");
 }
 

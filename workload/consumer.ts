@@ -1,7 +1,8 @@
 // Reference consumer built on the SDK: in-memory state (count, last sequence, checksum), the
 // simulated checkpoint/restore contract, and a final state dump for the accounting check.
 //   AMQP_URL=amqp://... EXCHANGE=ms2m.demo QUEUE=ms2m.demo.q POD_NAME=x [STATE_FILE=/path] node workload/consumer.ts
-import { writeFileSync } from "node:fs";
+// APPLIED_LOG=/path appends "<epoch ms> <seq>" per applied message (the demo's downtime measure).
+import { createWriteStream, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { loadConfigOrExit } from "../src/common/config.ts";
@@ -33,6 +34,8 @@ export interface ReferenceConsumerOptions {
   prefetch?: number;
   progressIntervalMs?: number;
   logger?: MigratingConsumerOptions["logger"];
+  /** Called after each message is applied to the state. */
+  onApplied?: (seq: number) => void;
 }
 
 export class ReferenceConsumer {
@@ -60,6 +63,7 @@ export class ReferenceConsumer {
       handler: (msg) => {
         const body = JSON.parse(msg.content.toString("utf8")) as SequencedMessage;
         this.state.apply(body.seq);
+        options.onApplied?.(body.seq);
       },
     });
   }
@@ -89,9 +93,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       QUEUE: z.string().default("ms2m.demo.queue"),
       PREFETCH: z.coerce.number().int().positive().default(100),
       STATE_FILE: z.string().optional(),
+      APPLIED_LOG: z.string().optional(),
     }),
   );
   const log = createLogger("consumer");
+  const applied = config.APPLIED_LOG ? createWriteStream(config.APPLIED_LOG, { flags: "a" }) : undefined;
   const app = new ReferenceConsumer({
     url: config.AMQP_URL,
     exchange: config.EXCHANGE,
@@ -99,6 +105,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     prefetch: config.PREFETCH,
     restoredFrom: loadRestoredState(), // before consuming anything
     logger: log,
+    onApplied: applied ? (seq) => applied.write(`${Date.now()} ${seq}\n`) : undefined,
   });
   const server = await serveCheckpoints(() => app.checkpoint());
   const shutdown = async () => {
@@ -106,6 +113,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     if (config.STATE_FILE) writeFileSync(config.STATE_FILE, image);
     await server?.close();
     await app.close();
+    await new Promise<void>((resolve) => (applied ? applied.end(resolve) : resolve()));
     log.info(
       { count: app.state.count, lastSeq: app.state.lastSeq, ...app.consumer.metrics() },
       "consumer stopped",
