@@ -41,3 +41,14 @@ it("the Grafana dashboard only queries metrics the components export", () => {
     expect(sources, `${metric} is not defined by any component`).toContain(`"${base}"`);
   }
 });
+
+it("alerts and dashboard use the result label values the controller emits", () => {
+  const emitted = readFileSync(repo("src/controller/context.ts"), "utf8");
+  const configs = [
+    readFileSync(repo("config/prometheus/prometheusrule.yaml"), "utf8"),
+    readFileSync(repo("config/grafana/ms2m-dashboard.json"), "utf8"),
+  ].join("\n");
+  const values = [...configs.matchAll(/result=\\?"(\w+)\\?"/g)].map((m) => m[1]!);
+  expect(values.length).toBeGreaterThan(0);
+  for (const value of values) expect(emitted, `result="${value}" is never emitted`).toContain(`"${value}"`);
+});
