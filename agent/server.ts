@@ -229,9 +229,8 @@ export class AgentServer {
       const recordRoute = /^\/v1\/checkpoints\/([^/]{1,253})(?:\/([^/]{1,63}))?$/.exec(url.pathname);
       if (recordRoute) {
         route = "checkpoints";
-        const [migration, container] = [recordRoute[1], recordRoute[2]].map((x) =>
-          x === undefined ? undefined : decodeURIComponent(x),
-        );
+        // Valid names need no percent-encoding: anything encoded is refused by the checks below.
+        const [migration, container] = [recordRoute[1], recordRoute[2]];
         if (!migration || !migrationRe.test(migration))
           throw new Ms2mError("BadRequest", "invalid migration name");
         if (container !== undefined && !containerRe.test(container))
