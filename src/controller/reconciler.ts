@@ -12,6 +12,7 @@ import { pending } from "./phases/pending.ts";
 import { replaying } from "./phases/replaying.ts";
 import { forgetSourceTemplate, restoring } from "./phases/restoring.ts";
 import { rollback } from "./phases/rollback.ts";
+import { pastNoReturnLive, rollForward } from "./phases/rollforward.ts";
 import { transferring } from "./phases/transferring.ts";
 import { recordFailure } from "./status.ts";
 
@@ -44,9 +45,14 @@ export class Reconciler {
     const ctx = new PhaseContext(m, this.deps);
     // In Finalizing the cutover may already have moved the primary queue to the target (which
     // then holds acknowledged state no other pod has): a deletion there rolls forward to
-    // Completed (a failure on the way still rolls back); the finalizer goes after that.
-    const finishing = m.status?.phase === "Finalizing" && !m.status.failure;
-    if (m.metadata.deletionTimestamp && !finishing) return this.cancel(ctx);
+    // Completed; the finalizer goes after that. The same holds for a Sequential migration whose
+    // source was deleted (its state exists only in the checkpoint): past that point of no return
+    // a cancellation finishes forward (phases/rollforward.ts).
+    const active = m.status?.phase !== "Completed" && m.status?.phase !== "Failed" && !m.status?.failure;
+    if (m.metadata.deletionTimestamp) {
+      const finishing = active && (m.status?.phase === "Finalizing" || (await pastNoReturnLive(ctx)));
+      if (!finishing) return this.cancel(ctx);
+    }
     return this.drive(ctx);
   }
 
@@ -102,6 +108,8 @@ export class Reconciler {
   }
 
   private async failWith(ctx: PhaseContext, phase: ActivePhase, err: MigrationFailure): Promise<void> {
+    // Past the point of no return a failure rolls forward while there is something to try.
+    if (err.reason !== "Cancelled" && (await rollForward(ctx, phase, err))) return;
     const now = ctx.now;
     await ctx.update((m) => recordFailure(m, now, { phase, reason: err.reason, message: err.message }));
     ctx.event("Warning", err.reason, `${phase}: ${err.message}`);

@@ -282,6 +282,18 @@ export const StatefulMigrationStatus = z.object({
   sourceDeletionRequestedAt: timestamp(
     "When the controller deleted the source pod (hand-over); from then on a rollback cannot bring it back.",
   ).optional(),
+  sourcePodTemplate: z
+    .string()
+    .optional()
+    .meta({
+      description:
+        "Sequential: the source pod's labels, annotations and spec (JSON), written with " +
+        "sourceDeletionRequestedAt so the target can be (re)created from the checkpoint after the source is gone.",
+    }),
+  rollForwards: z.int().min(0).optional().meta({
+    description:
+      "Times the migration was rolled forward (target recreated or phase retried) after its point of no return.",
+  }),
   containers: z
     .array(ContainerStatus)
     .optional()

@@ -67,7 +67,7 @@ export async function handOver(ctx: PhaseContext): Promise<boolean> {
 }
 
 /** Gives the target its workload labels back and removes everything that ties it to the migration. */
-async function releaseTarget(ctx: PhaseContext, target: V1Pod): Promise<void> {
+export async function releaseTarget(ctx: PhaseContext, target: V1Pod): Promise<void> {
   const labels: Record<string, string | null> = handoverLabels(target);
   labels[LABEL_MIGRATION] = null;
   labels[LABEL_ROLE] = null;

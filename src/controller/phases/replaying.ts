@@ -7,6 +7,7 @@ import { uidOf } from "../names.ts";
 import { isPodReady, podFailure } from "../pods.ts";
 import { isOurs } from "../podspec.ts";
 import { iso, timingOf } from "../status.ts";
+import { pastNoReturn } from "./rollforward.ts";
 import { replayRef } from "./shared.ts";
 
 export async function replaying(ctx: PhaseContext): Promise<Outcome> {
@@ -23,7 +24,11 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
   }
   const failure = podFailure(target);
   if (failure) return fail("TargetPodFailed", `target pod ${s.targetPod}: ${failure}`);
-  if (!isPodReady(target)) return fail("TargetPodNotReady", `target pod ${s.targetPod} stopped being ready`);
+  if (!isPodReady(target)) {
+    // Past the point of no return the target is the only way forward: give it until the deadline.
+    if (pastNoReturn(s)) return wait(Math.min(ctx.deps.settings.replayPollMs, ctx.remainingMs()));
+    return fail("TargetPodNotReady", `target pod ${s.targetPod} stopped being ready`);
+  }
 
   const sentKey = `${uidOf(ctx.m)}/start-replay`;
   if (!s.replay?.startRequestedAt || !ctx.deps.sent.has(sentKey)) {

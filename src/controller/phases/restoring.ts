@@ -2,7 +2,10 @@
 // ShadowPod: a pod of its own name beside the source, held out of the workload's selector.
 // Sequential: the source's name. The source is orphaned (so the StatefulSet controller is no
 // longer woken by it), held by a finalizer while it stops, and the name is taken over in one
-// breath after the finalizer is released (see docs/controller.md, "Hand-over").
+// breath after the finalizer is released (see docs/controller.md, "Hand-over"). Past the
+// point of no return (the source's deletion requested) a pod the StatefulSet created under the
+// name in the meantime is removed the same way and the target still created from the checkpoint
+// (see rollforward.ts for why that loses nothing).
 import type { V1Pod } from "@kubernetes/client-node";
 import { isAlreadyExists } from "../../kube/errors.ts";
 import { controllerOf } from "../../kube/owners.ts";
@@ -13,13 +16,14 @@ import { isNodeReady, isPodReady, isPodStopped, podFailure } from "../pods.ts";
 import { buildTargetPod, holdLabels, isOurs } from "../podspec.ts";
 import { iso } from "../status.ts";
 import { ANNOTATION_HELD_LABELS } from "../names.ts";
+import { sourceGone } from "./rollforward.ts";
 import { ownerSelector, requireSourcePod } from "./shared.ts";
 
 export async function restoring(ctx: PhaseContext): Promise<Outcome> {
   const s = ctx.m.status ?? {};
   const targetName = s.targetPod ?? "";
   const uid = uidOf(ctx.m);
-  await requireTargetNode(ctx);
+  if (!(await requireTargetNode(ctx))) return wait(ctx.remainingMs());
 
   let target = await ctx.deps.cluster.getPod(ctx.namespace, targetName);
   if (!isOurs(target, uid)) {
@@ -29,6 +33,8 @@ export async function restoring(ctx: PhaseContext): Promise<Outcome> {
       return fail("TargetPodNameTaken", `pod ${targetName} exists and was not created by this migration`);
     }
     target = await createTarget(ctx, await sourceTemplate(ctx));
+    // The StatefulSet took the name in the round trip: the next pass removes its pod.
+    if (!target) return wait(0);
   }
   if (!target) return fail("TargetPodLost", `target pod ${targetName} is gone`);
 
@@ -39,16 +45,27 @@ export async function restoring(ctx: PhaseContext): Promise<Outcome> {
   return next();
 }
 
-async function requireTargetNode(ctx: PhaseContext): Promise<void> {
+/** False while waiting for the node (Direct, past the point of no return); fails when it is unusable. */
+async function requireTargetNode(ctx: PhaseContext): Promise<boolean> {
   const name = ctx.m.status?.targetNode ?? "";
   const node = await ctx.deps.cluster.getNode(name);
+  // Direct past the point of no return: the checkpoint image exists only on that node, so wait
+  // for it (until the phase deadline, then the roll-forward retries) rather than fail at once.
+  const direct = (ctx.m.status?.transferMode ?? ctx.m.spec.transferMode) === "Direct";
+  if (direct && sourceGone(ctx.m.status) && (!node || !isNodeReady(node))) return false;
   if (!node) fail("TargetNodeLost", `node ${name} is gone`);
   else if (!isNodeReady(node)) fail("TargetNodeNotReady", `node ${name} is not Ready`);
+  return true;
 }
 
-/** The spec the target is built from: the source pod, or for Sequential the copy kept in memory of it. */
+/**
+ * The spec the target is built from: the source pod, or for Sequential the copy written to the
+ * status with `sourceDeletionRequestedAt` (or kept in memory, for a status written before it).
+ */
 async function sourceTemplate(ctx: PhaseContext): Promise<V1Pod> {
   if (ctx.m.status?.strategy === "Sequential") {
+    const written = ctx.m.status.sourcePodTemplate;
+    if (written) return JSON.parse(written) as V1Pod;
     const kept = sequentialTemplates.get(uidOf(ctx.m));
     if (kept) return kept;
     return fail(
@@ -59,9 +76,9 @@ async function sourceTemplate(ctx: PhaseContext): Promise<V1Pod> {
   return requireSourcePod(ctx);
 }
 
-// Sequential deletes the source before the target exists. Its object is held by the hand-over
-// finalizer (so a restarted controller reads it again) until the moment the name is taken
-// over; only for those milliseconds is the spec kept in memory alone.
+// Sequential deletes the source before the target exists. Its labels, annotations and spec are
+// written to the status with the deletion intent, so the target can be created (again) from the
+// checkpoint after a controller restart or a roll-forward; the in-memory copy is a fallback.
 const sequentialTemplates = new Map<string, V1Pod>();
 
 /** Drops what was kept in memory for a migration that ended. */
@@ -69,7 +86,7 @@ export function forgetSourceTemplate(migrationUid: string): void {
   sequentialTemplates.delete(migrationUid);
 }
 
-async function createTarget(ctx: PhaseContext, source: V1Pod): Promise<V1Pod> {
+async function createTarget(ctx: PhaseContext, source: V1Pod): Promise<V1Pod | undefined> {
   const s = ctx.m.status ?? {};
   const images: Record<string, string> = {};
   for (const c of s.containers ?? []) {
@@ -93,6 +110,14 @@ async function createTarget(ctx: PhaseContext, source: V1Pod): Promise<V1Pod> {
     const existing = await ctx.deps.cluster.getPod(ctx.namespace, pod.metadata?.name ?? "");
     if (existing && isOurs(existing, uidOf(ctx.m))) return existing;
     if (s.strategy === "Sequential") {
+      if (sourceGone(s)) {
+        ctx.event(
+          "Warning",
+          "HandoverRaceLost",
+          `the workload controller recreated ${s.targetPod} before the target could take the name; replacing it with the target`,
+        );
+        return undefined;
+      }
       return fail(
         "HandoverRaceLost",
         `the workload controller recreated ${s.targetPod} before the target could take the name`,
@@ -117,7 +142,9 @@ async function releaseSourceName(ctx: PhaseContext): Promise<boolean> {
     return true;
   }
   if (pod.metadata?.uid !== s.sourcePodUID) {
-    // Someone else's pod under the name: the workload controller won the race for it.
+    // Someone else's pod under the name: the workload controller won the race for it. Past the
+    // point of no return it is a pod without the workload's state: it goes, the target comes.
+    if (sourceGone(s)) return releaseForeignName(ctx, pod);
     return fail(
       "HandoverRaceLost",
       `pod ${name} was recreated by its controller before the target could take the name`,
@@ -130,8 +157,18 @@ async function releaseSourceName(ctx: PhaseContext): Promise<boolean> {
       fail("SourcePodLost", `source pod ${name} is being deleted by someone else`);
     await orphanAndHold(ctx, pod);
     const now = ctx.now;
+    const template = JSON.stringify({
+      metadata: {
+        name: pod.metadata?.name,
+        labels: pod.metadata?.labels,
+        annotations: pod.metadata?.annotations,
+      },
+      spec: pod.spec,
+    } satisfies V1Pod);
+    // The point of no return: from here on the migration only rolls forward (rollforward.ts).
     await ctx.update((m) => {
       m.status!.sourceDeletionRequestedAt = iso(now);
+      m.status!.sourcePodTemplate = template;
     });
     await cluster.deletePod(ctx.namespace, name, {
       gracePeriodSeconds: settings.sourceGraceSeconds,
@@ -152,12 +189,42 @@ async function releaseSourceName(ctx: PhaseContext): Promise<boolean> {
     });
     return false;
   }
+  return dropHoldWhenStopped(ctx, pod);
+}
+
+/**
+ * Past the point of no return, a pod under the name that is not the source and not ours (the
+ * StatefulSet recreated the ordinal from its template): orphan and hold it like the source,
+ * delete it with the short grace period, and free the name once it stopped.
+ */
+async function releaseForeignName(ctx: PhaseContext, pod: V1Pod): Promise<boolean> {
+  const name = pod.metadata?.name ?? "";
+  if (!pod.metadata?.deletionTimestamp) {
+    await orphanAndHold(ctx, pod);
+    await ctx.deps.cluster.deletePod(ctx.namespace, name, {
+      gracePeriodSeconds: ctx.deps.settings.sourceGraceSeconds,
+      uid: pod.metadata?.uid,
+    });
+    ctx.event(
+      "Warning",
+      "FreshPodReplaced",
+      `deleting ${name} (uid ${pod.metadata?.uid}), created by the workload controller without the migrated state; the target is restored from the checkpoint in its place`,
+    );
+    return false;
+  }
+  return dropHoldWhenStopped(ctx, pod);
+}
+
+/** Once the kubelet stopped a held pod, removes the hand-over finalizer; true when the name is free. */
+async function dropHoldWhenStopped(ctx: PhaseContext, pod: V1Pod): Promise<boolean> {
+  const { cluster } = ctx.deps;
+  const name = pod.metadata?.name ?? "";
   if (!isPodStopped(pod)) return false;
-  const finalizers = pod.metadata.finalizers ?? [];
+  const finalizers = pod.metadata?.finalizers ?? [];
   if (finalizers.includes(HANDOVER_FINALIZER)) {
     await cluster.mergePatchPod(ctx.namespace, name, {
       metadata: {
-        resourceVersion: pod.metadata.resourceVersion,
+        resourceVersion: pod.metadata?.resourceVersion,
         finalizers: finalizers.filter((f) => f !== HANDOVER_FINALIZER),
       },
     });

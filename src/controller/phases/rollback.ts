@@ -13,6 +13,7 @@ import {
 } from "../names.ts";
 import { heldLabelsOf, isOurs } from "../podspec.ts";
 import {
+  CONDITION_CUTOVER,
   CONDITION_HANDED_OVER,
   CONDITION_ROLLED_BACK,
   getCondition,
@@ -20,6 +21,8 @@ import {
   setCondition,
 } from "../status.ts";
 import { cleanupArtifacts } from "./finalizing.ts";
+import { releaseTarget } from "./handover.ts";
+import { sourceGone } from "./rollforward.ts";
 import { forgetSourceTemplate } from "./restoring.ts";
 import { currentSourcePod, replayRef } from "./shared.ts";
 
@@ -27,26 +30,42 @@ export async function rollback(ctx: PhaseContext): Promise<Outcome> {
   const started = getCondition(ctx.m.status, CONDITION_ROLLED_BACK)?.lastTransitionTime;
   const overdue =
     started !== undefined && ctx.now - Date.parse(started) > ctx.deps.settings.rollbackTimeoutMs;
+  let kept: string | undefined;
   try {
-    await undo(ctx);
+    kept = await undo(ctx);
   } catch (err) {
     if (!overdue) throw err; // retried with backoff
     ctx.event("Warning", "RollbackIncomplete", describeError(err));
     return finish(ctx, false, `rollback incomplete: ${describeError(err)}`);
   }
+  if (kept) {
+    ctx.event("Warning", "StateNotRestored", kept);
+    return finish(ctx, false, kept);
+  }
   return finish(ctx, true, "rolled back");
 }
 
-async function undo(ctx: PhaseContext): Promise<void> {
+/**
+ * Undoes what can be undone. Past the point of no return (rollforward.ts) this is reached only
+ * once the roll-forward gave up; it then keeps what still holds the state and returns a
+ * description of it (the rollback is not complete).
+ */
+async function undo(ctx: PhaseContext): Promise<string | undefined> {
   const { cluster } = ctx.deps;
   const s = ctx.m.status ?? {};
   const uid = uidOf(ctx.m);
   const handedOver = isConditionTrue(s, CONDITION_HANDED_OVER);
+  const cutOver = isConditionTrue(s, CONDITION_CUTOVER);
+  const still = sourceGone(s) ? await currentSourcePod(ctx) : undefined;
+  const gone = sourceGone(s) && (!still || still.metadata?.deletionTimestamp !== undefined);
 
-  // 1. The target pod, while it is still ours (never once handed over).
+  // 1. The target pod, while it is still ours (never once handed over). After the cutover it
+  //    holds state no other pod has: it is released to the workload instead.
   if (s.targetPod) {
     const target = await cluster.getPod(ctx.namespace, s.targetPod);
-    if (target && isOurs(target, uid) && !target.metadata?.deletionTimestamp) {
+    if (target && isOurs(target, uid) && !target.metadata?.deletionTimestamp && cutOver) {
+      await releaseTarget(ctx, target);
+    } else if (target && isOurs(target, uid) && !target.metadata?.deletionTimestamp) {
       await cluster.deletePod(ctx.namespace, s.targetPod, {
         gracePeriodSeconds: 0,
         uid: target.metadata?.uid,
@@ -84,16 +103,28 @@ async function undo(ctx: PhaseContext): Promise<void> {
 
   // 3. The broker: source consumes as before, replay queue gone.
   const ref = await replayRef(ctx).catch(() => undefined);
-  if (ref && !handedOver) {
+  if (ref && !handedOver && !cutOver && !gone) {
     await ctx.deps.messaging.rollback(ref, {
       sourcePod: ctx.m.spec.sourcePod,
       ...(s.replay?.replayQueue ? { replayQueue: s.replay.replayQueue } : {}),
     });
   }
 
+  forgetSourceTemplate(uid);
+  if (cutOver) {
+    return `the cutover had moved the primary queue to ${s.targetPod}: it was kept (released to the workload) and the source was not resumed`;
+  }
+  if (gone) {
+    // The source is gone: the checkpoint image(s) and the replay queue are all that is left of
+    // its state. They are kept for a manual restore (the agent's expiry sweep and the queue's
+    // x-expires remove them after an hour).
+    const images = (s.containers ?? []).map((c) => c.checkpointImage ?? c.checkpointPath).filter(Boolean);
+    return `the source was deleted and the roll-forward gave up: its state is only in ${images.join(", ") || "the checkpoint"} and replay queue ${s.replay?.replayQueue ?? "(none)"}; the workload controller recreates ${ctx.m.spec.sourcePod} without it`;
+  }
+
   // 4. Archives and images (best effort).
   await cleanupArtifacts(ctx);
-  forgetSourceTemplate(uid);
+  return undefined;
 }
 
 async function finish(ctx: PhaseContext, complete: boolean, message: string): Promise<Outcome> {

@@ -137,7 +137,7 @@ describe("Sequential from a StatefulSet", () => {
     expect(src.metadata?.labels?.app).toBeUndefined();
   });
 
-  it("fails with HandoverRaceLost when the StatefulSet recreates the name first", async () => {
+  it("replaces a pod the StatefulSet recreated first and restores the target in its place", async () => {
     const w = setup("StatefulSet");
     await drive(w, { maxRounds: 8, kubelet: false });
     // The kubelet confirms and, in the same instant, the StatefulSet controller wins the race.
@@ -154,8 +154,12 @@ describe("Sequential from a StatefulSet", () => {
       spec: { containers: [{ name: "app", image: "registry.test/consumer:1" }] },
     });
     await drive(w);
-    expect(statusOf(w).failure?.reason).toBe("HandoverRaceLost");
-    expect(w.cluster.pod("db-1")?.metadata?.labels?.app).toBe("db"); // the fresh pod is left to its controller
+    // Past the point of no return: the fresh pod has none of the state, the target replaces it
+    // (more cases in rollforward.test.ts).
+    expect(statusOf(w).failure).toBeUndefined();
+    expect(statusOf(w).phase).toBe("Completed");
+    expect(w.cluster.pod("db-1")?.spec?.nodeName).toBe("node-b");
+    expect(w.events.reasons()).toContain("FreshPodReplaced");
   });
 });
 
