@@ -28,10 +28,10 @@ test-component: ## Tests against real RabbitMQ, skopeo, containers-storage and a
 	$(ENV) vitest run --project component
 
 test-cluster: ## Tests against a real control plane with simulated nodes.
-	$(ENV) vitest run --project cluster
+	$(ENV) vitest run --project cluster --no-file-parallelism
 
 test-long: ## Long matrices (chaos suite) on a real control plane; not part of `make test`.
-	$(ENV) MS2M_TEST_LONG=1 vitest run --project long
+	$(ENV) MS2M_TEST_LONG=1 vitest run --project long --no-file-parallelism
 
 lint: ## ESLint and Prettier.
 	$(ENV) eslint . && prettier --check . --log-level warn
@@ -73,4 +73,4 @@ cluster-down: ## Stop the local cluster and remove everything it made.
 	$(ENV) node hack/cluster.ts down
 
 clean: ## Remove build output (not the control-plane cache).
-	rm -rf dist coverage .test-results.json
+	rm -rf dist coverage .test-results*.json

@@ -19,7 +19,10 @@ export default defineConfig({
           name: "cluster",
           include: ["test/cluster/**/*.test.ts"],
           globalSetup: ["test/harness/global-setup.ts"],
-          // One shared control plane: files run one after another to keep timing honest on 2 cores.
+          // One shared control plane, and each file runs its own controller: files must run
+          // one after another. Per-project fileParallelism is not honoured when several
+          // projects run together, so hack/run-tests.ts and the Makefile also pass
+          // --no-file-parallelism to the cluster pass.
           fileParallelism: false,
         },
       },
