@@ -26,17 +26,39 @@ let core: k8s.CoreV1Api;
 const readSecret = (name: string) => core.readNamespacedSecret({ name, namespace: NS });
 const decode = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString("utf8");
 
+const SECRETS = ["ms2m-agent-tls", "ms2m-agent-ca"];
+// Secrets other test files installed (agents already running on the shared cluster serve
+// from them): put back exactly as found, or the agents and later controllers disagree.
+const saved: k8s.V1Secret[] = [];
+
 beforeAll(async () => {
   await installMs2mApi(kubectl);
-  // Start from nothing, as a fresh install does.
-  await kubectl(["delete", "secret", "-n", NS, "ms2m-agent-tls", "ms2m-agent-ca", "--ignore-not-found"]);
-  controllerKc = await kubeConfigAs(kubeConfig(), NS, "ms2m-controller");
   core = kubeConfig().makeApiClient(k8s.CoreV1Api);
+  for (const name of SECRETS) {
+    const existing = await readSecret(name).catch(() => undefined);
+    if (existing) saved.push(existing);
+  }
+  // Start from nothing, as a fresh install does.
+  await kubectl(["delete", "secret", "-n", NS, ...SECRETS, "--ignore-not-found"]);
+  controllerKc = await kubeConfigAs(kubeConfig(), NS, "ms2m-controller");
 });
 
-// Leave the namespace as we found it: later files install their own agent certificate.
 afterAll(async () => {
-  await kubectl(["delete", "secret", "-n", NS, "ms2m-agent-tls", "ms2m-agent-ca", "--ignore-not-found"]);
+  await kubectl(["delete", "secret", "-n", NS, ...SECRETS, "--ignore-not-found"]);
+  for (const s of saved) {
+    await core.createNamespacedSecret({
+      namespace: NS,
+      body: {
+        metadata: {
+          name: s.metadata!.name!,
+          labels: s.metadata?.labels,
+          annotations: s.metadata?.annotations,
+        },
+        type: s.type,
+        data: s.data,
+      },
+    });
+  }
 });
 
 describe("agent TLS Secret against the real API server", () => {
