@@ -39,7 +39,8 @@ ensure_debian_packages() {
 ensure_rabbitmq() {
   if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then return 0; fi
   log "starting rabbitmq-server"
-  rabbitmq-server -detached >/dev/null 2>&1 || true
+  # A node whose app was stopped (rabbitmqctl stop_app) only needs start_app.
+  rabbitmqctl start_app >/dev/null 2>&1 || rabbitmq-server -detached >/dev/null 2>&1 || true
   for _ in $(seq 1 60); do
     if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then return 0; fi
     sleep 1
