@@ -2,6 +2,9 @@ import { execFile } from "node:child_process";
 import { inject } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import { controlPlaneBinaries } from "./binaries.ts";
+import { serviceAccountToken } from "./stack.ts";
+
+export { serviceAccountToken };
 
 export interface KubectlResult {
   code: number;
@@ -47,24 +50,6 @@ export function clusterContext() {
   }
 
   return { cluster, kubeConfig, kubectl, kubectlWithToken };
-}
-
-/** A short-lived token of a ServiceAccount, from the TokenRequest API. */
-export async function serviceAccountToken(
-  kc: k8s.KubeConfig,
-  namespace: string,
-  name: string,
-  audiences: string[] = [],
-): Promise<string> {
-  const core = kc.makeApiClient(k8s.CoreV1Api);
-  const res = await core.createNamespacedServiceAccountToken({
-    name,
-    namespace,
-    body: { spec: { expirationSeconds: 3600, audiences } },
-  });
-  const token = res.status?.token;
-  if (!token) throw new Error(`no token issued for ${namespace}/${name}`);
-  return token;
 }
 
 /** A KubeConfig that acts as a ServiceAccount (bearer token only). */
