@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { sleep, waitFor } from "../../harness/exec.ts";
 import {
   checkpointCount,
@@ -6,30 +6,37 @@ import {
   controllerTestEnv,
   createDeployment,
   createMigration,
+  createStatefulSet,
   finalAccounting,
   getMigration,
   livePods,
   setupFile,
+  startRegistry,
   stopper,
   TestProducer,
   waitForConsumers,
   waitForPhase,
   workloadNames,
+  type ControllerTestEnv,
+  type Workload,
 } from "./env.ts";
 
-// The controller binary killed (SIGKILL) in each phase of a ShadowPod migration and started
-// again: the migration resumes to completion, the source was checkpointed once, one pod serves,
-// zero lost. Node latencies stretch the phases so that each one can be hit.
+// The controller binary killed (SIGKILL) in each phase of a ShadowPod (Deployment, Direct) and
+// a Sequential (StatefulSet, Registry) migration and started again: the migration resumes to
+// completion, the source was checkpointed once, one pod serves, zero lost. Node latencies
+// stretch the phases so that each one can be hit. A last case kills the controller exactly
+// between a checkpoint request and its answer.
 vi.setConfig({ testTimeout: 120_000 });
 const env = controllerTestEnv();
 let setup: Awaited<ReturnType<typeof setupFile>>;
+let registry: { stop(): Promise<void> } | undefined;
 const outcomes: Record<string, string> = {};
+const LATENCIES = { checkpointMs: 700, restoreMs: 700, containerStartMs: 300 };
 
 beforeAll(async () => {
+  registry = await startRegistry(env.hostIp);
   setup = await setupFile(env, "crash");
-  for (const n of env.cluster.nodeNames()) {
-    await env.cluster.node(n).setLatencies({ checkpointMs: 700, restoreMs: 700, containerStartMs: 300 });
-  }
+  for (const n of env.cluster.nodeNames()) await env.cluster.node(n).setLatencies(LATENCIES);
 });
 
 afterAll(async () => {
@@ -41,54 +48,132 @@ afterAll(async () => {
       .catch(() => undefined);
   }
   await setup?.teardown();
+  await registry?.stop();
 });
 
 const PHASES = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replaying", "Finalizing"];
+type Strategy = "ShadowPod" | "Sequential";
 
-it.each(PHASES)("SIGKILL in %s: resumes, one checkpoint, one pod, zero lost", async (phase) => {
-  const { ns, controller, work } = setup;
-  const w = workloadNames(ns, `c-${phase.toLowerCase()}`, work);
-  await createDeployment(env, ns, w, "node-a");
-  const [source] = await waitForConsumers(env, ns, w.name, 1);
+interface Run {
+  w: Workload;
+  name: string;
+  sourceName: string;
+  sourceUid: string;
+  producer: TestProducer;
+  kind: "deploy" | "sts";
+}
+
+/** The workload on node-a under load and its migration to node-b created. */
+async function start(e: ControllerTestEnv, strategy: Strategy, label: string): Promise<Run> {
+  const { ns, work } = setup;
+  const sequential = strategy === "Sequential";
+  const w = workloadNames(ns, label, work, sequential);
+  if (sequential) await createStatefulSet(e, ns, w, "node-a", 1);
+  else await createDeployment(e, ns, w, "node-a");
+  const [source] = await waitForConsumers(e, ns, w.name, 1);
   const sourceName = source?.metadata?.name ?? "";
-  const producer = new TestProducer(env, w, 30);
+  const producer = new TestProducer(e, w, 30);
   await producer.start();
   await sleep(500);
-
   const name = `m-${w.name}`;
-  await createMigration(env, ns, name, w, { sourcePod: sourceName, targetNode: "node-b" });
-  const later = PHASES.slice(PHASES.indexOf(phase));
-  await waitForPhase(env, ns, name, [...later, "Completed"], 60_000, 10);
-  await controller.kill();
-  const killedIn = (await getMigration(env, ns, name))?.status?.phase ?? "?";
-  await sleep(300);
-  await controller.start();
-  const m = await waitForPhase(env, ns, name, ["Completed", "Failed"], 90_000, 100);
-  outcomes[phase] =
-    `killed in ${killedIn}: ${m.status?.phase}${m.status?.failure ? ` (${m.status.failure.reason})` : ""}`;
+  await createMigration(e, ns, name, sequential ? { ...w, queue: `${w.queue}.${sourceName}` } : w, {
+    sourcePod: sourceName,
+    targetNode: "node-b",
+    migrationStrategy: strategy,
+    transferMode: sequential ? "Registry" : "Direct",
+  });
+  return {
+    w,
+    name,
+    sourceName,
+    sourceUid: source?.metadata?.uid ?? "",
+    producer,
+    kind: sequential ? "sts" : "deploy",
+  };
+}
 
-  expect(await checkpointCount(env, "node-a", ns, sourceName)).toBeLessThanOrEqual(1);
-  if (m.status?.phase === "Failed") {
-    // Only an interrupted checkpoint request may fail (outcome unknown, never checkpointed twice):
-    // then it is rolled back and the source serves on.
-    expect(m.status.failure?.reason).toBe("CheckpointOutcomeUnknown");
-    expect(m.status.conditions?.find((c) => c.type === "RolledBack")?.status).toBe("True");
-    const pods = await waitFor("source alone", async () => {
-      const live = await livePods(env, ns, w.name);
-      return live.length === 1 ? live : undefined;
-    });
-    expect(pods[0]?.metadata?.uid).toBe(source?.metadata?.uid);
+/** Completed, checkpointed once, the migrated pod alone on node-b under the workload, zero lost. */
+async function verdict(e: ControllerTestEnv, strategy: Strategy, run: Run, key: string, killedIn: string) {
+  const { ns } = setup;
+  const m = await waitForPhase(e, ns, run.name, ["Completed", "Failed"], 90_000, 100);
+  outcomes[key] =
+    `killed in ${killedIn}: ${m.status?.phase}${m.status?.failure ? ` (${m.status.failure.reason})` : ""}`;
+  expect(m.status?.failure).toBeUndefined();
+  expect(m.status?.phase).toBe("Completed");
+  expect(await checkpointCount(e, "node-a", ns, run.sourceName)).toBe(1);
+
+  const target = await e.core.readNamespacedPod({ namespace: ns, name: m.status?.targetPod ?? "" });
+  expect(target.spec?.nodeName).toBe("node-b");
+  expect(target.metadata?.uid).not.toBe(run.sourceUid);
+  if (strategy === "Sequential") {
+    expect(target.metadata?.name).toBe(run.sourceName);
+    expect(controllerOf(target)).toMatchObject({ kind: "StatefulSet", name: run.w.name });
   } else {
-    expect(m.status?.phase).toBe("Completed");
-    const target = await env.core.readNamespacedPod({ namespace: ns, name: m.status?.targetPod ?? "" });
-    expect(target.spec?.nodeName).toBe("node-b");
     expect(controllerOf(target)?.kind).toBe("ReplicaSet");
-    await sleep(1_000);
-    const pods = await livePods(env, ns, w.name);
-    expect(pods.map((p) => p.metadata?.uid)).toEqual([target.metadata?.uid]);
   }
-  const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
+  await sleep(1_000);
+  const pods = await waitFor("one pod", async () => {
+    const live = await livePods(e, ns, run.w.name);
+    return live.length === 1 ? live : undefined;
+  });
+  expect(pods.map((p) => p.metadata?.uid)).toEqual([target.metadata?.uid]);
+
+  const report = await finalAccounting(
+    e,
+    ns,
+    run.w,
+    run.producer,
+    stopper(e, ns, run.kind, run.w.name),
+    strategy === "Sequential" ? run.sourceName : undefined,
+  );
   expect(report.lost).toEqual([]);
   expect(report.appliedTwice).toEqual([]);
   expect(report.ok).toBe(true);
+}
+
+describe.each<Strategy>(["ShadowPod", "Sequential"])("%s", (strategy) => {
+  it.each(PHASES)("SIGKILL in %s: resumes, one checkpoint, one pod, zero lost", async (phase) => {
+    const { ns, controller } = setup;
+    const label = `${strategy === "Sequential" ? "s" : "c"}-${phase.toLowerCase()}`;
+    const run = await start(env, strategy, label);
+    const later = PHASES.slice(PHASES.indexOf(phase));
+    await waitForPhase(env, ns, run.name, [...later, "Completed"], 60_000, 10);
+    await controller.kill();
+    const killedIn = (await getMigration(env, ns, run.name))?.status?.phase ?? "?";
+    await sleep(300);
+    await controller.start();
+    await verdict(env, strategy, run, `${strategy}/${phase}`, killedIn);
+  });
+});
+
+it("SIGKILL between the checkpoint request and its answer: the outcome is looked up, not repeated", async () => {
+  const { ns, controller } = setup;
+  // A slow checkpoint: the controller has written its intent and is waiting for the agent.
+  await env.cluster.node("node-a").setLatencies({ ...LATENCIES, checkpointMs: 4_000 });
+  try {
+    const run = await start(env, "ShadowPod", "c-inflight");
+    const intent = await waitFor(
+      "checkpoint intent recorded",
+      async () => {
+        const m = await getMigration(env, ns, run.name);
+        const c = m?.status?.containers?.[0];
+        return c?.checkpointRequestedAt && !c.checkpointPath ? m : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 10 },
+    );
+    await controller.kill();
+    // Killed with the request in flight: intent recorded, no answer, the kubelet not done yet.
+    const atKill = await getMigration(env, ns, run.name);
+    expect(atKill?.status?.phase).toBe("Checkpointing");
+    expect(atKill?.status?.containers?.[0]?.checkpointRequestedAt).toBe(
+      intent.status?.containers?.[0]?.checkpointRequestedAt,
+    );
+    expect(atKill?.status?.containers?.[0]?.checkpointPath).toBeUndefined();
+    expect(await checkpointCount(env, "node-a", ns, run.sourceName)).toBe(0);
+    await sleep(300);
+    await controller.start();
+    await verdict(env, "ShadowPod", run, "between request and answer", "Checkpointing (request in flight)");
+  } finally {
+    await env.cluster.node("node-a").setLatencies(LATENCIES);
+  }
 });
