@@ -10,6 +10,7 @@ import { loadKubeConfig } from "../kube/config.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../transfer/index.ts";
 import { AgentTlsManager, KubeSecretStore } from "../controller/certs/index.ts";
 import { AgentCheckpointer, AgentLocator, AgentTransfer } from "../controller/adapters/agent.ts";
+import { NodeProxyCheckpointer, RoutingCheckpointer } from "../controller/adapters/node-proxy.ts";
 import { KubeCluster } from "../controller/adapters/kube-cluster.ts";
 import { KubeEvents } from "../controller/adapters/kube-events.ts";
 import { KubeLeaseStore } from "../controller/adapters/lease-store.ts";
@@ -36,12 +37,12 @@ let checkpointer: CheckpointPort = {
 };
 let transfer: TransferPort = { transfer: unavailable("transfer"), cleanup: async () => undefined };
 let agentClient: AgentClient | undefined;
-if (cfg.CHECKPOINT_MODE === "agent") {
+if (cfg.CHECKPOINT_MODE !== "disabled") {
   // With MANAGE_AGENT_TLS the leader hands its client the bundle it maintains, so the mounted
   // file may be missing on a fresh install (the Secret does not exist yet).
   if (!cfg.AGENT_CA_FILE && !cfg.MANAGE_AGENT_TLS) {
     console.error(
-      "ms2m-controller: invalid configuration:\n  - AGENT_CA_FILE: is required when CHECKPOINT_MODE=agent",
+      "ms2m-controller: invalid configuration:\n  - AGENT_CA_FILE: is required unless CHECKPOINT_MODE=disabled",
     );
     process.exit(2);
   }
@@ -56,7 +57,14 @@ if (cfg.CHECKPOINT_MODE === "agent") {
     labelSelector: cfg.AGENT_LABEL_SELECTOR,
     port: cfg.AGENT_PORT,
   });
-  checkpointer = new AgentCheckpointer(client, locator);
+  const viaAgent = new AgentCheckpointer(client, locator);
+  const viaProxy = new NodeProxyCheckpointer(kc);
+  checkpointer =
+    cfg.CHECKPOINT_MODE === "agent"
+      ? viaAgent
+      : cfg.CHECKPOINT_MODE === "node-proxy"
+        ? viaProxy
+        : new RoutingCheckpointer(viaAgent, viaProxy, locator);
   transfer = new AgentTransfer(client, locator);
 }
 const messaging = new BrokerMessaging(log);

@@ -14,8 +14,13 @@ export const controllerEnv = z.object({
   LEADER_ELECTION_LEASE_NAME: z.string().min(1).default("ms2m-controller"),
   MAX_CONCURRENT_RECONCILES: env.positiveInt().default(10),
   RESYNC_SECONDS: env.seconds().default(300),
-  /** "agent": checkpoints and transfers through the ms2m-agent DaemonSet (needs AGENT_CA_FILE). */
-  CHECKPOINT_MODE: z.enum(["agent", "disabled"]).default("agent"),
+  /**
+   * "agent": checkpoints through the node's ms2m-agent (least privilege). "auto": the agent where
+   * a ready one runs on the source node, otherwise the API server's node proxy (needs
+   * config/components/node-proxy-fallback). "node-proxy": always the node proxy. Transfers go
+   * through the agents in every mode but "disabled".
+   */
+  CHECKPOINT_MODE: z.enum(["agent", "auto", "node-proxy", "disabled"]).default("agent"),
   AGENT_PORT: env.port().default(9443),
   AGENT_NAMESPACE: z.string().min(1).optional(),
   AGENT_LABEL_SELECTOR: z.string().min(1).default("app.kubernetes.io/name=ms2m-agent"),

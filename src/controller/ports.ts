@@ -45,7 +45,11 @@ export interface CheckpointRequest {
   /** Stable per migration and container: lets the agent answer "did this already happen?". */
   key: string;
   timeoutSeconds?: number;
+  /** The route recorded with the intent (RoutingCheckpointer); the node's agent when absent. */
+  via?: CheckpointRoute;
 }
+/** How a checkpoint reaches the kubelet: the node's ms2m-agent, or the API server's node proxy. */
+export type CheckpointRoute = "Agent" | "NodeProxy";
 export interface CheckpointResult {
   path: string;
   digest?: string;
@@ -62,6 +66,8 @@ export interface CheckpointPort {
   /** NOT idempotent: the phase records intent in status first and never calls it twice per key. */
   checkpoint(req: CheckpointRequest): Promise<CheckpointResult>;
   lookup(req: CheckpointRequest): Promise<CheckpointLookup>;
+  /** The route checkpoint() would take on this node now (single-route ports: absent = Agent). */
+  routeFor?(node: string): Promise<CheckpointRoute>;
 }
 
 export interface TransferRequest {

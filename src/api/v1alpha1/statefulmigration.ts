@@ -224,6 +224,14 @@ export const ContainerStatus = z.object({
     "When the controller asked for this container's checkpoint; set before the request so a restarted " +
       "controller never checkpoints the same container twice.",
   ).optional(),
+  checkpointVia: z
+    .enum(["Agent", "NodeProxy"])
+    .optional()
+    .meta({
+      description:
+        "How the checkpoint was requested: through the node's ms2m-agent, or the API server's node proxy " +
+        "(nodes without an agent; CHECKPOINT_MODE=auto). Recorded with checkpointRequestedAt.",
+    }),
   transferred: z.boolean().optional(),
 });
 export type ContainerStatus = z.infer<typeof ContainerStatus>;

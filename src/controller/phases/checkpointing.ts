@@ -43,7 +43,7 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
     };
     let result: CheckpointResult | undefined;
     if (c.checkpointRequestedAt) {
-      const found = await ctx.deps.checkpointer.lookup(req);
+      const found = await ctx.deps.checkpointer.lookup({ ...req, via: c.checkpointVia ?? "Agent" });
       if (found.state === "done") result = found.result;
       else if (found.state === "unknown") {
         return fail(
@@ -53,13 +53,16 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
       }
     }
     if (!result) {
+      // The route is recorded with the intent: a restarted controller looks up where it asked.
+      const via = (await ctx.deps.checkpointer.routeFor?.(node)) ?? "Agent";
       const now = ctx.now;
       await ctx.update((m) => {
         const x = m.status!.containers!.find((y) => y.name === name)!;
         x.checkpointRequestedAt = iso(now);
+        x.checkpointVia = via;
       });
       try {
-        result = await ctx.deps.checkpointer.checkpoint(req);
+        result = await ctx.deps.checkpointer.checkpoint({ ...req, via });
       } catch (err) {
         // A definite refusal (404: gate off, 500: runtime/CRIU failure) ends the migration; an
         // unknown outcome (timeout, connection lost) is retried through lookup().
@@ -72,6 +75,7 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
           await ctx.update((m) => {
             const x = m.status!.containers!.find((y) => y.name === name)!;
             delete x.checkpointRequestedAt;
+            delete x.checkpointVia;
           });
         }
         throw err;

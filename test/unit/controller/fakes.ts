@@ -306,6 +306,7 @@ export class FakeCheckpointer implements CheckpointPort {
   done = new Map<string, CheckpointResult>();
   requests: CheckpointRequest[] = [];
   lookupAnswer?: CheckpointLookup["state"];
+  routeFor?: CheckpointPort["routeFor"];
 
   async checkpoint(req: CheckpointRequest) {
     this.faults.hit("checkpoint");

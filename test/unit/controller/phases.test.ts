@@ -266,6 +266,28 @@ describe("Checkpointing", () => {
     expect(w.checkpointer.faults.count("lookup")).toBe(1);
   });
 
+  it("records the checkpoint route with the intent and looks up on that route after a lost answer", async () => {
+    const w = setup("Deployment");
+    const routes: string[] = [];
+    w.checkpointer.routeFor = async () => {
+      routes.push("asked");
+      return "NodeProxy";
+    };
+    const lookups: (string | undefined)[] = [];
+    const lookup = w.checkpointer.lookup.bind(w.checkpointer);
+    w.checkpointer.lookup = async (r) => {
+      lookups.push(r.via);
+      return lookup(r);
+    };
+    w.checkpointer.faults.inject("checkpoint:after", new Error("connection reset"));
+    await drive(w);
+    expect(statusOf(w).phase).toBe("Completed");
+    expect(statusOf(w).containers?.[0]?.checkpointVia).toBe("NodeProxy");
+    expect(w.checkpointer.requests.map((r) => r.via)).toEqual(["NodeProxy"]);
+    expect(lookups).toEqual(["NodeProxy"]);
+    expect(routes).toHaveLength(1);
+  });
+
   it("fails (and rolls back) when the outcome of a lost checkpoint cannot be known", async () => {
     const w = setup("Deployment");
     w.checkpointer.lookupAnswer = "unknown";
