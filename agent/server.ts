@@ -15,7 +15,6 @@ import {
   HEADER_ARCHIVE_SIZE,
   RECEIVE_PATH,
   readBounded,
-  sendArchive,
 } from "../src/checkpoint/direct.ts";
 import {
   ARCHIVE_CONTENT_TYPE,
@@ -30,17 +29,16 @@ import {
 import {
   deleteCheckpointImage,
   pullCheckpointImage,
-  pushCheckpointImage,
   type RegistryOptions,
 } from "../src/checkpoint/registry.ts";
 import { loadLayoutIntoStorage, storedManifest, type StorageConfig } from "../src/checkpoint/skopeo.ts";
 import { digestFile, receiveArchive } from "../src/checkpoint/stream.ts";
-import { checkpointArchivePattern, openArchive, resolveArchiveName } from "./archives.ts";
+import { checkpointArchivePattern, resolveArchiveName } from "./archives.ts";
 import { Authenticator, type AgentOperation, type Principal, type Reviewer } from "./auth.ts";
 import type { AgentConfig } from "./config.ts";
 import { createMetrics, type AgentMetrics, type Operation } from "./metrics.ts";
 import { CheckpointRecords } from "./records.ts";
-import { AGENT_SERVER_NAME } from "../src/transfer/client.ts";
+import { registryOptions, sendCheckpoint } from "./send.ts";
 import {
   checkpointRequestSchema,
   pullRequestSchema,
@@ -445,15 +443,8 @@ export class AgentServer {
     return seconds;
   }
 
-  private async registryOptions(): Promise<RegistryOptions> {
-    const opts: RegistryOptions = { insecureHosts: this.config.AGENT_INSECURE_REGISTRIES };
-    if (this.config.AGENT_REGISTRY_CA_FILE) opts.ca = await readFile(this.config.AGENT_REGISTRY_CA_FILE);
-    if (this.config.AGENT_REGISTRY_CREDENTIALS_FILE) {
-      const text = (await readFile(this.config.AGENT_REGISTRY_CREDENTIALS_FILE, "utf8")).trim();
-      const colon = text.indexOf(":");
-      if (colon > 0) opts.auth = { username: text.slice(0, colon), password: text.slice(colon + 1) };
-    }
-    return opts;
+  private registryOptions(): Promise<RegistryOptions> {
+    return registryOptions(this.config);
   }
 
   /**
@@ -540,72 +531,21 @@ export class AgentServer {
     log: Logger,
     rec: CheckpointRecord | undefined,
   ): Promise<{ result: SendResponse; manifestDigest?: string }> {
-    const { handle, size } = await openArchive(path);
     let ok = false;
-    let manifestDigest: string | undefined;
-    const started = performance.now();
-    const signal = this.shutdownAbort.signal;
     const operation = body.destination.type === "agent" ? "send_direct" : "send_registry";
-    const onBytes = (n: number) => this.metrics.bytes.inc({ operation }, n);
     try {
-      if (size > this.config.AGENT_MAX_ARCHIVE_BYTES)
-        throw new Ms2mError("RequestEntityTooLarge", "archive exceeds the maximum size");
-      if (rec?.size !== undefined && rec.size !== size)
-        throw new Ms2mError("Conflict", "archive size differs from the recorded checkpoint", {
-          retriable: false,
-        });
-      const stream = handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false });
-      let result: SendResponse;
-      if (body.destination.type === "agent") {
-        this.localImage(body.destination.image);
-        const r = await sendArchive(
-          stream,
-          { container: body.container, image: body.destination.image, migration: body.migration },
-          {
-            url: body.destination.url,
-            token: await this.outboundToken(),
-            ca: await readFile(this.config.AGENT_TLS_CA_FILE),
-            servername: AGENT_SERVER_NAME,
-            size,
-            maxBytes: this.config.AGENT_MAX_ARCHIVE_BYTES,
-            signal,
-            onBytes,
-          },
-        );
-        result = {
-          image: r.image,
-          digest: r.digest,
-          size: r.size,
-          seconds: (performance.now() - started) / 1000,
-          targetLoadSeconds: r.loadSeconds,
-        };
-      } else {
-        const r = await pushCheckpointImage(stream, body.destination.image, body.container, {
-          ...(await this.registryOptions()),
-          maxBytes: this.config.AGENT_MAX_ARCHIVE_BYTES,
-          expectedSize: size,
-          signal,
-          onBytes,
-        });
-        result = {
-          image: r.image,
-          digest: r.layerDigest,
-          size: r.size,
-          seconds: (performance.now() - started) / 1000,
-        };
-        manifestDigest = r.manifestDigest;
-      }
-      if (rec?.digest && result.digest !== rec.digest)
-        throw new Ms2mError("Conflict", "archive digest differs from the recorded checkpoint", {
-          retriable: false,
-        });
+      const { result, manifestDigest } = await sendCheckpoint(this.config, body, {
+        token: this.outboundToken,
+        signal: this.shutdownAbort.signal,
+        onBytes: (n) => this.metrics.bytes.inc({ operation }, n),
+        expected: { size: rec?.size, digest: rec?.digest },
+      });
       ok = true;
       this.metrics.transferDuration.observe({ operation }, result.seconds);
-      this.metrics.transferSize.observe({ operation }, size);
+      this.metrics.transferSize.observe({ operation }, result.size);
       log.info({ ...result, archive: body.archive }, "checkpoint sent");
       return manifestDigest ? { result, manifestDigest } : { result };
     } finally {
-      await handle.close();
       // A recorded archive lives until the migration's release (or the expiry sweep).
       if (!rec && (ok || !body.retainArchiveOnFailure)) await rm(path, { force: true });
     }

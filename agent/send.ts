@@ -1,0 +1,134 @@
+// The send side, shared by the agent server (`POST /v1/send`) and the one-shot transfer Job
+// (`agent/send-job.ts`): reads one archive from the kubelet checkpoints folder — only the one the
+// caller named, after checking it is directly in that folder and is the checkpoint of exactly
+// the request's pod/namespace/container — and streams it to the target node's agent (Direct) or
+// pushes it as an OCI checkpoint image (Registry). One read of the file either way.
+import { readFile } from "node:fs/promises";
+import { Ms2mError } from "../src/common/errors.ts";
+import { sendArchive } from "../src/checkpoint/direct.ts";
+import { parseImageReference } from "../src/checkpoint/image.ts";
+import { pushCheckpointImage, type RegistryOptions } from "../src/checkpoint/registry.ts";
+import { AGENT_SERVER_NAME } from "../src/transfer/client.ts";
+import type { SendRequest, SendResponse } from "../src/transfer/types.ts";
+import { openArchive, resolveArchiveName } from "./archives.ts";
+
+/** The settings a sender needs (a subset of the agent's configuration). */
+export interface SenderConfig {
+  AGENT_CHECKPOINTS_DIR: string;
+  AGENT_MAX_ARCHIVE_BYTES: number;
+  /** CA of the agents' serving certificates (Direct). */
+  AGENT_TLS_CA_FILE?: string | undefined;
+  AGENT_INSECURE_REGISTRIES: string[];
+  AGENT_REGISTRY_CA_FILE?: string | undefined;
+  AGENT_REGISTRY_CREDENTIALS_FILE?: string | undefined;
+}
+
+export interface SendOptions {
+  /** Token presented to the target agent (projected, audience ms2m-agent). */
+  token: () => Promise<string>;
+  signal?: AbortSignal | undefined;
+  onBytes?: (n: number) => void;
+  /** What the checkpoint record says, when there is one: the archive must still match it. */
+  expected?: { size?: number | undefined; digest?: string | undefined };
+}
+
+export interface SendOutcome {
+  result: SendResponse;
+  /** Registry: the pushed manifest's digest (for a later delete). */
+  manifestDigest?: string;
+  /** The archive that was read (inside AGENT_CHECKPOINTS_DIR). */
+  path: string;
+}
+
+/** Registry connection options from the configuration (CA and basic credentials re-read per call). */
+export async function registryOptions(config: SenderConfig): Promise<RegistryOptions> {
+  const opts: RegistryOptions = { insecureHosts: config.AGENT_INSECURE_REGISTRIES };
+  if (config.AGENT_REGISTRY_CA_FILE) opts.ca = await readFile(config.AGENT_REGISTRY_CA_FILE);
+  if (config.AGENT_REGISTRY_CREDENTIALS_FILE) {
+    const text = (await readFile(config.AGENT_REGISTRY_CREDENTIALS_FILE, "utf8")).trim();
+    const colon = text.indexOf(":");
+    if (colon > 0) opts.auth = { username: text.slice(0, colon), password: text.slice(colon + 1) };
+  }
+  return opts;
+}
+
+/** The archive path a request names, or Forbidden (outside the folder, another checkpoint). */
+export function archivePathOf(config: SenderConfig, req: SendRequest): string {
+  return resolveArchiveName(config.AGENT_CHECKPOINTS_DIR, req.archive, req);
+}
+
+/**
+ * Sends the archive `req` names to its destination. Never deletes the archive (the caller
+ * decides: the agent removes unrecorded archives, the Job cannot write the folder).
+ */
+export async function sendCheckpoint(
+  config: SenderConfig,
+  req: SendRequest,
+  opts: SendOptions,
+): Promise<SendOutcome> {
+  const path = archivePathOf(config, req);
+  const { handle, size } = await openArchive(path);
+  const started = performance.now();
+  try {
+    if (size > config.AGENT_MAX_ARCHIVE_BYTES)
+      throw new Ms2mError("RequestEntityTooLarge", "archive exceeds the maximum size");
+    if (opts.expected?.size !== undefined && opts.expected.size !== size)
+      throw new Ms2mError("Conflict", "archive size differs from the recorded checkpoint", {
+        retriable: false,
+      });
+    const stream = handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false });
+    let result: SendResponse;
+    let manifestDigest: string | undefined;
+    if (req.destination.type === "agent") {
+      if (parseImageReference(req.destination.image).host !== "localhost")
+        throw new Ms2mError("BadRequest", "target image must be named localhost/<repo>:<tag>");
+      if (!config.AGENT_TLS_CA_FILE)
+        throw new Ms2mError("BadRequest", "no CA configured to verify the target agent", {
+          retriable: false,
+        });
+      const r = await sendArchive(
+        stream,
+        { container: req.container, image: req.destination.image, migration: req.migration },
+        {
+          url: req.destination.url,
+          token: await opts.token(),
+          ca: await readFile(config.AGENT_TLS_CA_FILE),
+          servername: AGENT_SERVER_NAME,
+          size,
+          maxBytes: config.AGENT_MAX_ARCHIVE_BYTES,
+          signal: opts.signal,
+          ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
+        },
+      );
+      result = {
+        image: r.image,
+        digest: r.digest,
+        size: r.size,
+        seconds: (performance.now() - started) / 1000,
+        targetLoadSeconds: r.loadSeconds,
+      };
+    } else {
+      const r = await pushCheckpointImage(stream, req.destination.image, req.container, {
+        ...(await registryOptions(config)),
+        maxBytes: config.AGENT_MAX_ARCHIVE_BYTES,
+        expectedSize: size,
+        signal: opts.signal,
+        ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
+      });
+      result = {
+        image: r.image,
+        digest: r.layerDigest,
+        size: r.size,
+        seconds: (performance.now() - started) / 1000,
+      };
+      manifestDigest = r.manifestDigest;
+    }
+    if (opts.expected?.digest && result.digest !== opts.expected.digest)
+      throw new Ms2mError("Conflict", "archive digest differs from the recorded checkpoint", {
+        retriable: false,
+      });
+    return manifestDigest ? { result, manifestDigest, path } : { result, path };
+  } finally {
+    await handle.close();
+  }
+}
