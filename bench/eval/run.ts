@@ -34,9 +34,10 @@ import {
   workloadNames,
   type ControllerTestEnv,
   type Workload,
-} from "../../test/cluster/controller/env.ts";
+} from "../../test/harness/stack.ts";
 import type { StatefulMigration } from "../../src/api/v1alpha1/index.ts";
 import { Producer } from "../../workload/producer.ts";
+import { deleteBrokerObjects, runMatcher } from "./broker.ts";
 import { boxPlot, stackedBars } from "./svg.ts";
 import { downtimeMs, median } from "./stats.ts";
 
@@ -295,6 +296,7 @@ async function runOnce(
   ];
   const id = `${short}-r${rate}-n${rep}`;
   const w = workloadNames(ns, id, work, c.kind === "sts");
+  usedWorkloads.add(w.name);
   const appliedDir = join(work, "applied", id);
   await mkdir(appliedDir, { recursive: true });
   const row: Row = {
@@ -332,6 +334,7 @@ async function runOnce(
       },
     );
     const m = await waitDone(env, ns, `m-${id}`, Number(args["timeout-s"]) * 1000);
+    if (m.metadata?.uid) usedUids.add(m.metadata.uid);
     const to = Date.now();
     row.outcome =
       m.status?.phase === "Completed" ? "Completed" : `Failed(${m.status?.failure?.reason ?? "?"})`;
@@ -477,6 +480,10 @@ function plots(rows: Row[]): void {
 }
 
 // ---- main ----
+/** What the run made on the shared broker, removed at the end (local runs: 127.0.0.1:5672). */
+const usedWorkloads = new Set<string>();
+const usedUids = new Set<string>();
+let runNamespace = "";
 const work = resolve(join(out, "work"));
 await mkdir(work, { recursive: true });
 const rows: Row[] = [];
@@ -489,9 +496,10 @@ try {
     await env.core.createNamespace({ body: { metadata: { name: ns } } }).catch(() => undefined);
   } else {
     env = await localEnv(work);
-    const { createNamespace } = await import("../../test/cluster/controller/env.ts");
+    const { createNamespace } = await import("../../test/harness/stack.ts");
     ns = await createNamespace(env, "eval");
   }
+  runNamespace = ns;
   const total = configs.length * rates.length * reps;
   const startedAt = Date.now();
   progress(0, total, startedAt, "");
@@ -523,6 +531,14 @@ try {
   }
   await rm(work, { recursive: true, force: true }).catch(() => undefined);
   await cleanup();
+  if (!remote && runNamespace) {
+    const gone = await deleteBrokerObjects(runMatcher(runNamespace, usedWorkloads, usedUids)).catch(
+      (err: unknown) => (console.error("broker cleanup:", err), { queues: 0, exchanges: 0 }),
+    );
+    process.stderr.write(
+      `broker: deleted ${gone.queues} queues and ${gone.exchanges} exchanges of this run\n`,
+    );
+  }
 }
 const lost = rows.reduce((a, r) => a + r.lost, 0);
 process.exit(lost > 0 || rows.some((r) => r.outcome !== "Completed") ? 1 : 0);
