@@ -9,6 +9,7 @@ import type {
   V1Pod,
   V1ReplicaSet,
   V1StatefulSet,
+  V1Deployment,
 } from "@kubernetes/client-node";
 import { AppsV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version, type StatefulMigration } from "../../api/v1alpha1/index.ts";
@@ -129,10 +130,30 @@ export class Manager {
       list: () => apps.listStatefulSetForAllNamespaces(),
       onChange: owners("StatefulSet"),
     });
+    // A Deployment above the source's ReplicaSet (a rollout or scale during a migration).
+    const deployments = new ResilientInformer<V1Deployment>({
+      kc,
+      log,
+      path: "/apis/apps/v1/deployments",
+      list: () => apps.listDeploymentForAllNamespaces(),
+      onChange: (d) =>
+        this.enqueueWhere(
+          d.metadata?.namespace,
+          (m) =>
+            m.status?.owner?.workloadKind === "Deployment" &&
+            m.status.owner.workloadName === d.metadata?.name,
+        ),
+    });
     // The migration cache must exist before the others route events through it.
     await this.migrations.start();
     this.informers.push(this.migrations);
-    for (const inf of [pods, nodes, rs, sts] as unknown as ResilientInformer<KubernetesObject>[]) {
+    for (const inf of [
+      pods,
+      nodes,
+      rs,
+      sts,
+      deployments,
+    ] as unknown as ResilientInformer<KubernetesObject>[]) {
       this.informers.push(inf);
       await inf.start();
     }
