@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   ControllerProcess,
+  consumerTemplate,
   controllerTestEnv,
   createBarePod,
   createDeployment,
@@ -23,6 +24,7 @@ import {
   workloadNames,
 } from "./env.ts";
 import { sleep } from "../../harness/exec.ts";
+import { mustSucceed } from "../../harness/fixtures.ts";
 
 // Whole migrations on the real control plane (real Deployment/ReplicaSet/StatefulSet
 // controllers), the agents run by the simulated nodes from config/'s DaemonSet, the controller
@@ -91,6 +93,74 @@ describe("strategy detection", () => {
       () => getMigration(env, ns, `det-${w.name}`).then((x) => x ?? Promise.reject({ code: 404 })),
       "migration",
     );
+  });
+});
+
+describe("strategy detection: other owners", () => {
+  it("ReplicaSet without a Deployment -> ShadowPod", async () => {
+    const w = workloadNames(ns, "det-rs", work);
+    const template = consumerTemplate(w, env, "node-a");
+    await env.apps.createNamespacedReplicaSet({
+      namespace: ns,
+      body: {
+        metadata: { name: w.name },
+        spec: { replicas: 1, selector: { matchLabels: { app: w.name } }, template },
+      },
+    });
+    const pod = (await waitForConsumers(env, ns, w.name, 1))[0]?.metadata?.name ?? "";
+    await createMigration(env, ns, `det-${w.name}`, w, { sourcePod: pod, targetNode: "node-b" });
+    const m = await waitForPhase(env, ns, `det-${w.name}`, [
+      "Checkpointing",
+      "Transferring",
+      "Restoring",
+      "Replaying",
+      "Finalizing",
+      "Completed",
+    ]);
+    expect(m.status?.strategy).toBe("ShadowPod");
+    expect(m.status?.owner).toMatchObject({ kind: "ReplicaSet", name: w.name });
+    expect(m.status?.owner?.workloadKind).toBeUndefined();
+    await deleteMigration(env, ns, `det-${w.name}`);
+    await waitForGone(
+      () => getMigration(env, ns, `det-${w.name}`).then((x) => x ?? Promise.reject({ code: 404 })),
+      "migration",
+    );
+  });
+
+  it("a Job's pod is refused in Pending (UnsupportedOwner) and left as it was", async () => {
+    const w = workloadNames(ns, "det-job", work);
+    const template = consumerTemplate(w, env, "node-a");
+    mustSucceed(
+      await env.kubectl(
+        ["-n", ns, "apply", "-f", "-"],
+        JSON.stringify({
+          apiVersion: "batch/v1",
+          kind: "Job",
+          metadata: { name: w.name },
+          spec: {
+            backoffLimit: 0,
+            template: { ...template, spec: { ...template.spec, restartPolicy: "Never" } },
+          },
+        }),
+      ),
+      "create Job",
+    );
+    const [pod] = await waitForConsumers(env, ns, w.name, 1);
+    await createMigration(env, ns, `det-${w.name}`, w, {
+      sourcePod: pod?.metadata?.name ?? "",
+      targetNode: "node-b",
+    });
+    const m = await waitForPhase(env, ns, `det-${w.name}`, ["Failed"]).catch(
+      async () => (await getMigration(env, ns, `det-${w.name}`))!,
+    );
+    expect(m.status?.phase).toBe("Failed");
+    expect(m.status?.failure).toMatchObject({ phase: "Pending", reason: "UnsupportedOwner" });
+    expect(m.status?.failure?.message).toContain("Job");
+    const after = await env.core.readNamespacedPod({ namespace: ns, name: pod?.metadata?.name ?? "" });
+    expect(after.metadata?.uid).toBe(pod?.metadata?.uid);
+    expect(after.metadata?.labels).toEqual(pod?.metadata?.labels);
+    expect(after.metadata?.finalizers ?? []).toEqual(pod?.metadata?.finalizers ?? []);
+    mustSucceed(await env.kubectl(["-n", ns, "delete", "job", w.name, "--wait=false"]), "delete Job");
   });
 });
 
