@@ -7,7 +7,11 @@ import { readFile } from "node:fs/promises";
 import { Ms2mError } from "../src/common/errors.ts";
 import { sendArchive } from "../src/checkpoint/direct.ts";
 import { parseImageReference } from "../src/checkpoint/image.ts";
-import { pushCheckpointImage, type RegistryOptions } from "../src/checkpoint/registry.ts";
+import {
+  parseRegistryCredentials,
+  pushCheckpointImage,
+  type RegistryOptions,
+} from "../src/checkpoint/registry.ts";
 import { AGENT_SERVER_NAME } from "../src/transfer/client.ts";
 import type { SendRequest, SendResponse } from "../src/transfer/types.ts";
 import { openArchive, resolveArchiveName } from "./archives.ts";
@@ -40,14 +44,13 @@ export interface SendOutcome {
   path: string;
 }
 
-/** Registry connection options from the configuration (CA and basic credentials re-read per call). */
+/** Registry connection options from the configuration (CA and credentials re-read per call). */
 export async function registryOptions(config: SenderConfig): Promise<RegistryOptions> {
   const opts: RegistryOptions = { insecureHosts: config.AGENT_INSECURE_REGISTRIES };
   if (config.AGENT_REGISTRY_CA_FILE) opts.ca = await readFile(config.AGENT_REGISTRY_CA_FILE);
   if (config.AGENT_REGISTRY_CREDENTIALS_FILE) {
-    const text = (await readFile(config.AGENT_REGISTRY_CREDENTIALS_FILE, "utf8")).trim();
-    const colon = text.indexOf(":");
-    if (colon > 0) opts.auth = { username: text.slice(0, colon), password: text.slice(colon + 1) };
+    // "user:password", or a docker config JSON (kubernetes.io/dockerconfigjson), per host
+    opts.auth = parseRegistryCredentials(await readFile(config.AGENT_REGISTRY_CREDENTIALS_FILE, "utf8"));
   }
   return opts;
 }

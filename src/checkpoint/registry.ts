@@ -2,6 +2,7 @@
 // archive once: it is hashed and inspected while it is uploaded (chunked PATCH), and the digest
 // is only named in the final PUT. The pull streams the layer through the same checks into an
 // OCI layout; config and manifest are rebuilt locally (deterministic), never trusted.
+import { createHash } from "node:crypto";
 import { rename } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { Agent, request, type Dispatcher } from "undici";
@@ -22,18 +23,27 @@ import {
 } from "./image.ts";
 import { StreamMeter, receiveArchive } from "./stream.ts";
 
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+}
+
 export interface RegistryOptions {
   /** Registry hosts (host[:port]) reached over plain HTTP: loopback test registries only. */
   insecureHosts?: string[];
-  /** Extra CA certificates (PEM) for HTTPS registries. */
+  /** Extra CA certificates (PEM) for HTTPS registries (and their token servers). */
   ca?: string | Buffer | undefined;
-  /** Basic credentials. */
-  auth?: { username: string; password: string } | undefined;
+  /**
+   * Credentials: sent as Basic to a registry that asks for Basic, or to the token server a
+   * registry names in a Bearer challenge. A function picks them per registry host.
+   */
+  auth?: RegistryCredentials | ((host: string) => RegistryCredentials | undefined) | undefined;
   signal?: AbortSignal | undefined;
   dispatcher?: Dispatcher;
 }
 
 const MAX_MANIFEST_BYTES = 256 * 1024;
+const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
 
 function baseUrl(ref: ImageReference, opts: RegistryOptions): string {
   const scheme = opts.insecureHosts?.includes(ref.host) ? "http" : "https";
@@ -52,15 +62,273 @@ function dispatcherFor(opts: RegistryOptions): Dispatcher {
   return d;
 }
 
-function headers(opts: RegistryOptions, extra: Record<string, string> = {}): Record<string, string> {
-  const h: Record<string, string> = { ...extra };
-  if (opts.auth) {
-    h.authorization = `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString("base64")}`;
-  }
-  return h;
+// ---- authentication: Basic, or Bearer tokens per the distribution token spec ----
+//
+// Nothing is sent before a registry asks: the first request to a registry goes without
+// credentials, a 401 names the scheme (remembered per registry origin), and every later
+// request authenticates up front — so a streamed upload body never meets a 401 it could not
+// replay. Bearer: GET <realm>?service=…&scope=… with Basic credentials (or anonymously), token
+// or access_token from the JSON answer, cached per realm/service/scope/identity until
+// expires_in (default 60 s) minus a margin. Credentials and tokens never appear in errors.
+
+interface Challenge {
+  scheme: "basic" | "bearer";
+  realm?: string;
+  service?: string;
+  scope?: string;
+  error?: string;
 }
 
-async function fail(op: string, res: Dispatcher.ResponseData): Promise<never> {
+/** Parses a WWW-Authenticate header (first Basic or Bearer challenge). */
+export function parseChallenge(header: string | string[] | undefined): Challenge | undefined {
+  const text = Array.isArray(header) ? header.join(", ") : (header ?? "");
+  const re = /(Basic|Bearer)\s*((?:[a-zA-Z_][\w-]*\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^\s,"]*)\s*,?\s*)*)/i;
+  const m = re.exec(text);
+  if (!m) return undefined;
+  const c: Challenge = { scheme: m[1]!.toLowerCase() as "basic" | "bearer" };
+  const params = /([a-zA-Z_][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))/g;
+  for (const p of (m[2] ?? "").matchAll(params)) {
+    const key = p[1]!.toLowerCase();
+    const value = p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : (p[3] ?? "");
+    if (key === "realm" || key === "service" || key === "scope" || key === "error") c[key] = value;
+  }
+  return c;
+}
+
+const challenges = new Map<string, Challenge>();
+const tokens = new Map<string, { token: string; expiresAt: number }>();
+let tokenRequests = 0;
+
+/** Forgets remembered challenges and cached tokens (tests; credentials rotated). */
+export function clearRegistryAuthCache(): void {
+  challenges.clear();
+  tokens.clear();
+}
+
+/** How many token-server requests this process made (tests, diagnostics). */
+export function registryTokenRequests(): number {
+  return tokenRequests;
+}
+
+function credentialsFor(host: string, opts: RegistryOptions): RegistryCredentials | undefined {
+  return typeof opts.auth === "function" ? opts.auth(host) : opts.auth;
+}
+
+function basic(c: RegistryCredentials): string {
+  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString("base64")}`;
+}
+
+/**
+ * Parses the agent's registry credentials file: `username:password`, or a docker config JSON
+ * (`.dockerconfigjson` of a kubernetes.io/dockerconfigjson Secret: `auths.<host>.auth` or
+ * `username`/`password`), picked per registry host.
+ */
+export function parseRegistryCredentials(
+  text: string,
+): RegistryCredentials | ((host: string) => RegistryCredentials | undefined) | undefined {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("{")) {
+    let cfg: { auths?: Record<string, { auth?: string; username?: string; password?: string }> };
+    try {
+      cfg = JSON.parse(trimmed) as typeof cfg;
+    } catch {
+      throw new Ms2mError("BadRequest", "registry credentials file is neither user:password nor JSON");
+    }
+    const byHost = new Map<string, RegistryCredentials>();
+    for (const [key, entry] of Object.entries(cfg.auths ?? {})) {
+      let host = key;
+      try {
+        if (/^[a-z]+:\/\//i.test(key)) host = new URL(key).host;
+      } catch {
+        continue;
+      }
+      host = host.replace(/\/.*$/, "");
+      let username = entry.username;
+      let password = entry.password;
+      if (entry.auth) {
+        const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
+        const colon = decoded.indexOf(":");
+        if (colon > 0) [username, password] = [decoded.slice(0, colon), decoded.slice(colon + 1)];
+      }
+      if (username && password !== undefined) byHost.set(host, { username, password });
+    }
+    const hub = byHost.get("index.docker.io");
+    return (host) =>
+      byHost.get(host) ?? (host === "docker.io" || host === "registry-1.docker.io" ? hub : undefined);
+  }
+  const colon = trimmed.indexOf(":");
+  return colon > 0 ? { username: trimmed.slice(0, colon), password: trimmed.slice(colon + 1) } : undefined;
+}
+
+/** What one registry call needs: the repository and the actions of its token scope. */
+interface Access {
+  repository: string;
+  actions: ("pull" | "push" | "delete")[];
+}
+
+function scopeOf(access: Access): string {
+  return `repository:${access.repository}:${access.actions.join(",")}`;
+}
+
+async function fetchToken(
+  origin: string,
+  host: string,
+  c: Challenge,
+  scopes: string[],
+  opts: RegistryOptions,
+  fresh: boolean,
+): Promise<string> {
+  if (!c.realm) throw new Ms2mError("Unauthorized", `registry ${host}: Bearer challenge without a realm`);
+  let realm: URL;
+  try {
+    realm = new URL(c.realm);
+  } catch {
+    throw new Ms2mError("Unauthorized", `registry ${host}: unusable token realm`);
+  }
+  if (realm.username || realm.password || realm.hash)
+    throw new Ms2mError("Unauthorized", `registry ${host}: unusable token realm`);
+  if (
+    realm.protocol !== "https:" &&
+    !(realm.protocol === "http:" && opts.insecureHosts?.includes(realm.host))
+  )
+    throw new Ms2mError("Unauthorized", `registry ${host}: token realm ${realm.origin} is not https`);
+  const creds = credentialsFor(host, opts);
+  const identity = creds
+    ? createHash("sha256").update(`${creds.username}\0${creds.password}`).digest("hex")
+    : "anonymous";
+  const key = [origin, realm.href, c.service ?? "", ...scopes, identity].join("\n");
+  const cached = tokens.get(key);
+  if (!fresh && cached && cached.expiresAt > Date.now()) return cached.token;
+  if (c.service) realm.searchParams.set("service", c.service);
+  for (const s of scopes) realm.searchParams.append("scope", s);
+  tokenRequests++;
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(realm, {
+      method: "GET",
+      headers: creds ? { authorization: basic(creds) } : {},
+      dispatcher: dispatcherFor(opts),
+      signal: opts.signal,
+    });
+  } catch (err) {
+    throw new Ms2mError(
+      "ServiceUnavailable",
+      `registry token server ${realm.origin} unreachable: ${(err as Error).message}`,
+    );
+  }
+  let text: string;
+  try {
+    text = await readLimited(res.body, MAX_TOKEN_RESPONSE_BYTES);
+  } catch {
+    throw new Ms2mError("ServiceUnavailable", `registry token server ${realm.origin}: answer too large`);
+  }
+  if (res.statusCode === 401 || res.statusCode === 403) {
+    throw new Ms2mError(
+      res.statusCode === 401 ? "Unauthorized" : "Forbidden",
+      `registry ${host}: token server ${realm.origin} refused ${creds ? `the credentials of ${JSON.stringify(creds.username)}` : "anonymous access"} (HTTP ${res.statusCode})`,
+      { retriable: false },
+    );
+  }
+  if (res.statusCode !== 200) {
+    throw new Ms2mError(
+      res.statusCode >= 500 ? "ServiceUnavailable" : reasonForCode(res.statusCode),
+      `registry ${host}: token server ${realm.origin} answered HTTP ${res.statusCode}`,
+    );
+  }
+  let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    throw new Ms2mError("ServiceUnavailable", `registry ${host}: token server answer is not JSON`);
+  }
+  const token = typeof body.token === "string" && body.token ? body.token : body.access_token;
+  if (typeof token !== "string" || !/^[\x21-\x7e]{1,16384}$/.test(token))
+    throw new Ms2mError("ServiceUnavailable", `registry ${host}: token server answer has no usable token`);
+  // The spec's default lifetime is 60 s; renew before expiry (a quarter, at most 30 s, early).
+  const lifetime =
+    typeof body.expires_in === "number" && Number.isFinite(body.expires_in) && body.expires_in > 0
+      ? body.expires_in * 1000
+      : 60_000;
+  tokens.set(key, { token, expiresAt: Date.now() + lifetime - Math.min(30_000, lifetime / 4) });
+  if (tokens.size > 1000) tokens.delete(tokens.keys().next().value!);
+  return token;
+}
+
+async function authorization(
+  url: URL,
+  access: Access,
+  opts: RegistryOptions,
+  fresh = false,
+): Promise<string | undefined> {
+  const c = challenges.get(url.origin);
+  if (!c) return undefined;
+  const creds = credentialsFor(url.host, opts);
+  if (c.scheme === "basic") return creds ? basic(creds) : undefined;
+  const scopes = [scopeOf(access)];
+  // A registry asking for more than we thought (insufficient_scope names it): ask for that too.
+  if (c.scope && !scopes.includes(c.scope)) scopes.push(c.scope);
+  return `Bearer ${await fetchToken(url.origin, url.host, c, scopes, opts, fresh)}`;
+}
+
+async function readLimited(body: AsyncIterable<Buffer>, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body) {
+    n += chunk.length;
+    if (n > max) throw new Error("too large");
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+interface RegistryRequest {
+  method: "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
+  headers?: Record<string, string>;
+  /** A Buffer can be replayed after a 401; a stream cannot (it is sent authenticated up front). */
+  body?: Buffer | Readable;
+}
+
+/**
+ * One registry call with authentication: credentials up front when the registry's scheme is
+ * known, otherwise (and after an expired/insufficient token) one retry answering the challenge.
+ */
+async function registryRequest(
+  target: string | URL,
+  access: Access,
+  init: RegistryRequest,
+  opts: RegistryOptions,
+): Promise<Dispatcher.ResponseData> {
+  const url = new URL(target);
+  const send = async (auth: string | undefined) =>
+    request(url, {
+      method: init.method,
+      headers: { ...init.headers, ...(auth ? { authorization: auth } : {}) },
+      ...(init.body ? { body: init.body } : {}),
+      dispatcher: dispatcherFor(opts),
+      signal: opts.signal,
+    });
+  const first = await authorization(url, access, opts);
+  const res = await send(first);
+  if (res.statusCode !== 401) return res;
+  const c = parseChallenge(res.headers["www-authenticate"]);
+  const replayable = !(init.body instanceof Readable);
+  if (!c || !replayable) return res;
+  // Basic credentials refused, or none to offer: nothing a retry would change.
+  if (c.scheme === "basic" && (first?.startsWith("Basic ") || !credentialsFor(url.host, opts))) {
+    challenges.set(url.origin, c);
+    return res;
+  }
+  await res.body.dump();
+  challenges.set(url.origin, c);
+  // A token we already sent was refused (expired early, revoked, or too narrow): a fresh one.
+  return send(await authorization(url, access, opts, first !== undefined));
+}
+
+function headers(extra: Record<string, string> = {}): Record<string, string> {
+  return { ...extra };
+}
+
+async function fail(op: string, res: Dispatcher.ResponseData, access?: Access): Promise<never> {
   const text = (await res.body.text().catch(() => "")).slice(0, 300);
   const reason =
     res.statusCode === 404
@@ -68,7 +336,20 @@ async function fail(op: string, res: Dispatcher.ResponseData): Promise<never> {
       : res.statusCode >= 500
         ? "ServiceUnavailable"
         : reasonForCode(res.statusCode);
-  throw new Ms2mError(reason, `registry ${op}: HTTP ${res.statusCode} ${text}`);
+  let hint = "";
+  if (res.statusCode === 401 || res.statusCode === 403) {
+    const c = parseChallenge(res.headers["www-authenticate"]);
+    if (c?.error === "insufficient_scope" || res.statusCode === 403)
+      hint = access
+        ? ` (the credentials do not grant ${access.actions.join(",")} on ${access.repository})`
+        : " (insufficient scope)";
+    else hint = " (authentication required or refused)";
+  }
+  throw new Ms2mError(
+    res.statusCode === 401 && hint.startsWith(" (the credentials") ? "Forbidden" : reason,
+    `registry ${op}: HTTP ${res.statusCode}${hint} ${text}`.trim(),
+    res.statusCode === 401 || res.statusCode === 403 ? { retriable: false } : undefined,
+  );
 }
 
 function location(res: Dispatcher.ResponseData, base: string): URL {
@@ -80,14 +361,14 @@ function location(res: Dispatcher.ResponseData, base: string): URL {
   return url;
 }
 
-async function startUpload(base: string, opts: RegistryOptions): Promise<URL> {
-  const res = await request(`${base}/blobs/uploads/`, {
-    method: "POST",
-    headers: headers(opts, { "content-length": "0" }),
-    dispatcher: dispatcherFor(opts),
-    signal: opts.signal,
-  });
-  if (res.statusCode !== 202) await fail("start upload", res);
+async function startUpload(base: string, access: Access, opts: RegistryOptions): Promise<URL> {
+  const res = await registryRequest(
+    `${base}/blobs/uploads/`,
+    access,
+    { method: "POST", headers: headers({ "content-length": "0" }) },
+    opts,
+  );
+  if (res.statusCode !== 202) await fail("start upload", res, access);
   await res.body.dump();
   return location(res, base);
 }
@@ -96,26 +377,21 @@ async function putSmallBlob(
   base: string,
   bytes: Buffer,
   digest: string,
+  access: Access,
   opts: RegistryOptions,
 ): Promise<void> {
-  const head = await request(`${base}/blobs/${digest}`, {
-    method: "HEAD",
-    headers: headers(opts),
-    dispatcher: dispatcherFor(opts),
-    signal: opts.signal,
-  });
+  const head = await registryRequest(`${base}/blobs/${digest}`, access, { method: "HEAD" }, opts);
   await head.body.dump();
   if (head.statusCode === 200) return;
-  const url = await startUpload(base, opts);
+  const url = await startUpload(base, access, opts);
   url.searchParams.set("digest", digest);
-  const res = await request(url, {
-    method: "PUT",
-    headers: headers(opts, { "content-type": "application/octet-stream" }),
-    body: bytes,
-    dispatcher: dispatcherFor(opts),
-    signal: opts.signal,
-  });
-  if (res.statusCode !== 201) await fail("put blob", res);
+  const res = await registryRequest(
+    url,
+    access,
+    { method: "PUT", headers: headers({ "content-type": "application/octet-stream" }), body: bytes },
+    opts,
+  );
+  if (res.statusCode !== 201) await fail("put blob", res, access);
   await res.body.dump();
 }
 
@@ -139,9 +415,11 @@ export async function pushCheckpointImage(
   const ref = parseImageReference(imageRef);
   assertContainerName(containerName);
   const base = baseUrl(ref, opts);
+  const access: Access = { repository: ref.repository, actions: ["pull", "push"] };
   const meter = new StreamMeter({ maxBytes: opts.maxBytes, expectedSize: opts.expectedSize, inspect: true });
   const onBytes = opts.onBytes;
-  const uploadUrl = await startUpload(base, opts);
+  // Learns the registry's auth scheme (and gets a token) before the body that cannot be replayed.
+  const uploadUrl = await startUpload(base, access, opts);
   const body = Readable.from(
     (async function* () {
       for await (const chunk of source as AsyncIterable<Buffer>) {
@@ -154,13 +432,12 @@ export async function pushCheckpointImage(
   );
   let res: Dispatcher.ResponseData;
   try {
-    res = await request(uploadUrl, {
-      method: "PATCH",
-      headers: headers(opts, { "content-type": "application/octet-stream" }),
-      body,
-      dispatcher: dispatcherFor(opts),
-      signal: opts.signal,
-    });
+    res = await registryRequest(
+      uploadUrl,
+      access,
+      { method: "PATCH", headers: headers({ "content-type": "application/octet-stream" }), body },
+      opts,
+    );
   } catch (err) {
     // A meter error (bad tar, too large) surfaces as the request's error cause.
     let e: unknown = err;
@@ -170,49 +447,46 @@ export async function pushCheckpointImage(
       cause: err,
     });
   }
-  if (res.statusCode !== 202) await fail("upload", res);
+  if (res.statusCode !== 202) await fail("upload", res, access);
   await res.body.dump();
   const { digest, size } = meter.finish();
   const finalUrl = location(res, base);
   finalUrl.searchParams.set("digest", digest);
-  const put = await request(finalUrl, {
-    method: "PUT",
-    headers: headers(opts, { "content-length": "0" }),
-    dispatcher: dispatcherFor(opts),
-    signal: opts.signal,
-  });
-  if (put.statusCode !== 201) await fail("commit upload", put);
+  const put = await registryRequest(
+    finalUrl,
+    access,
+    { method: "PUT", headers: headers({ "content-length": "0" }) },
+    opts,
+  );
+  if (put.statusCode !== 201) await fail("commit upload", put, access);
   await put.body.dump();
 
   const image = describeCheckpointImage({ digest, size }, containerName);
-  await putSmallBlob(base, image.config.bytes, image.config.descriptor.digest, opts);
-  const man = await request(`${base}/manifests/${ref.tag}`, {
-    method: "PUT",
-    headers: headers(opts, { "content-type": MEDIA_TYPE_MANIFEST }),
-    body: image.manifest.bytes,
-    dispatcher: dispatcherFor(opts),
-    signal: opts.signal,
-  });
-  if (man.statusCode !== 201) await fail("put manifest", man);
+  await putSmallBlob(base, image.config.bytes, image.config.descriptor.digest, access, opts);
+  const man = await registryRequest(
+    `${base}/manifests/${ref.tag}`,
+    access,
+    { method: "PUT", headers: headers({ "content-type": MEDIA_TYPE_MANIFEST }), body: image.manifest.bytes },
+    opts,
+  );
+  if (man.statusCode !== 201) await fail("put manifest", man, access);
   await man.body.dump();
   return { image: imageRef, layerDigest: digest, size, manifestDigest: image.manifest.descriptor.digest };
 }
 
 async function getFollowing(
   url: string,
+  access: Access,
   opts: RegistryOptions,
   accept?: string,
 ): Promise<Dispatcher.ResponseData> {
   let current = new URL(url);
   for (let hop = 0; hop < 4; hop++) {
     const sameOrigin = current.origin === new URL(url).origin;
-    const res = await request(current, {
-      method: "GET",
-      // Credentials only to the registry itself, never to a redirect target (blob storage).
-      headers: sameOrigin ? headers(opts, accept ? { accept } : {}) : {},
-      dispatcher: dispatcherFor(opts),
-      signal: opts.signal,
-    });
+    // Credentials only to the registry itself, never to a redirect target (blob storage).
+    const res = sameOrigin
+      ? await registryRequest(current, access, { method: "GET", headers: accept ? { accept } : {} }, opts)
+      : await request(current, { method: "GET", dispatcher: dispatcherFor(opts), signal: opts.signal });
     if (res.statusCode >= 300 && res.statusCode < 400 && typeof res.headers.location === "string") {
       await res.body.dump();
       current = new URL(res.headers.location, current);
@@ -278,8 +552,9 @@ export async function pullCheckpointImage(
 ): Promise<PullResult> {
   const ref = parseImageReference(imageRef);
   const base = baseUrl(ref, opts);
-  const res = await getFollowing(`${base}/manifests/${ref.tag}`, opts, MEDIA_TYPE_MANIFEST);
-  if (res.statusCode !== 200) await fail("get manifest", res);
+  const access: Access = { repository: ref.repository, actions: ["pull"] };
+  const res = await getFollowing(`${base}/manifests/${ref.tag}`, access, opts, MEDIA_TYPE_MANIFEST);
+  if (res.statusCode !== 200) await fail("get manifest", res, access);
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -307,8 +582,8 @@ export async function pullCheckpointImage(
   if (layer.size > opts.maxBytes)
     throw new Ms2mError("RequestEntityTooLarge", "checkpoint layer exceeds the maximum size");
   const blobs = await initLayout(layoutDir);
-  const blobRes = await getFollowing(`${base}/blobs/${layer.digest}`, opts);
-  if (blobRes.statusCode !== 200) await fail("get blob", blobRes);
+  const blobRes = await getFollowing(`${base}/blobs/${layer.digest}`, access, opts);
+  if (blobRes.statusCode !== 200) await fail("get blob", blobRes, access);
   const part = `${blobs}/.partial`;
   const got = await receiveArchive(blobRes.body, part, {
     maxBytes: opts.maxBytes,
@@ -337,34 +612,32 @@ export async function deleteCheckpointImage(
   const base = baseUrl(ref, opts);
   let digest = opts.manifestDigest;
   if (!digest) {
-    const head = await request(`${base}/manifests/${ref.tag}`, {
-      method: "HEAD",
-      headers: headers(opts, { accept: MEDIA_TYPE_MANIFEST }),
-      dispatcher: dispatcherFor(opts),
-      signal: opts.signal,
-    });
-    await head.body.dump();
-    if (head.statusCode === 404) return "absent";
-    const d = head.headers["docker-content-digest"];
-    if (head.statusCode !== 200 || typeof d !== "string" || !/^sha256:[a-f0-9]{64}$/.test(d)) {
-      throw new Ms2mError(
-        head.statusCode >= 500 ? "ServiceUnavailable" : reasonForCode(head.statusCode),
-        `registry resolve manifest: HTTP ${head.statusCode}`,
-      );
+    const pull: Access = { repository: ref.repository, actions: ["pull"] };
+    const head = await registryRequest(
+      `${base}/manifests/${ref.tag}`,
+      pull,
+      { method: "HEAD", headers: headers({ accept: MEDIA_TYPE_MANIFEST }) },
+      opts,
+    );
+    if (head.statusCode === 404) {
+      await head.body.dump();
+      return "absent";
     }
+    const d = head.headers["docker-content-digest"];
+    if (head.statusCode !== 200) await fail("resolve manifest", head, pull);
+    await head.body.dump();
+    if (typeof d !== "string" || !/^sha256:[a-f0-9]{64}$/.test(d))
+      throw new Ms2mError("InternalError", "registry resolve manifest: no usable Docker-Content-Digest");
     digest = d;
   }
-  const res = await request(`${base}/manifests/${digest}`, {
-    method: "DELETE",
-    headers: headers(opts),
-    dispatcher: dispatcherFor(opts),
-    signal: opts.signal,
-  });
+  // Deleting needs the "delete" action (distribution; Harbor), asked for on its own scope.
+  const del: Access = { repository: ref.repository, actions: ["delete"] };
+  const res = await registryRequest(`${base}/manifests/${digest}`, del, { method: "DELETE" }, opts);
   if (res.statusCode === 404) {
     await res.body.dump();
     return "absent";
   }
-  if (res.statusCode !== 202 && res.statusCode !== 200) await fail("delete manifest", res);
+  if (res.statusCode !== 202 && res.statusCode !== 200) await fail("delete manifest", res, del);
   await res.body.dump();
   return "deleted";
 }

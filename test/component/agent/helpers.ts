@@ -230,8 +230,11 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-/** Debian's docker-registry on 127.0.0.1, HTTP, temp storage. */
-export async function startRegistry(): Promise<TestRegistry> {
+/**
+ * Debian's docker-registry on 127.0.0.1, HTTP, temp storage. `auth` is the YAML of the
+ * config's `auth:` section (htpasswd or token) when the registry should require credentials.
+ */
+export async function startRegistry(opts: { auth?: string } = {}): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), "ms2m-registry-"));
   const port = await freePort();
   const cfg = join(dir, "config.yml");
@@ -242,6 +245,7 @@ export async function startRegistry(): Promise<TestRegistry> {
       "log: { level: error, accesslog: { disabled: true } }",
       `storage: { filesystem: { rootdirectory: ${dir}/data }, delete: { enabled: true } }`,
       `http: { addr: 127.0.0.1:${port} }`,
+      ...(opts.auth ? [`auth: ${opts.auth}`] : []),
       "",
     ].join("\n"),
   );
@@ -252,7 +256,7 @@ export async function startRegistry(): Promise<TestRegistry> {
   for (let i = 0; i < 100; i++) {
     try {
       const res = await fetch(`http://${host}/v2/`);
-      if (res.status === 200) break;
+      if (res.status === 200 || (opts.auth && res.status === 401)) break;
     } catch {
       // not yet
     }
