@@ -9,6 +9,13 @@ import { parseAgentConfig, type AgentConfig } from "./config.ts";
 import { KubeReviewer } from "./kube-reviewer.ts";
 import { createMetrics } from "./metrics.ts";
 import { AgentServer } from "./server.ts";
+import { SEND_JOB_SUBCOMMAND } from "../src/transfer/job.ts";
+
+// `ms2m-agent send`: the transfer Job's one-shot send (agent/send-job.ts), then exit.
+if (process.argv[2] === SEND_JOB_SUBCOMMAND) {
+  const { runSendJob } = await import("./send-job.ts");
+  process.exit(await runSendJob());
+}
 
 let config: AgentConfig;
 try {

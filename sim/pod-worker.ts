@@ -1,7 +1,7 @@
 // One pod's lifecycle on a simulated node, like the kubelet's pod worker: volumes, images,
 // init containers, containers (restarts with back-off), readiness, and termination that
 // honours the grace period (SIGTERM, then SIGKILL) before the final deletion of the pod object.
-import { rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { V1Container, V1ContainerStatus, V1Pod, V1PodCondition } from "@kubernetes/client-node";
 import type { Logger } from "../src/common/logger.ts";
@@ -281,9 +281,15 @@ export class PodWorker {
     const exit = await container.exited;
     await this.deps.runtime.cleanup(container);
     rec.ready = false;
+    // As the kubelet: the termination message is what the process left at
+    // terminationMessagePath (at most 4096 bytes).
+    const message = (await readFile(this.terminationFile(rec)).catch(() => Buffer.alloc(0)))
+      .subarray(0, 4096)
+      .toString("utf8");
     rec.terminated = {
       exitCode: exit.exitCode,
       reason: exit.exitCode === 0 ? "Completed" : "Error",
+      ...(message ? { message } : {}),
       startedAt: container.startedAt,
       finishedAt: exit.finishedAt,
       containerID: `ms2m-sim://${container.id}`,
@@ -313,6 +319,7 @@ export class PodWorker {
     await this.sleep(lat.containerStartMs + (resolved.checkpoint ? lat.restoreMs : 0));
     this.checkAborted();
     await this.deps.volumes.containerRoot(spec.cwd, spec.mounts);
+    await writeFile(this.terminationFile(rec), "", { mode: 0o600 });
     let restoreFile: string | undefined;
     if (resolved.checkpoint) {
       // Beside the root folder, not in it: the root is rebuilt for every container instance.
@@ -341,11 +348,20 @@ export class PodWorker {
     });
   }
 
+  /** Host file behind the container's terminationMessagePath (beside its root folder). */
+  private terminationFile(rec: ContainerRecord): string {
+    return join(this.deps.paths.containerRoot(this.uid, rec.spec.name), "..", "termination-log");
+  }
+
   /** Simulator variables: where this container's mounts are on the host. */
   private hostPathEnv(rec: ContainerRecord, mounts: ContainerSpec["mounts"]): Record<string, string> {
+    const mounted: Record<string, string> = {
+      [rec.spec.terminationMessagePath ?? "/dev/termination-log"]: this.terminationFile(rec),
+      ...Object.fromEntries(mounts.map((m) => [m.destination, m.source])),
+    };
     const env: Record<string, string> = {
       MS2M_CONTAINER_ROOT: this.deps.paths.containerRoot(this.uid, rec.spec.name),
-      MS2M_MOUNTS: JSON.stringify(Object.fromEntries(mounts.map((m) => [m.destination, m.source]))),
+      MS2M_MOUNTS: JSON.stringify(mounted),
       MS2M_NODE_NAME: this.deps.config.nodeName,
     };
     // The file of a Downward API item with metadata.name, if the container mounts one.

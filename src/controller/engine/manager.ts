@@ -5,18 +5,20 @@
 import type {
   KubeConfig,
   KubernetesObject,
+  V1Job,
   V1Node,
   V1Pod,
   V1ReplicaSet,
   V1StatefulSet,
   V1Deployment,
 } from "@kubernetes/client-node";
-import { AppsV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version, type StatefulMigration } from "../../api/v1alpha1/index.ts";
 import { describeError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { ControllerMetrics } from "../../common/metrics.ts";
 import { CONTROLLER_NAME } from "../names.ts";
+import { LABEL_TRANSFER_MIGRATION_UID } from "../transfer-job.ts";
 import { RetryAfter, type Reconciler } from "../reconciler.ts";
 import { ResilientInformer } from "./informer.ts";
 import { defaultControllerRateLimiter } from "./ratelimiter.ts";
@@ -29,6 +31,8 @@ export interface ManagerOptions {
   metrics: ControllerMetrics;
   workers: number;
   resyncMs: number;
+  /** Watch the transfer Jobs in this namespace (the controller's own; unset: no Job watch). */
+  jobNamespace?: string;
 }
 
 const key = (ns: string | undefined, name: string | undefined) => `${ns ?? ""}/${name ?? ""}`;
@@ -144,6 +148,21 @@ export class Manager {
             m.status.owner.workloadName === d.metadata?.name,
         ),
     });
+    // Transfer Jobs (adapters/transfer-job.ts) carry their migration's UID.
+    const jobNs = this.opts.jobNamespace;
+    const batch = kc.makeApiClient(BatchV1Api);
+    const jobs = jobNs
+      ? new ResilientInformer<V1Job>({
+          kc,
+          log,
+          path: `/apis/batch/v1/namespaces/${jobNs}/jobs`,
+          list: () => batch.listNamespacedJob({ namespace: jobNs }),
+          onChange: (j) => {
+            const uid = j.metadata?.labels?.[LABEL_TRANSFER_MIGRATION_UID];
+            if (uid) this.enqueueWhere(undefined, (m) => m.metadata.uid === uid);
+          },
+        })
+      : undefined;
     // The migration cache must exist before the others route events through it.
     await this.migrations.start();
     this.informers.push(this.migrations);
@@ -153,6 +172,7 @@ export class Manager {
       rs,
       sts,
       deployments,
+      ...(jobs ? [jobs] : []),
     ] as unknown as ResilientInformer<KubernetesObject>[]) {
       this.informers.push(inf);
       await inf.start();

@@ -1,10 +1,15 @@
 // Transferring: each container's archive to where the target node's runtime reads it (the
-// registry, or the target node's own agent). Transfers are idempotent: re-entry repeats at most
-// the one that was in flight.
+// registry, or the target node's own agent), sent by the source node's agent or, where none runs,
+// by a transfer Job (adapters/transfer-job.ts). Transfers are idempotent: re-entry repeats at most
+// the one that was in flight, and a running Job is waited for.
 import { isMs2mError } from "../../common/errors.ts";
 import { next, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
 import { checkpointKey, checkpointTag, directImageName, uidOf } from "../names.ts";
+import { TransferInProgress } from "../transfer-job.ts";
+
+/** Backstop re-check of a running transfer Job; its watch events normally come first. */
+const JOB_POLL_MS = 5000;
 
 export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   const s = ctx.m.status ?? {};
@@ -34,6 +39,13 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
         key: checkpointKey(uidOf(ctx.m), c.name),
       });
     } catch (err) {
+      if (err instanceof TransferInProgress) {
+        // A transfer Job runs: its watch event brings us back (the poll is only a backstop).
+        if (err.created)
+          ctx.event("Normal", "TransferJobStarted", `${c.name}: Job ${err.job} sends from ${sourceNode}`);
+        ctx.deps.log.debug({ migration: `${ctx.namespace}/${ctx.name}`, job: err.job }, err.message);
+        return { type: "wait", afterMs: JOB_POLL_MS };
+      }
       if (isMs2mError(err) && !err.retriable) {
         return fail("TransferFailed", `transfer of ${c.name} (${mode}): ${err.message}`, err);
       }

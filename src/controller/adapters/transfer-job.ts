@@ -1,0 +1,323 @@
+// TransferPort over a Kubernetes Job (src/controller/transfer-job.ts) for source nodes where no
+// ms2m-agent runs, and the router that picks the agent or the Job per source node
+// (MS2M_TRANSFER_RUNNER). The Job is created once per (migration, container), watched (the
+// manager enqueues the migration on every change of a Job in the controller's namespace), read
+// (termination message of its pod) and deleted once it has finished.
+import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job } from "@kubernetes/client-node";
+import { Ms2mError, describeError, statusReasons, type StatusReason } from "../../common/errors.ts";
+import { getOrUndefined, isAlreadyExists, kubeCall, toMs2mError } from "../../kube/errors.ts";
+import { parseSendJobResult, type SendJobResult } from "../../transfer/job.ts";
+import { sendRequestSchema, type SendRequest } from "../../transfer/types.ts";
+import type { ArtifactRef, CleanupReport, TransferPort, TransferRequest, TransferResult } from "../ports.ts";
+import {
+  LABEL_TRANSFER_MIGRATION_UID,
+  SEND_CONTAINER,
+  TransferInProgress,
+  buildTransferJob,
+  transferJobName,
+  type TransferJobSettings,
+  type TransferRunner,
+} from "../transfer-job.ts";
+import { splitKey, type AgentLocator } from "./agent.ts";
+
+const isTrue = (job: V1Job, ...types: string[]) =>
+  (job.status?.conditions ?? []).some((c) => types.includes(c.type) && c.status === "True");
+const reasonOf = (r: string): StatusReason => (r in statusReasons ? (r as StatusReason) : "InternalError");
+
+export class JobTransfer implements TransferPort {
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+  readonly settings: TransferJobSettings;
+  private readonly locator: Pick<AgentLocator, "urlFor">;
+
+  constructor(kc: KubeConfig, settings: TransferJobSettings, locator: Pick<AgentLocator, "urlFor">) {
+    this.batch = kc.makeApiClient(BatchV1Api);
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.settings = settings;
+    this.locator = locator;
+  }
+
+  private get namespace(): string {
+    return this.settings.namespace;
+  }
+
+  /** The Job of this key, if one exists (running, finished or being deleted). */
+  async jobFor(key: string): Promise<V1Job | undefined> {
+    const { migration, container } = splitKey(key);
+    const name = transferJobName(migration, container);
+    return getOrUndefined(
+      () => this.batch.readNamespacedJob({ name, namespace: this.namespace }),
+      `get Job ${name}`,
+    );
+  }
+
+  /**
+   * Idempotent: creates the Job on the first call, then reports it in progress (TransferInProgress)
+   * until it has finished; returns its result and deletes it. A Job that failed with a definite
+   * refusal (bad archive, 403, …) is a non-retriable error; any other failure (target unreachable,
+   * deadline, pod lost) deletes the Job and is retried with a new one until the phase deadline.
+   */
+  async transfer(req: TransferRequest): Promise<TransferResult> {
+    const { migration: uid, container } = splitKey(req.key);
+    const name = transferJobName(uid, container);
+    const job = await this.jobFor(req.key);
+    if (!job) {
+      await this.start(req, uid, name);
+      throw new TransferInProgress(name, true, `transfer Job ${name} created on ${req.sourceNode}`);
+    }
+    if (job.metadata?.labels?.[LABEL_TRANSFER_MIGRATION_UID] !== uid) {
+      throw new Ms2mError("Conflict", `Job ${name} exists and belongs to another migration`, {
+        retriable: false,
+      });
+    }
+    if (job.metadata?.deletionTimestamp) {
+      throw new TransferInProgress(name, false, `transfer Job ${name} is being deleted`);
+    }
+    if (isTrue(job, "Complete", "SuccessCriteriaMet")) {
+      const result = await this.resultOf(job);
+      await this.deleteJob(name);
+      if (!result?.ok) {
+        throw new Ms2mError("InternalError", `transfer Job ${name} completed without a result; retrying`);
+      }
+      if (result.result.image !== req.image) {
+        throw new Ms2mError(
+          "Conflict",
+          `transfer Job ${name} sent ${result.result.image}, not ${req.image}`,
+          {
+            retriable: false,
+          },
+        );
+      }
+      return { image: result.result.image, digest: result.result.digest, bytes: result.result.size };
+    }
+    if (isTrue(job, "Failed", "FailureTarget")) {
+      const result = await this.resultOf(job);
+      await this.deleteJob(name);
+      const cond = (job.status?.conditions ?? []).find(
+        (c) => (c.type === "Failed" || c.type === "FailureTarget") && c.status === "True",
+      );
+      const why =
+        result && !result.ok
+          ? `${result.reason}: ${result.message}`
+          : `${cond?.reason ?? "Failed"}: ${cond?.message ?? "no result"}`;
+      if (result && !result.ok && !result.retriable) {
+        throw new Ms2mError(
+          reasonOf(result.reason),
+          `transfer Job ${name} on ${req.sourceNode} failed: ${why}`,
+          {
+            retriable: false,
+          },
+        );
+      }
+      throw new Ms2mError(
+        "ServiceUnavailable",
+        `transfer Job ${name} failed (${why}); retrying with a new Job`,
+      );
+    }
+    throw new TransferInProgress(
+      name,
+      false,
+      `transfer Job ${name} is running${await this.waitingReason(job)}`,
+    );
+  }
+
+  private async start(req: TransferRequest, uid: string, name: string): Promise<void> {
+    const destination: SendRequest["destination"] =
+      req.mode === "Direct"
+        ? { type: "agent", url: await this.locator.urlFor(req.targetNode), image: req.image }
+        : { type: "registry", image: req.image };
+    const parsed = sendRequestSchema.safeParse({
+      migration: uid,
+      namespace: req.namespace,
+      pod: req.pod,
+      container: req.container,
+      archive: req.archivePath,
+      destination,
+    });
+    if (!parsed.success) {
+      throw new Ms2mError(
+        "Invalid",
+        `transfer Job request: ${parsed.error.issues[0]?.message ?? "invalid"}`,
+        {
+          retriable: false,
+        },
+      );
+    }
+    const body = buildTransferJob(
+      {
+        migrationUid: uid,
+        source: `${req.namespace}/${req.pod}`,
+        sourceNode: req.sourceNode,
+        request: parsed.data,
+      },
+      this.settings,
+    );
+    try {
+      await this.batch.createNamespacedJob({ namespace: this.namespace, body });
+    } catch (err) {
+      if (isAlreadyExists(err)) return; // a concurrent reconcile (or the previous Job not yet gone)
+      throw toMs2mError(err, `create Job ${name}`);
+    }
+  }
+
+  /** The result the Job's newest pod left in its termination message. */
+  private async resultOf(job: V1Job): Promise<SendJobResult | undefined> {
+    const pods = await kubeCall(
+      () =>
+        this.core.listNamespacedPod({
+          namespace: this.namespace,
+          labelSelector: `batch.kubernetes.io/controller-uid=${job.metadata?.uid ?? ""}`,
+        }),
+      "list transfer Job pods",
+    );
+    const sorted = pods.items.sort(
+      (a, b) =>
+        new Date(b.metadata?.creationTimestamp ?? 0).getTime() -
+        new Date(a.metadata?.creationTimestamp ?? 0).getTime(),
+    );
+    for (const pod of sorted) {
+      const st = pod.status?.containerStatuses?.find((c) => c.name === SEND_CONTAINER);
+      const message = st?.state?.terminated?.message ?? st?.lastState?.terminated?.message;
+      const result = parseSendJobResult(message);
+      if (result) return result;
+    }
+    return undefined;
+  }
+
+  /** Why the Job's pod is not running yet, if it says (image pull, mount, …): for the logs. */
+  private async waitingReason(job: V1Job): Promise<string> {
+    try {
+      const pods = await this.core.listNamespacedPod({
+        namespace: this.namespace,
+        labelSelector: `batch.kubernetes.io/controller-uid=${job.metadata?.uid ?? ""}`,
+      });
+      const waiting = pods.items
+        .flatMap((p) => p.status?.containerStatuses ?? [])
+        .map((c) => c.state?.waiting)
+        .find((w) => w?.reason && w.reason !== "ContainerCreating");
+      return waiting
+        ? ` (pod waiting: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""})`
+        : "";
+    } catch {
+      return "";
+    }
+  }
+
+  private async deleteJob(name: string): Promise<void> {
+    try {
+      await this.batch.deleteNamespacedJob({
+        name,
+        namespace: this.namespace,
+        propagationPolicy: "Background",
+      });
+    } catch (err) {
+      const e = toMs2mError(err, `delete Job ${name}`);
+      if (e.reason !== "NotFound") throw e;
+    }
+  }
+
+  /** Deletes every transfer Job of these migrations (finished or not). */
+  async cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport> {
+    const uids = new Set(artifacts.flatMap((a) => (a.key ? [splitKey(a.key).migration] : [])));
+    for (const uid of uids) await this.deleteJobsOf(uid);
+    return { warnings: [] };
+  }
+
+  async deleteJobsOf(uid: string): Promise<void> {
+    const jobs = await kubeCall(
+      () =>
+        this.batch.listNamespacedJob({
+          namespace: this.namespace,
+          labelSelector: `${LABEL_TRANSFER_MIGRATION_UID}=${uid}`,
+        }),
+      "list transfer Jobs",
+    );
+    for (const j of jobs.items) if (j.metadata?.name) await this.deleteJob(j.metadata.name);
+  }
+}
+
+/**
+ * Picks where the send side runs: `agent` always the source node's agent, `job` always a Job,
+ * `auto` the agent where a Ready one runs on the source node and a Job elsewhere. A Job that
+ * already exists for the key is followed to its end (no second send after a route change).
+ */
+export class RoutedTransfer implements TransferPort {
+  readonly agent: TransferPort;
+  readonly job: JobTransfer;
+  readonly runner: TransferRunner;
+  private readonly locator: Pick<AgentLocator, "urlFor">;
+
+  constructor(
+    agent: TransferPort,
+    job: JobTransfer,
+    locator: Pick<AgentLocator, "urlFor">,
+    runner: TransferRunner,
+  ) {
+    this.agent = agent;
+    this.job = job;
+    this.locator = locator;
+    this.runner = runner;
+  }
+
+  /** Whether a Ready agent runs on the node. */
+  async agentOn(node: string): Promise<boolean> {
+    try {
+      await this.locator.urlFor(node);
+      return true;
+    } catch (err) {
+      if (err instanceof Ms2mError && err.reason === "ServiceUnavailable") return false;
+      throw err;
+    }
+  }
+
+  async transfer(req: TransferRequest): Promise<TransferResult> {
+    if (this.runner === "agent") return this.agent.transfer(req);
+    if (this.runner === "job") return this.job.transfer(req);
+    if (await this.job.jobFor(req.key)) return this.job.transfer(req);
+    return (await this.agentOn(req.sourceNode)) ? this.agent.transfer(req) : this.job.transfer(req);
+  }
+
+  /**
+   * Deletes the migration's Jobs, releases what the source agents recorded, and reports what no
+   * agent can remove: archives on nodes without an agent, and registry images a Job pushed.
+   */
+  async cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport> {
+    const warnings: string[] = [];
+    const errors: string[] = [];
+    if (this.runner !== "agent") {
+      try {
+        await this.job.cleanup(artifacts);
+      } catch (err) {
+        errors.push(`transfer Jobs: ${describeError(err)}`);
+      }
+    }
+    const viaAgent: ArtifactRef[] = [];
+    for (const a of artifacts) {
+      const agentThere =
+        this.runner === "agent" ||
+        (a.sourceNode !== "" && (await this.agentOn(a.sourceNode).catch(() => true)));
+      if (agentThere) viaAgent.push(a);
+      else if (a.archivePath)
+        warnings.push(
+          `no ms2m-agent on ${a.sourceNode}: checkpoint archive ${a.archivePath} stays on the node`,
+        );
+      if (
+        this.runner !== "agent" &&
+        a.mode === "Registry" &&
+        a.image &&
+        (!agentThere || this.runner === "job")
+      )
+        warnings.push(`registry image ${a.image} was pushed by a transfer Job and is not deleted`);
+    }
+    if (viaAgent.length > 0) {
+      try {
+        const report = await this.agent.cleanup(viaAgent);
+        warnings.push(...(report?.warnings ?? []));
+      } catch (err) {
+        errors.push(describeError(err));
+      }
+    }
+    if (errors.length > 0) throw new Ms2mError("ServiceUnavailable", errors.join("; "));
+    return { warnings };
+  }
+}
