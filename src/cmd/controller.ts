@@ -11,6 +11,8 @@ import { AGENT_SERVER_NAME, AgentClient } from "../transfer/index.ts";
 import { AgentTlsManager, KubeSecretStore } from "../controller/certs/index.ts";
 import { AgentCheckpointer, AgentLocator, AgentTransfer } from "../controller/adapters/agent.ts";
 import { NodeProxyCheckpointer, RoutingCheckpointer } from "../controller/adapters/node-proxy.ts";
+import { JobTransfer, RoutedTransfer } from "../controller/adapters/transfer-job.ts";
+import { transferJobSettingsFrom } from "../controller/transfer-job.ts";
 import { KubeCluster } from "../controller/adapters/kube-cluster.ts";
 import { KubeEvents } from "../controller/adapters/kube-events.ts";
 import { KubeLeaseStore } from "../controller/adapters/lease-store.ts";
@@ -65,7 +67,18 @@ if (cfg.CHECKPOINT_MODE !== "disabled") {
       : cfg.CHECKPOINT_MODE === "node-proxy"
         ? viaProxy
         : new RoutingCheckpointer(viaAgent, viaProxy, locator);
-  transfer = new AgentTransfer(client, locator);
+  const agentTransfer = new AgentTransfer(client, locator);
+  // Where no agent runs on the source node (or always, with MS2M_TRANSFER_RUNNER=job), a
+  // transfer Job sends the archive (src/controller/transfer-job.ts).
+  transfer =
+    cfg.MS2M_TRANSFER_RUNNER === "agent"
+      ? agentTransfer
+      : new RoutedTransfer(
+          agentTransfer,
+          new JobTransfer(kc, { ...transferJobSettingsFrom(cfg), logLevel: cfg.LOG_LEVEL }, locator),
+          locator,
+          cfg.MS2M_TRANSFER_RUNNER,
+        );
 }
 const messaging = new BrokerMessaging(log);
 const reconciler = new Reconciler({
@@ -87,6 +100,9 @@ const manager = new Manager({
   metrics,
   workers: cfg.MAX_CONCURRENT_RECONCILES,
   resyncMs: cfg.RESYNC_SECONDS * 1000,
+  ...(cfg.CHECKPOINT_MODE !== "disabled" && cfg.MS2M_TRANSFER_RUNNER !== "agent"
+    ? { jobNamespace: cfg.POD_NAMESPACE }
+    : {}),
 });
 
 let lastBundle = "";

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { env } from "../common/config.ts";
 import type { ControllerSettings } from "./context.ts";
+import { transferJobEnvShape } from "./transfer-job.ts";
 
 export const controllerEnv = z.object({
   KUBECONFIG: env.path().optional(),
@@ -49,6 +50,8 @@ export const controllerEnv = z.object({
   ROLLBACK_TIMEOUT_SECONDS: env.seconds().default(120),
   SOURCE_GRACE_SECONDS: z.coerce.number().int().min(0).max(300).default(1),
   REPLAY_POLL_MS: env.positiveInt().default(250),
+  /** Where the send side runs (agent, job, auto) and the transfer Job's settings. */
+  ...transferJobEnvShape,
 });
 export type ControllerEnv = z.infer<typeof controllerEnv>;
 
