@@ -19,7 +19,7 @@ interface Check {
 const describeCheck = (c: Check) =>
   `${c.verb} ${c.resource}${c.subresource ? `/${c.subresource}` : ""}${c.name ? `/${c.name}` : ""} ${c.namespace ? `in ${c.namespace}` : "cluster-wide"}`;
 
-let tokens: { controller: string; agent: string };
+let tokens: { controller: string; agent: string; transfer: string };
 
 beforeAll(async () => {
   // Only the API objects: the workloads themselves are not needed to test authorization.
@@ -28,6 +28,7 @@ beforeAll(async () => {
   tokens = {
     controller: await serviceAccountToken(kc, "ms2m-system", "ms2m-controller"),
     agent: await serviceAccountToken(kc, "ms2m-system", "ms2m-agent"),
+    transfer: await serviceAccountToken(kc, "ms2m-system", "ms2m-transfer"),
   };
 });
 
@@ -98,6 +99,12 @@ const controllerNeeds: Check[] = [
   { verb: "create", resource: "secrets", namespace: "ms2m-system" },
   { verb: "get", resource: "secrets", name: "ms2m-agent-ca", namespace: "ms2m-system" },
   { verb: "update", resource: "secrets", name: "ms2m-agent-ca", namespace: "ms2m-system" },
+  // Transfer Jobs, in its own namespace only.
+  ...["get", "list", "watch", "create", "delete"].map((verb) => ({
+    verb,
+    resource: "jobs.batch",
+    namespace: "ms2m-system",
+  })),
 ];
 
 const controllerMustNot: Check[] = [
@@ -125,6 +132,7 @@ const controllerMustNot: Check[] = [
   { verb: "update", resource: "statefulsets", subresource: "scale" },
   { verb: "patch", resource: "replicasets.apps" },
   { verb: "create", resource: "jobs.batch" },
+  { verb: "create", resource: "jobs.batch", namespace: "default" },
 ];
 
 const agentNeeds: Check[] = [
@@ -155,6 +163,21 @@ const agentMustNot: Check[] = [
   { verb: "create", resource: "rolebindings.rbac.authorization.k8s.io", namespace: "ms2m-system" },
 ];
 
+// The transfer Job: pushes an archive into a target agent, nothing else.
+const transferNeeds: Check[] = [
+  { verb: "create", resource: "agents.migration.ms2m.io", subresource: "receive" },
+];
+const transferMustNot: Check[] = [
+  { verb: "create", resource: "agents.migration.ms2m.io", subresource: "send" },
+  { verb: "create", resource: "agents.migration.ms2m.io", subresource: "checkpoint" },
+  { verb: "get", resource: "pods", namespace: "ms2m-system" },
+  { verb: "patch", resource: "pods", namespace: "ms2m-system" },
+  { verb: "get", resource: "secrets", name: "ms2m-agent-tls", namespace: "ms2m-system" },
+  { verb: "create", resource: "nodes", subresource: "checkpoint" },
+  { verb: "create", resource: "tokenreviews.authentication.k8s.io" },
+  { verb: "get", resource: "statefulmigrations.migration.ms2m.io" },
+];
+
 describe("controller ServiceAccount", () => {
   it.each(controllerNeeds.map((c) => [describeCheck(c), c] as const))("may %s", async (_d, c) => {
     expect(await canI(tokens.controller, c)).toBe(true);
@@ -182,6 +205,15 @@ describe("controller ServiceAccount", () => {
     expect(await canI(tokens.controller, { verb: "get", resource: "secrets", namespace: "default" })).toBe(
       false,
     );
+  });
+});
+
+describe("transfer Job ServiceAccount", () => {
+  it.each(transferNeeds.map((c) => [describeCheck(c), c] as const))("may %s", async (_d, c) => {
+    expect(await canI(tokens.transfer, c)).toBe(true);
+  });
+  it.each(transferMustNot.map((c) => [describeCheck(c), c] as const))("may not %s", async (_d, c) => {
+    expect(await canI(tokens.transfer, c)).toBe(false);
   });
 });
 
