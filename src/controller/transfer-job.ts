@@ -73,11 +73,10 @@ const REGISTRY_DIR = "/etc/ms2m/registry";
 
 /** Deterministic Job name per (migration, container); a DNS label (≤ 63: it becomes a pod label value). */
 export function transferJobName(migrationUid: string, container: string): string {
-  const uid = migrationUid.replaceAll("-", "").slice(0, 12);
-  const name = `ms2m-transfer-${uid}-${container}`;
-  if (name.length <= 63) return name;
+  const prefix = `ms2m-transfer-${migrationUid.replaceAll("-", "").slice(0, 12)}-`;
+  if (prefix.length + container.length <= 63) return prefix + container;
   const hash = createHash("sha256").update(container).digest("hex").slice(0, 8);
-  return `ms2m-transfer-${uid}-${container.slice(0, 63 - 24 - 1).replace(/-+$/, "")}-${hash}`;
+  return `${prefix}${container.slice(0, 63 - prefix.length - 9).replace(/-+$/, "")}-${hash}`;
 }
 
 export interface TransferJobInput {
