@@ -100,6 +100,8 @@ export async function sendCheckpoint(
           size,
           maxBytes: config.AGENT_MAX_ARCHIVE_BYTES,
           signal: opts.signal,
+          // recorded at checkpoint time: not hashed again here, the target verifies it
+          digest: opts.expected?.digest,
           ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
         },
       );
@@ -115,6 +117,8 @@ export async function sendCheckpoint(
         ...(await registryOptions(config)),
         maxBytes: config.AGENT_MAX_ARCHIVE_BYTES,
         expectedSize: size,
+        // recorded at checkpoint time: not hashed again here, the registry verifies it
+        expectedDigest: opts.expected?.digest,
         signal: opts.signal,
         ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
       });

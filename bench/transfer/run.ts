@@ -1,202 +1,327 @@
-// Transfer benchmark: direct (agent → agent) and registry paths against raw baselines measured
-// in the same run. Usage: node bench/transfer/run.ts [--sizes 30,300,1024]  (MB)
-import { execFileSync } from "node:child_process";
-import { createReadStream, createWriteStream, linkSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:https";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+// Transfer benchmark: the direct (agent → agent) and registry paths against raw baselines
+// measured in the same run, interleaved per repetition so drift (page cache, writeback, other
+// load) hits all of them alike.
+//
+//   node bench/transfer/run.ts [--sizes 30,300,1024] [--reps 3]      (sizes in MB)
+//
+// Per size and repetition, in this order, each on a fresh archive (new content: no layer or
+// blob is ever "already there"), `sync` before every timed step, nothing timed includes it:
+//   1. raw HTTPS copy: source process → target process, the body written to a file
+//   2. skopeo load: `skopeo copy oci:<layout> containers-storage:` of a ready-made layout
+//   3. skopeo push + pull through the registry (oci → docker://, docker:// → containers-storage)
+//   4. ms2m direct: POST /v1/send (agent) until the target answered "image loaded and verified"
+//   5. ms2m registry: POST /v1/send (registry) + POST /v1/pull until the image is loaded
+// Page caches are not dropped (that needs root and disturbs other work on the machine): the
+// archive is in the page cache for every path alike, as it is right after the kubelet wrote it.
+// The ms2m sends are recorded checkpoints (what the controller uses: POST /v1/checkpoint with a
+// migration key): the archive's sha256 was taken at checkpoint time, so the source does not
+// hash it again; the target (direct) or the registry (push) verifies it.
+// The two agents run in their own processes (127.0.0.1 and 127.0.0.2), as on two nodes; the
+// raw client and sink run in those same processes.
+import { execFileSync, fork, type ChildProcess } from "node:child_process";
+import { linkSync, mkdtempSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
-import { request as httpsRequest } from "node:https";
 import { writeFakeCheckpointArchive } from "../../src/checkpoint/fake-archive.ts";
 import { blobPath, describeCheckpointImage, initLayout, writeLayout } from "../../src/checkpoint/image.ts";
-import { storageReference } from "../../src/checkpoint/skopeo.ts";
+import { runSkopeo, storageReference, type StorageConfig } from "../../src/checkpoint/skopeo.ts";
 import { digestFile } from "../../src/checkpoint/stream.ts";
 import { AgentClient } from "../../src/transfer/client.ts";
-import { TOKENS, makePki, startAgent, startRegistry } from "../../test/component/agent/helpers.ts";
+import { TOKENS, makePki, startRegistry } from "../../test/component/agent/helpers.ts";
 
-const arg = process.argv.indexOf("--sizes");
-const sizes = (arg > 0 ? process.argv[arg + 1]! : "30,300,1024").split(",").map(Number);
+function flag(name: string, def: string): string {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1]! : def;
+}
+const sizes = flag("--sizes", "30,300,1024").split(",").map(Number);
+const reps = Number(flag("--reps", "3"));
+if (sizes.some((s) => !(s > 0)) || !(reps >= 1)) throw new Error("usage: --sizes 30,300 --reps 3");
 const MB = 1024 * 1024;
 
+// ---- the two node processes ----
+class Node {
+  private readonly proc: ChildProcess;
+  private next = 0;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  constructor() {
+    this.proc = fork(new URL("./node.ts", import.meta.url), [], { stdio: "inherit" });
+    this.proc.on("message", (m: { id: number; result?: unknown; error?: string }) => {
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      if (m.error !== undefined) w?.reject(new Error(m.error));
+      else w?.resolve(m.result);
+    });
+  }
+  call<T>(msg: Record<string, unknown>): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.proc.send({ id, msg });
+    });
+  }
+  disconnect() {
+    this.proc.disconnect();
+  }
+}
+interface Started {
+  url: string;
+  checkpointsDir: string;
+  store: StorageConfig;
+  sinkUrl: string;
+}
+
+const loadBefore = loadavg();
 const pki = makePki();
-const [source, target, registry] = await Promise.all([
-  startAgent(pki, { host: "127.0.0.1" }),
-  startAgent(pki, { host: "127.0.0.2" }),
-  startRegistry(),
+const registry = await startRegistry();
+const env = { AGENT_INSECURE_REGISTRIES: registry.host };
+const [srcNode, dstNode] = [new Node(), new Node()];
+const [source, target] = await Promise.all([
+  srcNode.call<Started>({ cmd: "start", host: "127.0.0.1", pkiDir: pki.dir, env }),
+  dstNode.call<Started>({ cmd: "start", host: "127.0.0.2", pkiDir: pki.dir, env }),
 ]);
-for (const a of [source, target]) (a.agent.config.AGENT_INSECURE_REGISTRIES as string[]).push(registry.host);
 const client = new AgentClient({ ca: pki.ca, token: () => TOKENS.controller });
 const work = mkdtempSync(join(tmpdir(), "ms2m-bench-"));
 
-// raw baseline server: HTTPS, writes the body to a file, nothing else
-const sink = createServer({ cert: pki.cert, key: pki.key }, (req, res) => {
-  const out = createWriteStream(join(work, `sink-${Math.random()}`));
-  pipeline(req, out).then(
-    () => res.end("ok"),
-    () => res.end("err"),
-  );
-});
-await new Promise<void>((r) => sink.listen(0, "127.0.0.2", r));
-const sinkPort = (sink.address() as AddressInfo).port;
-
-async function rawHttps(path: string, size: number): Promise<number> {
+const sync = () => execFileSync("sync");
+async function timed(fn: () => unknown): Promise<number> {
+  sync();
   const t = performance.now();
-  await new Promise<void>((resolve, reject) => {
-    const req = httpsRequest(
-      {
-        host: "127.0.0.2",
-        port: sinkPort,
-        method: "POST",
-        path: "/",
-        ca: pki.ca,
-        headers: { "content-length": size },
-      },
-      (res) => res.resume().on("end", resolve),
-    );
-    req.on("error", reject);
-    createReadStream(path, { highWaterMark: MB }).pipe(req);
-  });
+  await fn();
   return (performance.now() - t) / 1000;
 }
-
-function timed(fn: () => void): number {
-  const t = performance.now();
-  fn();
-  return (performance.now() - t) / 1000;
+function skopeo(...args: string[]) {
+  execFileSync("skopeo", ["--insecure-policy", ...args], { stdio: ["ignore", "ignore", "inherit"] });
 }
-
-const rows: string[][] = [];
-let n = 0;
-for (const sizeMb of sizes) {
-  n++;
-  const archive = join(work, `archive-${sizeMb}.tar`);
-  await writeFakeCheckpointArchive(archive, { size: sizeMb * MB, seed: n });
-  const { digest, size } = await digestFile(archive);
-  const mb = size / MB;
-
-  // baselines
-  const raw = await rawHttps(archive, size);
-  const layout = join(work, `layout-${sizeMb}`);
-  await initLayout(layout);
-  linkSync(archive, blobPath(layout, digest));
-  await writeLayout(layout, describeCheckpointImage({ digest, size }, "app"), "t", "app");
-  const store = {
-    driver: "overlay" as const,
-    graphRoot: join(work, `bs-${n}/g`),
-    runRoot: join(work, `bs-${n}/r`),
-  };
-  const skopeoLoad = timed(() =>
-    execFileSync("skopeo", [
-      "--insecure-policy",
-      "copy",
-      "--quiet",
-      `oci:${layout}:t`,
-      storageReference(store, `localhost/base/${n}:t`),
-    ]),
-  );
-  const remoteBase = `${registry.host}/base/ckpt:${n}`;
-  const skopeoPush = timed(() =>
-    execFileSync("skopeo", [
-      "--insecure-policy",
-      "copy",
-      "--quiet",
-      "--dest-tls-verify=false",
-      `oci:${layout}:t`,
-      `docker://${remoteBase}`,
-    ]),
-  );
-  const skopeoPull = timed(() =>
-    execFileSync("skopeo", [
-      "--insecure-policy",
-      "copy",
-      "--quiet",
-      "--src-tls-verify=false",
-      `docker://${remoteBase}`,
-      storageReference(store, `localhost/base/${n}:pulled`),
-    ]),
-  );
-
-  // ms2m direct
-  const name = (c: string) => `checkpoint-bench-${n}_default-${c}-2025-01-02T03:04:05Z.tar`;
-  linkSync(archive, join(source.checkpointsDir, name("direct")));
-  let t = performance.now();
-  const d = await client.send(source.url, {
-    migration: `bench-${n}`,
-    namespace: "default",
-    pod: `bench-${n}`,
-    container: "direct",
-    archive: name("direct"),
-    destination: { type: "agent", url: target.url, image: `localhost/bench/direct-${n}:t` },
-  });
-  const direct = (performance.now() - t) / 1000;
-  if (d.digest !== digest) throw new Error("direct digest mismatch");
-
-  // ms2m registry
-  linkSync(archive, join(source.checkpointsDir, name("reg")));
-  t = performance.now();
-  const remote = `${registry.host}/ms2m/ckpt:bench-${n}`;
-  const pushed = await client.send(source.url, {
-    migration: `bench-${n}`,
-    namespace: "default",
-    pod: `bench-${n}`,
-    container: "reg",
-    archive: name("reg"),
-    destination: { type: "registry", image: remote },
-  });
-  const push = (performance.now() - t) / 1000;
-  await client.pull(target.url, {
-    migration: `bench-${n}`,
-    source: remote,
-    image: `localhost/bench/reg-${n}:t`,
-    expectedDigest: pushed.digest,
-  });
-  const registryTotal = (performance.now() - t) / 1000;
-
-  const f = (s: number) => `${s.toFixed(2)} s`;
-  const rate = (s: number) => `${(mb / s).toFixed(0)} MB/s`;
-  rows.push([
-    `${sizeMb} MB`,
-    `${f(raw)} (${rate(raw)})`,
-    f(skopeoLoad),
-    f(raw + skopeoLoad),
-    `${f(direct)} (${rate(direct)})`,
-    `${(direct / (raw + skopeoLoad)).toFixed(2)}x`,
-    f(skopeoPush + skopeoPull),
-    `${f(registryTotal)} (push ${f(push)})`,
-    `${(registryTotal / (skopeoPush + skopeoPull)).toFixed(2)}x`,
-  ]);
-  rmSync(layout, { recursive: true, force: true });
-  rmSync(archive, { force: true });
+function removeStore(store: StorageConfig) {
   try {
     execFileSync("umount", [join(store.graphRoot, "overlay")], { stdio: "ignore" });
   } catch {
     // not mounted
   }
-  rmSync(join(work, `bs-${n}`), { recursive: true, force: true });
-  execFileSync("sh", ["-c", `rm -f ${work}/sink-*`]);
+  rmSync(join(store.graphRoot, ".."), { recursive: true, force: true });
 }
 
+interface Rep {
+  raw: number;
+  load: number;
+  push: number;
+  pull: number;
+  direct: number;
+  directLoad: number;
+  registry: number;
+  regPush: number;
+  regPull: number;
+  regLoad: number;
+}
+const results = new Map<number, Rep[]>();
+const rss = new Map<number, { source: number; target: number }>();
+let seed = 0;
+
+for (const sizeMb of sizes) {
+  const runs: Rep[] = [];
+  for (let rep = 1; rep <= reps; rep++) {
+    const n = ++seed;
+    const tag = `s${sizeMb}-r${rep}`;
+    const archive = join(work, `archive-${tag}.tar`);
+    await writeFakeCheckpointArchive(archive, { size: sizeMb * MB, seed: n });
+    const { digest, size } = await digestFile(archive);
+
+    // 1. raw HTTPS copy between the node processes
+    sync();
+    const raw = await srcNode.call<number>({ cmd: "raw", path: archive, url: target.sinkUrl, size });
+    await dstNode.call({ cmd: "sinkClean" });
+
+    // 2. skopeo load of a ready-made layout (the archive hard-linked as its layer blob)
+    const layout = join(work, `layout-${tag}`);
+    await initLayout(layout);
+    linkSync(archive, blobPath(layout, digest));
+    await writeLayout(layout, describeCheckpointImage({ digest, size }, "app"), "t", "app");
+    const store = (k: string): StorageConfig => ({
+      driver: "overlay",
+      graphRoot: join(work, `bs-${tag}-${k}/g`),
+      runRoot: join(work, `bs-${tag}-${k}/r`),
+    });
+    const loadStore = store("load");
+    const load = await timed(() =>
+      skopeo("copy", "--quiet", `oci:${layout}:t`, storageReference(loadStore, "localhost/base/load:t")),
+    );
+    removeStore(loadStore);
+
+    // 3. skopeo push + pull through the same registry
+    const remoteBase = `${registry.host}/base/ckpt-${tag}:t`;
+    const push = await timed(() =>
+      skopeo("copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:t`, `docker://${remoteBase}`),
+    );
+    const pullStore = store("pull");
+    const pull = await timed(() =>
+      skopeo(
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        `docker://${remoteBase}`,
+        storageReference(pullStore, "localhost/base/pull:t"),
+      ),
+    );
+    removeStore(pullStore);
+    rmSync(layout, { recursive: true, force: true });
+
+    // 4. ms2m direct (a recorded checkpoint, as the controller's migrations are)
+    const name = (c: string) => `checkpoint-bench-${n}_default-${c}-2025-01-02T03:04:05Z.tar`;
+    const migration = `bench-${n}`;
+    for (const c of ["direct", "reg"]) {
+      linkSync(archive, join(source.checkpointsDir, name(c)));
+      await srcNode.call({
+        cmd: "record",
+        migration,
+        pod: migration,
+        container: c,
+        archive: name(c),
+        digest,
+        size,
+      });
+    }
+    const directImage = `localhost/bench/direct:${tag}`;
+    let directLoad = 0;
+    const direct = await timed(async () => {
+      const d = await client.send(source.url, {
+        migration,
+        namespace: "default",
+        pod: migration,
+        container: "direct",
+        archive: name("direct"),
+        destination: { type: "agent", url: target.url, image: directImage },
+      });
+      if (d.digest !== digest) throw new Error("direct digest mismatch");
+      directLoad = d.targetLoadSeconds ?? 0;
+    });
+    // not timed: the next path must not find the layer already in the target's store
+    await runSkopeo(["delete", storageReference(target.store, directImage)]);
+
+    // 5. ms2m registry
+    const remote = `${registry.host}/ms2m/ckpt-${tag}:t`;
+    const regImage = `localhost/bench/reg:${tag}`;
+    let regPush = 0;
+    let regPull = 0;
+    let regLoad = 0;
+    const registryTotal = await timed(async () => {
+      const t = performance.now();
+      const pushed = await client.send(source.url, {
+        migration,
+        namespace: "default",
+        pod: migration,
+        container: "reg",
+        archive: name("reg"),
+        destination: { type: "registry", image: remote },
+      });
+      regPush = (performance.now() - t) / 1000;
+      const pulled = await client.pull(target.url, {
+        migration,
+        source: remote,
+        image: regImage,
+        expectedDigest: pushed.digest,
+      });
+      regPull = pulled.pullSeconds;
+      regLoad = pulled.loadSeconds;
+    });
+    await runSkopeo(["delete", storageReference(target.store, regImage)]);
+    await client.releaseCheckpoints(source.url, migration); // archives, records, registry image
+    rmSync(archive, { force: true });
+
+    runs.push({
+      raw,
+      load,
+      push,
+      pull,
+      direct,
+      directLoad,
+      registry: registryTotal,
+      regPush,
+      regPull,
+      regLoad,
+    });
+    console.error(
+      `[bench] ${sizeMb} MB rep ${rep}: raw ${raw.toFixed(2)} load ${load.toFixed(2)} push+pull ${(push + pull).toFixed(2)}` +
+        ` direct ${direct.toFixed(2)} (load ${directLoad.toFixed(2)}) registry ${registryTotal.toFixed(2)}` +
+        ` (push ${regPush.toFixed(2)} pull ${regPull.toFixed(2)} load ${regLoad.toFixed(2)})`,
+    );
+  }
+  results.set(sizeMb, runs);
+  const [s, t] = await Promise.all([
+    srcNode.call<{ maxRssMb: number }>({ cmd: "rss" }),
+    dstNode.call<{ maxRssMb: number }>({ cmd: "rss" }),
+  ]);
+  rss.set(sizeMb, { source: s.maxRssMb, target: t.maxRssMb });
+}
+const loadAfter = loadavg();
+
+// ---- report ----
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const pick = (runs: Rep[], f: (r: Rep) => number) => runs.map(f);
+const cell = (xs: number[], mb?: number) => {
+  const m = median(xs);
+  const range = xs.length > 1 ? ` [${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}]` : "";
+  return `${m.toFixed(2)} s${range}${mb ? `, ${(mb / m).toFixed(0)} MB/s` : ""}`;
+};
 const header = [
   "archive",
   "raw HTTPS copy",
-  "skopeo load (oci→c/s)",
-  "baseline sum",
-  "ms2m direct: send→image usable",
+  "skopeo load",
+  "baseline (copy + load)",
+  "ms2m direct",
   "direct / baseline",
-  "skopeo push+pull (baseline)",
-  "ms2m registry: send→image usable",
+  "skopeo push + pull",
+  "ms2m registry",
   "registry / baseline",
 ];
-console.log(`| ${header.join(" | ")} |`);
-console.log(`|${header.map(() => "---").join("|")}|`);
-for (const r of rows) console.log(`| ${r.join(" | ")} |`);
-console.log(
-  `\nmax RSS of the process running bench + both agents: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
+const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`];
+for (const [sizeMb, runs] of results) {
+  const base = runs.map((r) => r.raw + r.load);
+  const regBase = runs.map((r) => r.push + r.pull);
+  lines.push(
+    `| ${sizeMb} MB | ${cell(
+      pick(runs, (r) => r.raw),
+      sizeMb,
+    )} | ${cell(pick(runs, (r) => r.load))} | ${cell(base)} | ` +
+      `${cell(
+        pick(runs, (r) => r.direct),
+        sizeMb,
+      )} | **${(median(pick(runs, (r) => r.direct)) / median(base)).toFixed(2)}x** | ` +
+      `${cell(regBase)} | ${cell(
+        pick(runs, (r) => r.registry),
+        sizeMb,
+      )} | **${(median(pick(runs, (r) => r.registry)) / median(regBase)).toFixed(2)}x** |`,
+  );
+}
+lines.push(
+  "",
+  "| archive | direct: transfer / target load | registry: push / pull / target load | peak RSS source / target agent process |",
+  "|---|---|---|---|",
 );
+for (const [sizeMb, runs] of results) {
+  const m = (f: (r: Rep) => number) => median(pick(runs, f)).toFixed(2);
+  const r = rss.get(sizeMb)!;
+  lines.push(
+    `| ${sizeMb} MB | ${m((x) => x.direct - x.directLoad)} s / ${m((x) => x.directLoad)} s | ` +
+      `${m((x) => x.regPush)} s / ${m((x) => x.regPull)} s / ${m((x) => x.regLoad)} s | ${r.source.toFixed(0)} MB / ${r.target.toFixed(0)} MB |`,
+  );
+}
+lines.push(
+  "",
+  `${reps} repetitions per size, interleaved; median [min–max]; ratios are ratios of medians. ` +
+    `Peak RSS is each agent process's lifetime peak after that size. ` +
+    `Load average (1/5/15 min) before ${loadBefore.map((x) => x.toFixed(2)).join("/")}, ` +
+    `after ${loadAfter.map((x) => x.toFixed(2)).join("/")}; ${(await import("node:os")).cpus().length} CPUs.`,
+);
+console.log(lines.join("\n"));
 
 await client.close();
-sink.close();
-await Promise.all([source.stop(), target.stop(), registry.stop()]);
+await Promise.all([srcNode.call({ cmd: "stop" }), dstNode.call({ cmd: "stop" })]);
+srcNode.disconnect();
+dstNode.disconnect();
+await registry.stop();
 rmSync(work, { recursive: true, force: true });
 rmSync(pki.dir, { recursive: true, force: true });

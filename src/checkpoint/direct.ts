@@ -6,7 +6,7 @@ import type { IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
 import { Ms2mError, reasonForCode, statusReasons, type StatusReason } from "../common/errors.ts";
-import { ARCHIVE_CONTENT_TYPE } from "./image.ts";
+import { ARCHIVE_CONTENT_TYPE, isDigest } from "./image.ts";
 import { StreamMeter } from "./stream.ts";
 
 export const HEADER_ARCHIVE_SIZE = "ms2m-archive-size";
@@ -41,8 +41,12 @@ export interface SendArchiveOptions {
   maxBytes: number;
   signal?: AbortSignal | undefined;
   onBytes?: (n: number) => void;
-  /** Put the digest in a header instead of a trailer (when it is known beforehand). */
-  digest?: string;
+  /**
+   * The archive's digest when it is known beforehand (recorded at checkpoint time): sent as a
+   * header, and the archive is not hashed again here — the target hashes what it receives and
+   * refuses a mismatch, so the check stays end to end (file on the source → bytes on the target).
+   */
+  digest?: string | undefined;
 }
 
 /** Sends `source` to the agent at `opts.url`; resolves with what the target loaded. */
@@ -60,7 +64,14 @@ export async function sendArchive(
   url.searchParams.set("image", query.image);
   if (query.migration) url.searchParams.set("migration", query.migration);
 
-  const meter = new StreamMeter({ maxBytes: opts.maxBytes, expectedSize: opts.size, inspect: false });
+  if (opts.digest !== undefined && !isDigest(opts.digest))
+    throw new Ms2mError("BadRequest", "digest must be sha256:<64 hex>");
+  const meter = new StreamMeter({
+    maxBytes: opts.maxBytes,
+    expectedSize: opts.size,
+    inspect: false,
+    hash: opts.digest === undefined,
+  });
   const headers: Record<string, string> = {
     authorization: `Bearer ${opts.token}`,
     "content-type": ARCHIVE_CONTENT_TYPE,
@@ -88,7 +99,8 @@ export async function sendArchive(
       opts.onBytes?.(chunk.length);
       if (!req.write(chunk)) await once(req, "drain");
     }
-    sentDigest = meter.finish().digest;
+    sentDigest = opts.digest ?? meter.finish().digest;
+    if (opts.digest) meter.finish(); // size checks
     if (!opts.digest) req.addTrailers({ [HEADER_ARCHIVE_DIGEST]: sentDigest });
     req.end();
   } catch (err) {

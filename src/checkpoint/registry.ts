@@ -16,6 +16,7 @@ import {
   blobPath,
   describeCheckpointImage,
   initLayout,
+  isDigest,
   parseImageReference,
   writeLayout,
   type CheckpointImage,
@@ -410,13 +411,29 @@ export async function pushCheckpointImage(
   source: Readable | AsyncIterable<Buffer>,
   imageRef: string,
   containerName: string,
-  opts: RegistryOptions & { maxBytes: number; expectedSize?: number; onBytes?: (n: number) => void },
+  opts: RegistryOptions & {
+    maxBytes: number;
+    expectedSize?: number;
+    /**
+     * The archive's digest when known beforehand (recorded at checkpoint time): not hashed
+     * again; the registry verifies the upload against it when the upload is committed.
+     */
+    expectedDigest?: string | undefined;
+    onBytes?: (n: number) => void;
+  },
 ): Promise<PushResult> {
   const ref = parseImageReference(imageRef);
   assertContainerName(containerName);
   const base = baseUrl(ref, opts);
   const access: Access = { repository: ref.repository, actions: ["pull", "push"] };
-  const meter = new StreamMeter({ maxBytes: opts.maxBytes, expectedSize: opts.expectedSize, inspect: true });
+  if (opts.expectedDigest !== undefined && !isDigest(opts.expectedDigest))
+    throw new Ms2mError("BadRequest", "digest must be sha256:<64 hex>");
+  const meter = new StreamMeter({
+    maxBytes: opts.maxBytes,
+    expectedSize: opts.expectedSize,
+    inspect: true,
+    hash: opts.expectedDigest === undefined,
+  });
   const onBytes = opts.onBytes;
   // Learns the registry's auth scheme (and gets a token) before the body that cannot be replayed.
   const uploadUrl = await startUpload(base, access, opts);
@@ -449,7 +466,9 @@ export async function pushCheckpointImage(
   }
   if (res.statusCode !== 202) await fail("upload", res, access);
   await res.body.dump();
-  const { digest, size } = meter.finish();
+  const finished = meter.finish();
+  const digest = opts.expectedDigest ?? finished.digest;
+  const size = finished.size;
   const finalUrl = location(res, base);
   finalUrl.searchParams.set("digest", digest);
   const put = await registryRequest(
