@@ -297,6 +297,18 @@ async function concurrent(): Promise<void> {
         ),
       ),
     );
+    // Per phase (status.phaseTimings): where the time went.
+    const phaseNames = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replaying", "Finalizing"];
+    const phases = Object.fromEntries(
+      phaseNames.map((p) => {
+        const v = done.flatMap((m) =>
+          (m.status?.phaseTimings ?? [])
+            .filter((t) => t.phase === p && t.durationMillis !== undefined)
+            .map((t) => t.durationMillis!),
+        );
+        return [p, { p50: quantile(v, 0.5), p95: quantile(v, 0.95) }];
+      }),
+    );
     const lost = reports.reduce((a, r) => a + (r.lost?.length ?? 0), 0);
     const twice = reports.reduce((a, r) => a + (r.appliedTwice?.length ?? 0), 0);
     const published = reports.reduce((a, r) => a + (r.published ?? 0), 0);
@@ -316,6 +328,7 @@ async function concurrent(): Promise<void> {
       e2eMs: { p50: quantile(e2e, 0.5), p95: quantile(e2e, 0.95), max: Math.max(...e2e) },
       queuedMs: { p50: quantile(queued, 0.5), p95: quantile(queued, 0.95) },
       inControllerMs: { p50: quantile(inController, 0.5), p95: quantile(inController, 0.95) },
+      phasesMs: phases,
       controllerCpuS: cpu1.cpuS - cpu0.cpuS,
       controllerPeakRssMiB: mib(Math.max(cpu1.hwmKiB, peakRss)),
       controllerRssAfterMiB: mib(cpu1.rssKiB),
@@ -336,6 +349,7 @@ async function concurrent(): Promise<void> {
       `| per migration, create → completion: p50 / p95 / max | ${fmtS(result.e2eMs.p50)} / ${fmtS(result.e2eMs.p95)} / ${fmtS(result.e2eMs.max)} s |`,
       `| of which queued before the first reconcile: p50 / p95 | ${fmtS(result.queuedMs.p50)} / ${fmtS(result.queuedMs.p95)} s |`,
       `| status.startTime → completion: p50 / p95 | ${fmtS(result.inControllerMs.p50)} / ${fmtS(result.inControllerMs.p95)} s |`,
+      `| per phase p50 / p95 (s): ${phaseNames.map((p) => p.slice(0, 4)).join(", ")} | ${phaseNames.map((p) => `${fmtS(phases[p]!.p50)}/${fmtS(phases[p]!.p95)}`).join(", ")} |`,
       `| controller CPU (utime+stime) during the run | ${result.controllerCpuS.toFixed(1)} s (${((result.controllerCpuS / n) * 1000).toFixed(0)} ms per migration) |`,
       `| controller peak RSS (VmHWM) / RSS after / heap used after | ${result.controllerPeakRssMiB} / ${result.controllerRssAfterMiB} / ${result.heapUsedMiB} MiB |`,
       `| API requests (kube-apiserver, controller's SA) | ${requests} (${result.apiRequestsPerMigration.toFixed(1)} per migration) |`,
@@ -343,7 +357,7 @@ async function concurrent(): Promise<void> {
       `| messages (K consumers): published / lost / applied twice | ${published} / ${lost} / ${twice} |`,
       `| load average (1/5/15 min) before / at apply / after | ${loadBefore} / ${loadAt} / ${loadAfter} |`,
     ].join("\n");
-    save("concurrent", result, md);
+    save(`concurrent-n${n}-w${args.workers ?? 10}`, result, md);
     if (failed.length) for (const f of result.failed) say(`failed: ${f.name}: ${JSON.stringify(f.failure)}`);
   } finally {
     for (const p of producers) await p.stop().catch(() => undefined);
