@@ -2,6 +2,9 @@
 // send are idempotent per (migration, container): a repeated request returns the recorded
 // result instead of checkpointing (or sending) again, even after the agent restarted.
 //
+// The target side records the checkpoint images it loaded into containers-storage per
+// migration (records/<migration>/loaded/<container>.json), so that the release removes them.
+//
 // Layout: <workDir>/records/<migration>/<container>.json, mode 0600 in 0700 directories,
 // written atomically (temp file, fsync, rename, fsync of the directory). Migration and
 // container are validated names (DNS-1123), so they are safe path components.
@@ -44,6 +47,20 @@ async function writeAtomic(dir: string, name: string, data: string): Promise<voi
   } finally {
     await d.close();
   }
+}
+
+/**
+ * Target side: a checkpoint image this agent loaded into its node's containers-storage for a
+ * migration (Direct: received; Registry: pulled by `/v1/pull`). Written before the load, so an
+ * image is never in the store without a record, even if the agent dies mid-load.
+ */
+export interface LoadedImageRecord {
+  migration: string;
+  container: string;
+  /** localhost/<repo>:<tag> in containers-storage. */
+  image: string;
+  via: "receive" | "pull";
+  createdAt: string;
 }
 
 /** Files on disk; the agent's in-flight maps are in server.ts. */
@@ -114,6 +131,42 @@ export class CheckpointRecords {
     return out;
   }
 
+  /**
+   * Records an image loaded (or about to be loaded) for a migration:
+   * <workDir>/records/<migration>/loaded/<container>.json (one image per container and migration).
+   */
+  async putLoaded(rec: LoadedImageRecord): Promise<void> {
+    assertName("container", rec.container);
+    const dir = join(this.migrationDir(rec.migration), "loaded");
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeAtomic(dir, `${rec.container}.json`, JSON.stringify(rec));
+  }
+
+  async listLoaded(migration: string): Promise<LoadedImageRecord[]> {
+    const dir = join(this.migrationDir(migration), "loaded");
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    const out: LoadedImageRecord[] = [];
+    for (const n of names) {
+      if (!n.endsWith(".json") || n.startsWith(".")) continue;
+      const text = await readFile(join(dir, n), {
+        encoding: "utf8",
+        flag: constants.O_RDONLY | constants.O_NOFOLLOW,
+      }).catch(() => undefined);
+      try {
+        if (text) out.push(JSON.parse(text) as LoadedImageRecord);
+      } catch {
+        // unreadable: treated as absent (written atomically, so not torn)
+      }
+    }
+    return out;
+  }
+
   async migrations(): Promise<string[]> {
     return (await readdir(this.dir).catch(() => [] as string[])).filter((n) => NAME_RE.test(n));
   }
@@ -126,7 +179,10 @@ export class CheckpointRecords {
     return out;
   }
 
-  /** Deletes the records of a migration and the archives they name. Idempotent. */
+  /**
+   * Deletes the records of a migration (loaded-image records included: the caller removes or
+   * keeps those images first) and the archives they name. Idempotent.
+   */
   async release(migration: string): Promise<{ records: CheckpointRecord[]; archives: number }> {
     const records = await this.list(migration);
     let archives = 0;
@@ -156,8 +212,13 @@ export class CheckpointRecords {
     const out: string[] = [];
     for (const m of await this.migrations()) {
       const records = await this.list(m);
-      let newest = Math.max(0, ...records.map((r) => Date.parse(r.updatedAt ?? r.createdAt) || 0));
-      if (records.length === 0)
+      const loaded = await this.listLoaded(m).catch(() => []);
+      let newest = Math.max(
+        0,
+        ...records.map((r) => Date.parse(r.updatedAt ?? r.createdAt) || 0),
+        ...loaded.map((r) => Date.parse(r.createdAt) || 0),
+      );
+      if (records.length === 0 && loaded.length === 0)
         newest = (await stat(this.migrationDir(m)).catch(() => undefined))?.mtimeMs ?? 0;
       if (now - newest >= ttlMs) out.push(m);
     }

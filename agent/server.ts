@@ -31,7 +31,12 @@ import {
   pullCheckpointImage,
   type RegistryOptions,
 } from "../src/checkpoint/registry.ts";
-import { loadLayoutIntoStorage, storedManifest, type StorageConfig } from "../src/checkpoint/skopeo.ts";
+import {
+  deleteStoredImage,
+  loadLayoutIntoStorage,
+  storedManifest,
+  type StorageConfig,
+} from "../src/checkpoint/skopeo.ts";
 import { digestFile, receiveArchive } from "../src/checkpoint/stream.ts";
 import { checkpointArchivePattern, resolveArchiveName } from "./archives.ts";
 import { Authenticator, type AgentOperation, type Principal, type Reviewer } from "./auth.ts";
@@ -103,6 +108,8 @@ export class AgentServer {
   /** In flight per migration/container (checkpoint) and migration/container/destination (send). */
   private readonly checkpointsInFlight = new Map<string, Promise<CheckpointResponse>>();
   private readonly sendsInFlight = new Map<string, Promise<SendResponse>>();
+  /** Receives and pulls in flight per migration/container/request (target side). */
+  private readonly loadsInFlight = new Map<string, Promise<unknown>>();
   /** Serializes read-modify-write of one record file. */
   private readonly recordLocks = new Map<string, Promise<unknown>>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -239,7 +246,9 @@ export class AgentServer {
         const log = this.log.child({ op: "checkpoints", caller: principal.serviceAccount, migration });
         const body =
           container === undefined
-            ? await this.releaseMigration(migration, log)
+            ? await this.releaseMigration(migration, log, {
+                keepLoadedImages: url.searchParams.get("keepLoadedImages") === "true",
+              })
             : await this.lookupCheckpoint(migration, container, log);
         return this.reply(res, 200, body, route);
       }
@@ -281,7 +290,9 @@ export class AgentServer {
   ): Promise<unknown> {
     switch (op) {
       case "receive":
-        return this.track("receive", () => this.receive(req, url, log));
+        return this.track("receive", () =>
+          this.loading(url.searchParams.get("migration"), () => this.receive(req, url, log)),
+        );
       case "send":
         return this.readJson(req, sendRequestSchema).then((body) =>
           this.track(body.destination.type === "agent" ? "send_direct" : "send_registry", () =>
@@ -290,13 +301,22 @@ export class AgentServer {
         );
       case "pull":
         return this.readJson(req, pullRequestSchema).then((body) =>
-          this.track("pull", () => this.pull(body, log)),
+          this.track("pull", () => this.loading(body.migration, () => this.pull(body, log))),
         );
       case "checkpoint":
         return this.readJson(req, checkpointRequestSchema).then((body) =>
           this.track("checkpoint", () => this.checkpoint(body, log)),
         );
     }
+  }
+
+  /** Tracks a receive or pull of a migration, so that its release waits for it. */
+  private loading<T>(migration: string | null | undefined, fn: () => Promise<T>): Promise<T> {
+    if (!migration) return fn();
+    const key = `${migration}/load/${randomUUID()}`;
+    const p = fn().finally(() => this.loadsInFlight.delete(key));
+    this.loadsInFlight.set(key, p);
+    return p;
   }
 
   private async track<T>(operation: Operation, fn: () => Promise<T>): Promise<T> {
@@ -410,6 +430,7 @@ export class AgentServer {
       await rename(join(blobs, ".partial"), blobPath(dir, got.digest));
       const described = describeCheckpointImage(got, container);
       await writeLayout(dir, described, ref.tag, container);
+      if (migration !== null) await this.recordLoaded(migration, container, image, "receive");
       const loadSeconds = await this.loadAndVerify(dir, ref.tag, image, got.digest, got.size);
       log.info(
         { image, digest: got.digest, size: got.size, receiveSeconds, loadSeconds },
@@ -419,6 +440,16 @@ export class AgentServer {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /** Target side: recorded before the load, so the release finds every image this agent loaded. */
+  private recordLoaded(
+    migration: string,
+    container: string,
+    image: string,
+    via: "receive" | "pull",
+  ): Promise<void> {
+    return this.records.putLoaded({ migration, container, image, via, createdAt: new Date().toISOString() });
   }
 
   private async loadAndVerify(
@@ -566,6 +597,7 @@ export class AgentServer {
       const pullSeconds = (performance.now() - started) / 1000;
       this.metrics.transferDuration.observe({ operation: "pull" }, pullSeconds);
       this.metrics.transferSize.observe({ operation: "pull" }, got.size);
+      await this.recordLoaded(body.migration, got.containerName, body.image, "pull");
       const loadSeconds = await this.loadAndVerify(dir, ref.tag, body.image, got.layerDigest, got.size);
       log.info(
         { image: body.image, digest: got.layerDigest, pullSeconds, loadSeconds },
@@ -710,15 +742,22 @@ export class AgentServer {
 
   /**
    * `DELETE /v1/checkpoints/{migration}`: waits for the migration's requests in flight, deletes
-   * the registry images its sends pushed (a refusing registry is reported, not an error), then
+   * the registry images its sends pushed (a refusing registry is reported, not an error), the
+   * checkpoint images it loaded into this node's store (unless `keepLoadedImages`: a completed
+   * migration's pod runs from them; a store that refuses — image in use — is reported), then
    * its archives and records. Idempotent.
    */
-  async releaseMigration(migration: string, log: Logger = this.log): Promise<ReleaseResponse> {
+  async releaseMigration(
+    migration: string,
+    log: Logger = this.log,
+    opts: { keepLoadedImages?: boolean } = {},
+  ): Promise<ReleaseResponse> {
     const prefix = `${migration}/`;
-    const busy = [...this.checkpointsInFlight, ...this.sendsInFlight]
+    const busy = [...this.checkpointsInFlight, ...this.sendsInFlight, ...this.loadsInFlight]
       .filter(([k]) => k.startsWith(prefix))
       .map(([, p]) => p);
     await Promise.allSettled(busy);
+    const loadedImages = await this.releaseLoaded(migration, log, opts.keepLoadedImages === true);
     const records = await this.records.list(migration);
     const registryImages: ReleaseResponse["registryImages"] = [];
     const pushed = records.flatMap((r) => r.sends ?? []).filter((s) => s.registryImage);
@@ -737,16 +776,52 @@ export class AgentServer {
       }
     }
     const released = await this.records.release(migration);
-    if (released.records.length > 0)
-      log.info({ archives: released.archives, registryImages }, "checkpoints released");
-    return { migration, records: released.records.length, archives: released.archives, registryImages };
+    if (released.records.length > 0 || loadedImages.length > 0)
+      log.info({ archives: released.archives, registryImages, loadedImages }, "checkpoints released");
+    return {
+      migration,
+      records: released.records.length,
+      archives: released.archives,
+      registryImages,
+      loadedImages,
+    };
+  }
+
+  /** Removes (or keeps) the images this agent loaded for the migration; the records go with release(). */
+  private async releaseLoaded(
+    migration: string,
+    log: Logger,
+    keep: boolean,
+  ): Promise<NonNullable<ReleaseResponse["loadedImages"]>> {
+    const out: NonNullable<ReleaseResponse["loadedImages"]> = [];
+    for (const rec of await this.records.listLoaded(migration)) {
+      if (keep) {
+        out.push({ image: rec.image, deleted: false, message: "kept: the migrated pod runs from it" });
+        continue;
+      }
+      try {
+        const res = await deleteStoredImage(this.store, rec.image, { binary: this.config.AGENT_SKOPEO });
+        out.push(
+          res === "shared"
+            ? { image: rec.image, deleted: false, message: "kept: the image carries other names too" }
+            : { image: rec.image, deleted: true },
+        );
+      } catch (err) {
+        const message = describeError(err).slice(0, 300);
+        log.warn({ image: rec.image, err: message }, "loaded image not deleted");
+        out.push({ image: rec.image, deleted: false, message });
+      }
+    }
+    return out;
   }
 
   /** Releases migrations whose records are older than AGENT_CHECKPOINT_TTL_SECONDS. */
   async sweepExpired(now = Date.now()): Promise<string[]> {
     const ttlMs = this.config.AGENT_CHECKPOINT_TTL_SECONDS * 1000;
     const busy = (m: string) =>
-      [...this.checkpointsInFlight.keys(), ...this.sendsInFlight.keys()].some((k) => k.startsWith(`${m}/`));
+      [...this.checkpointsInFlight.keys(), ...this.sendsInFlight.keys(), ...this.loadsInFlight.keys()].some(
+        (k) => k.startsWith(`${m}/`),
+      );
     const out: string[] = [];
     try {
       for (const m of await this.records.expired(ttlMs, now)) {

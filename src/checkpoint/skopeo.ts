@@ -80,7 +80,13 @@ export async function storedManifest(
   try {
     return JSON.parse(await runSkopeo(["inspect", "--raw", storageReference(store, image)], opts));
   } catch (err) {
-    if (err instanceof Ms2mError && /does not exist|not known|unknown/i.test(err.message)) return null;
+    if (
+      err instanceof Ms2mError &&
+      /does not exist|not known|unknown|does not resolve to an image|identifier is not an image/i.test(
+        err.message,
+      )
+    )
+      return null;
     throw err;
   }
 }
@@ -95,6 +101,43 @@ export async function listStoredImages(store: StorageConfig): Promise<string[]> 
     return images.flatMap((i) => i.names ?? []);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+}
+
+/**
+ * Removes `image` from a store (`skopeo delete containers-storage:…`). Returns "absent" when it
+ * is not there. An image that carries other names too (identical content loaded under another
+ * name) is kept ("shared"): deleting it would take the other names with it. containers-storage
+ * itself refuses to delete an image a container uses (CRI-O's containers): that refusal is
+ * thrown (InternalError naming "in use").
+ */
+export async function deleteStoredImage(
+  store: StorageConfig,
+  image: string,
+  opts: SkopeoOptions = {},
+): Promise<"deleted" | "absent" | "shared"> {
+  const { readFile } = await import("node:fs/promises");
+  let images: { names?: string[] }[] = [];
+  try {
+    images = JSON.parse(await readFile(`${store.graphRoot}/${store.driver}-images/images.json`, "utf8")) as {
+      names?: string[];
+    }[];
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const entry = images.find((i) => (i.names ?? []).includes(image));
+  if (!entry) return "absent";
+  if ((entry.names ?? []).length > 1) return "shared";
+  try {
+    await runSkopeo(["delete", storageReference(store, image)], opts);
+    return "deleted";
+  } catch (err) {
+    if (
+      err instanceof Ms2mError &&
+      /does not resolve to an image|identifier is not an image/i.test(err.message)
+    )
+      return "absent";
     throw err;
   }
 }

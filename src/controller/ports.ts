@@ -97,6 +97,13 @@ export interface ArtifactRef {
   image?: string;
   /** Idempotency key (checkpointKey): the migration whose checkpoint records the agent releases. */
   key?: string;
+  /**
+   * The migration completed and its restored pod runs from the image loaded on targetNode: the
+   * target's release drops its records but keeps that image (removing it would break a restart
+   * of the container; the runtime's image GC owns it once unused). Otherwise (rollback, cancel)
+   * the release removes what the target node loaded.
+   */
+  keepTargetImage?: boolean;
 }
 export interface CleanupReport {
   /** What could not be removed and is left (e.g. a registry that refuses deletes). */

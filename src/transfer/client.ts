@@ -93,14 +93,22 @@ export class AgentClient {
   }
 
   /**
-   * Source agent: the migration is over: delete its checkpoint records, archives and the
-   * registry images its sends pushed. Idempotent.
+   * The migration is over: the source agent deletes its checkpoint records, archives and the
+   * registry images its sends pushed; the target agent deletes the checkpoint images it loaded
+   * into its node's store, unless `keepLoadedImages` (a completed migration's pod runs from
+   * them). Idempotent.
    */
-  releaseCheckpoints(agentUrl: string, migration: string, signal?: AbortSignal): Promise<ReleaseResponse> {
+  releaseCheckpoints(
+    agentUrl: string,
+    migration: string,
+    signal?: AbortSignal,
+    options: { keepLoadedImages?: boolean } = {},
+  ): Promise<ReleaseResponse> {
+    const query = options.keepLoadedImages ? "?keepLoadedImages=true" : "";
     return this.call(
       "DELETE",
       agentUrl,
-      `/v1/checkpoints/${encodeURIComponent(migration)}`,
+      `/v1/checkpoints/${encodeURIComponent(migration)}${query}`,
       undefined,
       signal,
     );

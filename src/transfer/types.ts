@@ -129,4 +129,10 @@ export interface ReleaseResponse {
   archives: number;
   /** Registry images the migration's sends pushed; `deleted: false` when the registry refused. */
   registryImages: { image: string; deleted: boolean; message?: string }[];
+  /**
+   * Target side: checkpoint images this agent loaded into its node's containers-storage for the
+   * migration (received or pulled); `deleted: false` when kept (asked to, in use, shared) or
+   * refused, with the reason in `message`. Absent from agents that predate it.
+   */
+  loadedImages?: { image: string; deleted: boolean; message?: string }[];
 }

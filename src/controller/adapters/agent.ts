@@ -147,27 +147,40 @@ export class AgentTransfer implements TransferPort {
   }
 
   /**
-   * Releases the migration on every source agent that may hold its checkpoints: the agent
-   * deletes its records, archives and the registry images its sends pushed. A registry that
-   * refuses deletes is a warning. An unreachable agent throws (the caller reports it; the
-   * agent's expiry sweep removes the leftovers).
+   * Releases the migration on every agent that may hold something of it: the source agents
+   * delete their records, archives and the registry images their sends pushed; the target
+   * agents delete the checkpoint images they loaded into their node's store (kept when the
+   * migration completed: the restored pod runs from them, `keepTargetImage`). A registry or
+   * store that refuses deletes is a warning. An unreachable agent throws after the others were
+   * released (the caller reports it; the agent's expiry sweep removes the leftovers).
    */
   async cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport> {
-    const targets = new Map<string, { node: string; migration: string }>();
+    const targets = new Map<string, { node: string; migration: string; keep: boolean }>();
+    const add = (node: string, migration: string, keep: boolean) => {
+      const k = `${node} ${migration}`;
+      targets.set(k, { node, migration, keep: keep || (targets.get(k)?.keep ?? false) });
+    };
     for (const a of artifacts) {
       if (!a.key || !a.sourceNode) continue;
       const { migration } = splitKey(a.key);
-      targets.set(`${a.sourceNode} ${migration}`, { node: a.sourceNode, migration });
+      add(a.sourceNode, migration, false);
+      if (a.targetNode) add(a.targetNode, migration, a.keepTargetImage === true);
     }
     const warnings: string[] = [];
     const errors: string[] = [];
-    for (const { node, migration } of targets.values()) {
+    for (const { node, migration, keep } of targets.values()) {
       try {
         const url = await this.locator.urlFor(node);
-        const res = await this.client.releaseCheckpoints(url, migration);
+        const res = await this.client.releaseCheckpoints(url, migration, undefined, {
+          keepLoadedImages: keep,
+        });
         for (const img of res.registryImages) {
           if (!img.deleted)
             warnings.push(`registry image ${img.image} not deleted: ${img.message ?? "refused"}`);
+        }
+        for (const img of res.loadedImages ?? []) {
+          if (!img.deleted && !keep)
+            warnings.push(`image ${img.image} on ${node} not deleted: ${img.message ?? "refused"}`);
         }
       } catch (err) {
         errors.push(`release on ${node}: ${describeError(err)}`);

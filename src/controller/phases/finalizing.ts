@@ -48,7 +48,7 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
     });
   }
 
-  await cleanupArtifacts(ctx);
+  await cleanupArtifacts(ctx, { completed: true });
   if (ref && replayQueue) {
     try {
       await ctx.deps.messaging.cleanup(ref, replayQueue);
@@ -60,8 +60,12 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
   return done();
 }
 
-/** Everything a checkpoint was requested for: the agent may hold a record even without a result. */
-export function artifactsOf(ctx: PhaseContext): ArtifactRef[] {
+/**
+ * Everything a checkpoint was requested for: the agent may hold a record even without a result.
+ * `completed`: the target pod runs from the checkpoint image(s) on the target node, which are
+ * therefore kept there (rollback and cancellation remove them).
+ */
+export function artifactsOf(ctx: PhaseContext, opts: { completed?: boolean } = {}): ArtifactRef[] {
   const s = ctx.m.status ?? {};
   return (s.containers ?? [])
     .filter((c) => c.checkpointPath || c.checkpointImage || c.checkpointRequestedAt)
@@ -72,11 +76,12 @@ export function artifactsOf(ctx: PhaseContext): ArtifactRef[] {
       ...(s.targetNode ? { targetNode: s.targetNode } : {}),
       ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
       ...(c.checkpointImage ? { image: c.checkpointImage } : {}),
+      ...(opts.completed ? { keepTargetImage: true } : {}),
     }));
 }
 
-export async function cleanupArtifacts(ctx: PhaseContext): Promise<void> {
-  const artifacts = artifactsOf(ctx);
+export async function cleanupArtifacts(ctx: PhaseContext, opts: { completed?: boolean } = {}): Promise<void> {
+  const artifacts = artifactsOf(ctx, opts);
   if (artifacts.length === 0) return;
   try {
     const report = await ctx.deps.transfer.cleanup(artifacts);

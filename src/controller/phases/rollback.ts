@@ -112,6 +112,8 @@ async function undo(ctx: PhaseContext): Promise<string | undefined> {
 
   forgetSourceTemplate(uid);
   if (cutOver) {
+    // The target runs from the checkpoint image(s) on its node: kept there; the rest released.
+    await cleanupArtifacts(ctx, { completed: true });
     return `the cutover had moved the primary queue to ${s.targetPod}: it was kept (released to the workload) and the source was not resumed`;
   }
   if (gone) {

@@ -227,6 +227,36 @@ describe("send of a recorded checkpoint", () => {
       archives: 0,
     });
     await expect(controller.send(source.url, req)).rejects.toMatchObject({ reason: "NotFound" });
+
+    // The target recorded the image it received and loaded: its release removes it (rollback).
+    expect(existsSync(join(target.workDir, "records", "m-direct", "loaded", "app.json"))).toBe(true);
+    const onTarget = await controller.releaseCheckpoints(target.url, "m-direct");
+    expect(onTarget).toMatchObject({ records: 0, archives: 0, loadedImages: [{ image, deleted: true }] });
+    expect(await storedManifest(target.store, image)).toBeNull();
+    expect(existsSync(join(target.workDir, "records", "m-direct"))).toBe(false);
+    expect((await controller.releaseCheckpoints(target.url, "m-direct")).loadedImages).toEqual([]);
+  });
+
+  it("direct: a completed migration's release keeps the loaded image on the target, drops the record", async () => {
+    const ck = await controller.checkpoint(source.url, { migration: "m-keep", ...ids("web-6") });
+    const image = "localhost/ms2m/default-web-6-app:mkeep";
+    await controller.send(source.url, {
+      migration: "m-keep",
+      ...ids("web-6"),
+      archive: ck.archive,
+      destination: { type: "agent" as const, url: target.url, image },
+    });
+    await controller.releaseCheckpoints(source.url, "m-keep");
+    const kept = await controller.releaseCheckpoints(target.url, "m-keep", undefined, {
+      keepLoadedImages: true,
+    });
+    expect(kept.loadedImages).toMatchObject([{ image, deleted: false }]);
+    expect(kept.loadedImages![0]!.message).toMatch(/kept/);
+    expect(await storedManifest(target.store, image)).not.toBeNull();
+    expect(existsSync(join(target.workDir, "records", "m-keep"))).toBe(false);
+    // Nothing left for the expiry sweep to remove later.
+    expect(await target.agent.sweepExpired(Date.now() + 365 * 86_400_000)).toEqual([]);
+    expect(await storedManifest(target.store, image)).not.toBeNull();
   });
 
   it("registry: repeated send once; the release deletes the pushed image by digest", async () => {
@@ -243,8 +273,17 @@ describe("send of a recorded checkpoint", () => {
     const manifestUrl = `http://${registry.host}/v2/ms2m/checkpoints/manifests/web-5-mreg`;
     const accept = { accept: "application/vnd.oci.image.manifest.v1+json" };
     expect((await fetch(manifestUrl, { headers: accept })).status).toBe(200);
+    // The target agent pulls it into its store (recorded for the release).
+    (target.agent.config.AGENT_INSECURE_REGISTRIES as string[]).push(registry.host);
+    const local = "localhost/ms2m/default-web-5-app:mreg";
+    await controller.pull(target.url, { migration: "m-reg", source: remote, image: local });
+    expect(await storedManifest(target.store, local)).not.toBeNull();
     const released = await controller.releaseCheckpoints(source.url, "m-reg");
     expect(released.registryImages).toEqual([{ image: remote, deleted: true }]);
+    expect((await controller.releaseCheckpoints(target.url, "m-reg")).loadedImages).toEqual([
+      { image: local, deleted: true },
+    ]);
+    expect(await storedManifest(target.store, local)).toBeNull();
     expect((await fetch(manifestUrl, { headers: accept })).status).toBe(404);
     expect(existsSync(join(source.checkpointsDir, ck.archive))).toBe(false);
   });

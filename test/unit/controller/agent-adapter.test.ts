@@ -20,7 +20,11 @@ const req: CheckpointRequest = {
 };
 
 function fakes(
-  opts: { record?: CheckpointRecord | Error; release?: ReleaseResponse | Error; down?: string[] } = {},
+  opts: {
+    record?: CheckpointRecord | Error;
+    release?: ReleaseResponse | Error | ((url: string) => ReleaseResponse);
+    down?: string[];
+  } = {},
 ) {
   const calls: unknown[][] = [];
   const client = {
@@ -38,9 +42,15 @@ function fakes(
       if (opts.record instanceof Error) throw opts.record;
       return opts.record;
     },
-    async releaseCheckpoints(url: string, migration: string) {
-      calls.push(["release", url, migration]);
+    async releaseCheckpoints(
+      url: string,
+      migration: string,
+      _signal?: AbortSignal,
+      options: { keepLoadedImages?: boolean } = {},
+    ) {
+      calls.push(["release", url, migration, options.keepLoadedImages === true]);
       if (opts.release instanceof Error) throw opts.release;
+      if (typeof opts.release === "function") return opts.release(url);
       return opts.release ?? { migration, records: 1, archives: 1, registryImages: [] };
     },
   } as unknown as AgentClient;
@@ -134,7 +144,7 @@ describe("AgentTransfer.cleanup", () => {
     key: `${UID}/${container}`,
   });
 
-  it("releases the migration once per source agent and reports refused registry deletes as warnings", async () => {
+  it("releases the migration once per source and target agent and reports refused registry deletes as warnings", async () => {
     const f = fakes({
       release: {
         migration: UID,
@@ -151,8 +161,37 @@ describe("AgentTransfer.cleanup", () => {
       art("b"),
       { mode: "Direct", sourceNode: "node-a" },
     ]);
-    expect(f.calls).toEqual([["release", "https://node-a:9443", UID]]);
-    expect(report.warnings).toEqual(["registry image r/x:b not deleted: HTTP 405"]);
+    expect(f.calls).toEqual([
+      ["release", "https://node-a:9443", UID, false],
+      ["release", "https://node-b:9443", UID, false],
+    ]);
+    expect(report.warnings).toEqual([
+      "registry image r/x:b not deleted: HTTP 405",
+      "registry image r/x:b not deleted: HTTP 405",
+    ]);
+  });
+
+  it("a completed migration keeps the images its pod runs from on the target; rollback removes them", async () => {
+    const f = fakes({
+      release: (url) => ({
+        migration: UID,
+        records: 0,
+        archives: 0,
+        registryImages: [],
+        loadedImages: url.includes("node-b")
+          ? [{ image: "localhost/x:a", deleted: false, message: "in use" }]
+          : [],
+      }),
+    });
+    const t = new AgentTransfer(f.client, f.locator);
+    expect((await t.cleanup([{ ...art("a"), keepTargetImage: true }])).warnings).toEqual([]);
+    expect(f.calls).toEqual([
+      ["release", "https://node-a:9443", UID, false],
+      ["release", "https://node-b:9443", UID, true],
+    ]);
+    expect((await t.cleanup([art("a")])).warnings).toEqual([
+      "image localhost/x:a on node-b not deleted: in use",
+    ]);
   });
 
   it("an unreachable agent is an error (reported by the phase), the others are still released", async () => {
@@ -162,6 +201,9 @@ describe("AgentTransfer.cleanup", () => {
     ).rejects.toMatchObject({
       reason: "ServiceUnavailable",
     });
-    expect(f.calls).toEqual([["release", "https://node-c:9443", UID]]);
+    expect(f.calls).toEqual([
+      ["release", "https://node-b:9443", UID, false],
+      ["release", "https://node-c:9443", UID, false],
+    ]);
   });
 });
