@@ -21,7 +21,7 @@ import {
 } from "./network.ts";
 import { CertificateAuthority } from "./pki.ts";
 import { ManagedProcess } from "./process.ts";
-import { TcpRelay } from "./relay.ts";
+import { readRelayControl, TcpRelay, writeRelayControl } from "./relay.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const simMain = join(repoRoot, "sim", "main.ts");
@@ -46,6 +46,11 @@ export interface ClusterInfo {
   nodes: SimNodeInfo[];
   /** amqp:// URL of the broker as pods reach it (through the relay on hostIp). */
   brokerUrl: string;
+}
+
+/** The broker relay's control file (see TcpRelay): outages for one cluster without stopping the broker. */
+export function brokerRelayControlFile(info: Pick<ClusterInfo, "dir">): string {
+  return join(info.dir, "broker-relay.json");
 }
 
 export interface SimNodeInfo {
@@ -392,7 +397,7 @@ export class TestCluster {
     try {
       await grantApiServerCheckpoint(cluster.kubeConfig());
       if (options.brokerRelay ?? true) {
-        await cluster.relay(5672);
+        await cluster.relay(5672, 5672, brokerRelayControlFile(cluster.info));
       }
       const names = options.nodes ?? ["node-a", "node-b"];
       await Promise.all(names.map((n, i) => cluster.startNode(n, { index: i, ...options.nodeOptions })));
@@ -411,10 +416,39 @@ export class TestCluster {
   }
 
   /** Relays hostIp:port to 127.0.0.1:targetPort, for loopback-only services. */
-  async relay(port: number, targetPort = port): Promise<TcpRelay> {
-    const r = await TcpRelay.start({ host: this.info.hostIp, port }, { host: "127.0.0.1", port: targetPort });
+  async relay(port: number, targetPort = port, controlFile?: string): Promise<TcpRelay> {
+    const r = await TcpRelay.start(
+      { host: this.info.hostIp, port },
+      { host: "127.0.0.1", port: targetPort },
+      controlFile ? { controlFile } : {},
+    );
     this.relays.push(r);
     return r;
+  }
+
+  /**
+   * A broker outage for this cluster only (pods and the controller reach the broker through the
+   * relay; the shared broker and the test's own 127.0.0.1 connections are untouched): every
+   * connection through the relay is reset and new ones are refused for `ms` (at most 120 s,
+   * enforced by the relay even if this process dies). Works from any process (control file).
+   */
+  cutBroker(ms: number): void {
+    const file = brokerRelayControlFile(this.info);
+    writeRelayControl(file, { ...readRelayControl(file), cutUntil: Date.now() + ms });
+  }
+
+  /** Ends a cut at once (idempotent; safe to call when nothing is cut). */
+  restoreBroker(): void {
+    const file = brokerRelayControlFile(this.info);
+    const c = readRelayControl(file);
+    if (c.cutUntil !== undefined) writeRelayControl(file, { ...c, cutUntil: 0 });
+  }
+
+  /** Resets every connection through the broker relay once (close_all_connections for this cluster). */
+  dropBrokerConnections(): void {
+    const file = brokerRelayControlFile(this.info);
+    const c = readRelayControl(file);
+    writeRelayControl(file, { ...c, dropSeq: (c.dropSeq ?? 0) + 1 });
   }
 
   kubeConfig(): k8s.KubeConfig {

@@ -5,7 +5,7 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
+import { connect } from "node:net";
 import type * as k8s from "@kubernetes/client-node";
 import { sleep, waitFor } from "../../harness/exec.ts";
 import {
@@ -246,7 +246,11 @@ export async function chaosCase(
     rate?: number;
     inject: (run: Run) => Promise<string>;
     settle?: (run: Run) => Promise<string>;
-    /** Where the serving pod must run: node-a (rolled back) or node-b (completed), by outcome. */
+    /**
+     * Checks of the end state while the serving pod still runs (before the accounting stops it):
+     * returns what is wrong; anything returned fails the case (row.error).
+     */
+    verify?: (run: Run, serving: k8s.V1Pod | undefined) => Promise<string[]>;
   },
 ): Promise<ChaosRow> {
   const row: ChaosRow = {
@@ -270,10 +274,12 @@ export async function chaosCase(
     const left = await leftovers(run);
     row.leftovers = left.leftovers;
     if (left.serving) row.outcome += ` → serving on ${left.serving.spec?.nodeName}`;
+    const problems = opts.verify ? await opts.verify(run, left.serving) : [];
     const report = await account(run);
     row.published = report.published;
     row.lost = report.lost.length;
     row.twice = report.appliedTwice.length;
+    if (problems.length) row.error = `check: ${problems.join("; ")}`;
   } catch (err) {
     row.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
     await run?.producer.stop().catch(() => undefined);
@@ -284,34 +290,24 @@ export async function chaosCase(
   return row;
 }
 
-/** `rabbitmqctl <args>` (the broker the harness uses on this machine). */
-export function rabbitmqctl(args: string[], timeoutMs = 60_000): Promise<{ code: number; out: string }> {
+/** Whether the shared broker accepts TCP connections on 127.0.0.1:5672 (never changed by the suite). */
+export function brokerUp(timeoutMs = 3000): Promise<boolean> {
   return new Promise((resolve) => {
-    const child = spawn("rabbitmqctl", args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("close", (code) => {
+    const sock = connect(5672, "127.0.0.1");
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(false);
+    }, timeoutMs);
+    sock.once("connect", () => {
       clearTimeout(timer);
-      resolve({ code: code ?? 1, out });
+      sock.end();
+      resolve(true);
+    });
+    sock.once("error", () => {
+      clearTimeout(timer);
+      resolve(false);
     });
   });
-}
-
-/** Waits until the broker accepts AMQP connections again. */
-export async function waitForBroker(): Promise<void> {
-  const { connect } = await import("amqplib");
-  await waitFor(
-    "broker back",
-    async () => {
-      const conn = await connect("amqp://guest:guest@127.0.0.1:5672").catch(() => undefined);
-      if (!conn) return undefined;
-      await conn.close().catch(() => undefined);
-      return true;
-    },
-    { timeoutMs: 60_000, intervalMs: 250 },
-  );
 }
 
 export { livePods };
