@@ -10,7 +10,7 @@ import { startAgent, type Pki, type TestAgent } from "../../test/component/agent
 
 type Msg =
   | { cmd: "start"; host: string; pkiDir: string; env: Record<string, string> }
-  | { cmd: "raw"; path: string; url: string; size: number }
+  | { cmd: "raw"; path: string; url: string; size: number; name: string }
   | { cmd: "sinkClean" }
   | {
       cmd: "record";
@@ -45,12 +45,17 @@ function loadPki(dir: string): Pki {
 }
 
 /** Baseline client: the same bytes over HTTPS, read with the agent's buffer size, nothing else. */
-function rawCopy(path: string, url: string, size: number): Promise<number> {
+function rawCopy(path: string, url: string, size: number, name: string): Promise<number> {
   const t = performance.now();
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       url,
-      { method: "POST", ca: pki.ca, servername: "ms2m-agent", headers: { "content-length": size } },
+      {
+        method: "POST",
+        ca: pki.ca,
+        servername: "ms2m-agent",
+        headers: { "content-length": size, "x-name": name },
+      },
       (res) => res.resume().on("end", () => resolve((performance.now() - t) / 1000)),
     );
     req.on("error", reject);
@@ -68,7 +73,8 @@ async function handle(msg: Msg): Promise<unknown> {
       const { mkdirSync } = await import("node:fs");
       mkdirSync(sinkDir, { mode: 0o700 });
       sinkServer = createServer({ cert: pki.cert, key: pki.key }, (req, res) => {
-        const out = createWriteStream(join(sinkDir, `sink-${sinkCount++}`), {
+        const name = String(req.headers["x-name"] ?? `sink-${sinkCount++}`).replace(/[^\w.-]/g, "_");
+        const out = createWriteStream(join(sinkDir, name), {
           mode: 0o600,
           highWaterMark: MB,
         });
@@ -83,10 +89,11 @@ async function handle(msg: Msg): Promise<unknown> {
         checkpointsDir: agent.checkpointsDir,
         store: agent.store,
         sinkUrl: `https://${msg.host}:${(sinkServer.address() as AddressInfo).port}/`,
+        sinkDir,
       };
     }
     case "raw":
-      return rawCopy(msg.path, msg.url, msg.size);
+      return rawCopy(msg.path, msg.url, msg.size, msg.name);
     case "record":
       // What POST /v1/checkpoint records after the kubelet wrote the archive (sha256 and size
       // are computed then, during Checkpointing): the sends below are recorded sends.
@@ -121,4 +128,7 @@ process.on("message", (m: { id: number; msg: Msg }) => {
     (err: unknown) => process.send!({ id: m.id, error: String((err as Error)?.stack ?? err) }),
   );
 });
-process.on("disconnect", () => process.exit(0));
+process.on("disconnect", () => {
+  sinkServer?.close();
+  void (agent?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
+});

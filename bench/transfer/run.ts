@@ -5,10 +5,13 @@
 //   node bench/transfer/run.ts [--sizes 30,300,1024] [--reps 3]      (sizes in MB)
 //
 // Per size and repetition, in this order, each on a fresh archive (new content: no layer or
-// blob is ever "already there"), `sync` before every timed step, nothing timed includes it:
-//   1. raw HTTPS copy: source process → target process, the body written to a file
-//   2. skopeo load: `skopeo copy oci:<layout> containers-storage:` of a ready-made layout
-//   3. skopeo push + pull through the registry (oci → docker://, docker:// → containers-storage)
+// blob is ever "already there"), `sync` before every timed step (none inside a step), not timed:
+//   1. raw HTTPS copy: source process → target process, the body written to a file there;
+//   2. at once (no sync in between: the copy's writeback is paid as the agent pays its own)
+//      skopeo load of that copy: `skopeo copy oci:<layout> containers-storage:`, the copy
+//      hard-linked as the layout's layer blob
+//   3. skopeo push + pull through the registry (oci → docker://, docker:// → containers-storage),
+//      back to back
 //   4. ms2m direct: POST /v1/send (agent) until the target answered "image loaded and verified"
 //   5. ms2m registry: POST /v1/send (registry) + POST /v1/pull until the image is loaded
 // Page caches are not dropped (that needs root and disturbs other work on the machine): the
@@ -68,6 +71,7 @@ interface Started {
   checkpointsDir: string;
   store: StorageConfig;
   sinkUrl: string;
+  sinkDir: string;
 }
 
 const loadBefore = loadavg();
@@ -126,44 +130,50 @@ for (const sizeMb of sizes) {
     await writeFakeCheckpointArchive(archive, { size: sizeMb * MB, seed: n });
     const { digest, size } = await digestFile(archive);
 
-    // 1. raw HTTPS copy between the node processes
-    sync();
-    const raw = await srcNode.call<number>({ cmd: "raw", path: archive, url: target.sinkUrl, size });
-    await dstNode.call({ cmd: "sinkClean" });
-
-    // 2. skopeo load of a ready-made layout (the archive hard-linked as its layer blob)
+    // 1. raw HTTPS copy between the node processes, into a file on the target's side
     const layout = join(work, `layout-${tag}`);
     await initLayout(layout);
-    linkSync(archive, blobPath(layout, digest));
     await writeLayout(layout, describeCheckpointImage({ digest, size }, "app"), "t", "app");
     const store = (k: string): StorageConfig => ({
       driver: "overlay",
       graphRoot: join(work, `bs-${tag}-${k}/g`),
       runRoot: join(work, `bs-${tag}-${k}/r`),
     });
+    sync();
+    const raw = await srcNode.call<number>({
+      cmd: "raw",
+      path: archive,
+      url: target.sinkUrl,
+      size,
+      name: tag,
+    });
+    // 2. at once (its writeback still running, as the agent's is): skopeo load of that copy
+    linkSync(join(target.sinkDir, tag), blobPath(layout, digest));
     const loadStore = store("load");
-    const load = await timed(() =>
-      skopeo("copy", "--quiet", `oci:${layout}:t`, storageReference(loadStore, "localhost/base/load:t")),
-    );
+    let t0 = performance.now();
+    skopeo("copy", "--quiet", `oci:${layout}:t`, storageReference(loadStore, "localhost/base/load:t"));
+    const load = (performance.now() - t0) / 1000;
     removeStore(loadStore);
 
-    // 3. skopeo push + pull through the same registry
+    // 3. skopeo push + pull through the same registry, back to back
     const remoteBase = `${registry.host}/base/ckpt-${tag}:t`;
-    const push = await timed(() =>
-      skopeo("copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:t`, `docker://${remoteBase}`),
-    );
     const pullStore = store("pull");
-    const pull = await timed(() =>
-      skopeo(
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        `docker://${remoteBase}`,
-        storageReference(pullStore, "localhost/base/pull:t"),
-      ),
+    sync();
+    t0 = performance.now();
+    skopeo("copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:t`, `docker://${remoteBase}`);
+    const push = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    skopeo(
+      "copy",
+      "--quiet",
+      "--src-tls-verify=false",
+      `docker://${remoteBase}`,
+      storageReference(pullStore, "localhost/base/pull:t"),
     );
+    const pull = (performance.now() - t0) / 1000;
     removeStore(pullStore);
     rmSync(layout, { recursive: true, force: true });
+    await dstNode.call({ cmd: "sinkClean" });
 
     // 4. ms2m direct (a recorded checkpoint, as the controller's migrations are)
     const name = (c: string) => `checkpoint-bench-${n}_default-${c}-2025-01-02T03:04:05Z.tar`;
