@@ -77,6 +77,8 @@ export class MigratingConsumer {
   #podName = "";
   #closed = false;
   #connected: Promise<void> | undefined;
+  /** A connect loop is running: a connection lost meanwhile is its to retry, not a second loop's. */
+  #connecting = false;
   #progressTimer: NodeJS.Timeout | undefined;
 
   constructor(options: MigratingConsumerOptions) {
@@ -126,16 +128,22 @@ export class MigratingConsumer {
   // --- connection -------------------------------------------------------------------------
 
   async #connectLoop(): Promise<void> {
-    for (let attempt = 1; !this.#closed; attempt++) {
-      try {
-        await this.#connectOnce();
-        return;
-      } catch (err) {
-        const delay = backoffDelay(attempt, this.#opts.reconnect);
-        this.#log.warn({ err: errText(err), attempt, delay }, "broker connect failed; retrying");
-        await this.#conn?.close().catch(() => undefined);
-        await sleep(delay);
+    this.#connecting = true;
+    try {
+      for (let attempt = 1; !this.#closed; attempt++) {
+        try {
+          await this.#connectOnce();
+          return;
+        } catch (err) {
+          const delay = backoffDelay(attempt, this.#opts.reconnect);
+          this.#log.warn({ err: errText(err), attempt, delay }, "broker connect failed; retrying");
+          this.#ch = undefined;
+          await this.#conn?.close().catch(() => undefined);
+          await sleep(delay);
+        }
       }
+    } finally {
+      this.#connecting = false;
     }
   }
 
@@ -163,10 +171,14 @@ export class MigratingConsumer {
 
   #onConnectionLost(conn: ChannelModel): void {
     if (this.#closed || conn !== this.#conn) return;
-    this.#log.warn({ pod: this.#podName }, "broker connection lost; reconnecting");
     this.#ch = undefined;
     // Unacknowledged deliveries go back to their queues; redeliveries are de-duplicated.
     this.#counters.unacked = 0;
+    // Lost while a connect loop is still setting it up: that loop retries. Starting a second
+    // loop here would leave two connections consuming (two consumers on the control queue,
+    // the primary queue consumed on one while the other follows START_REPLAY).
+    if (this.#connecting) return;
+    this.#log.warn({ pod: this.#podName }, "broker connection lost; reconnecting");
     this.#connected = this.#connectLoop();
   }
 

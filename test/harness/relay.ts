@@ -97,6 +97,11 @@ export class TcpRelay {
     return new TcpRelay(listen.host, listen.port, server, sockets, timer);
   }
 
+  /** Resets every connection through the relay now (new ones are accepted). */
+  dropConnections(): void {
+    for (const s of this.sockets) s.resetAndDestroy();
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.timer);
     for (const s of this.sockets) s.destroy();
