@@ -125,86 +125,113 @@ try {
 
   let serial = 0;
   const rows: string[] = [];
-  for (const latencyName of ["zero", "real"] as const) {
-    const lat: Partial<Latencies> =
-      latencyName === "zero"
-        ? { imagePullMs: 0, containerStartMs: 0, readinessMs: 0, restoreMs: 0, checkpointMs: 0 }
-        : REAL_CLUSTER_LATENCIES;
-    for (const n of cluster.nodeNames()) await cluster.node(n).setLatencies(lat);
-    for (const size of sizes) {
-      const original = join(checkpoints, archiveName(serial++));
-      await writeFakeCheckpointArchive(original, { size: size * MB, containerName: CONTAINER, seed: serial });
-      for (const mode of modes) {
-        const agentTimes: number[] = [];
-        const jobTimes: number[] = [];
-        // The Job's stages, seconds after the transfer started: its pod exists, its container
-        // runs, its container has exited (the rest is the Job controller + our read and delete).
-        const stages: { created: number[]; running: number[]; exited: number[] } = {
-          created: [],
-          running: [],
-          exited: [],
-        };
-        for (let rep = 0; rep < reps; rep++) {
-          for (const runner of rep % 2 ? (["job", "agent"] as const) : (["agent", "job"] as const)) {
-            const tag = `${runner}-${latencyName}-${size}-${mode.toLowerCase()}-${rep}-${serial}`;
-            const image =
-              mode === "Direct"
-                ? `localhost/ms2m-bench/${NS}-${POD}:${tag}`
-                : `${env.registry}/ms2m-bench/ckpt:${tag}`;
-            // A fresh kubelet name for the agent (it removes an archive it did not record); the
-            // Job only reads (its mount is read-only), so it gets the same file each time.
-            let archive = original;
-            if (runner === "agent") {
-              archive = join(checkpoints, archiveName(serial++));
-              linkSync(original, archive);
-            }
-            const req: TransferRequest = {
+  const latencies = {
+    zero: { imagePullMs: 0, containerStartMs: 0, readinessMs: 0, restoreMs: 0, checkpointMs: 0 },
+    real: REAL_CLUSTER_LATENCIES,
+  } satisfies Record<string, Partial<Latencies>>;
+  type LatencyName = keyof typeof latencies;
+  interface Series {
+    agent: number[];
+    job: number[];
+    // The Job's stages, seconds after the transfer started: its pod exists, its container
+    // runs, its container has exited (the rest is the Job controller + our read and delete).
+    created: number[];
+    running: number[];
+    exited: number[];
+  }
+  const newSeries = (): Series => ({ agent: [], job: [], created: [], running: [], exited: [] });
+
+  /** One transfer through the runner; returns seconds (and the Job's stages). */
+  async function once(
+    runner: "agent" | "job",
+    mode: "Direct" | "Registry",
+    original: string,
+    tag: string,
+    out: Series,
+  ): Promise<void> {
+    const image =
+      mode === "Direct"
+        ? `localhost/ms2m-bench/${NS}-${POD}:${tag}`
+        : `${env.registry}/ms2m-bench/ckpt:${tag}`;
+    // A fresh kubelet name for the agent (it removes an archive it did not record); the Job only
+    // reads (its mount is read-only), so it gets the same file each time.
+    let archive = original;
+    if (runner === "agent") {
+      archive = join(checkpoints, archiveName(serial++));
+      linkSync(original, archive);
+    }
+    const req: TransferRequest = {
+      mode,
+      namespace: NS,
+      pod: POD,
+      container: CONTAINER,
+      sourceNode: "node-a",
+      targetNode: "node-b",
+      archivePath: `/var/lib/kubelet/checkpoints/${archive.slice(checkpoints.length + 1)}`,
+      image,
+      // A migration UID per send: one Job name each, as in separate migrations.
+      key: `${crypto.randomUUID()}/${CONTAINER}`,
+    };
+    const started = performance.now();
+    if (runner === "agent") {
+      await viaAgent.transfer(req);
+      out.agent.push((performance.now() - started) / 1000);
+      return;
+    }
+    const seen: { created?: number; running?: number; exited?: number } = {};
+    const uid = req.key.split("/")[0]!;
+    for (;;) {
+      try {
+        await viaJob.transfer(req);
+        break;
+      } catch (err) {
+        if (!(err instanceof TransferInProgress)) throw err;
+      }
+      const pods = await env.core.listNamespacedPod({
+        namespace: SYSTEM_NS,
+        labelSelector: `migration.ms2m.io/migration-uid=${uid}`,
+      });
+      const now = (performance.now() - started) / 1000;
+      const state = pods.items[0]?.status?.containerStatuses?.[0]?.state;
+      if (pods.items.length > 0) seen.created ??= now;
+      if (state?.running || state?.terminated) seen.running ??= now;
+      if (state?.terminated) seen.exited ??= now;
+      await sleep(50);
+    }
+    out.job.push((performance.now() - started) / 1000);
+    for (const k of ["created", "running", "exited"] as const)
+      if (seen[k] !== undefined) out[k].push(seen[k]);
+  }
+
+  for (const size of sizes) {
+    const original = join(checkpoints, archiveName(serial++));
+    await writeFakeCheckpointArchive(original, { size: size * MB, containerName: CONTAINER, seed: serial });
+    for (const mode of modes) {
+      const series: Record<LatencyName, Series> = { zero: newSeries(), real: newSeries() };
+      // Interleaved: latency setting and runner order alternate per repetition, so the drift of
+      // a shared machine's load hits every column alike.
+      for (let rep = 0; rep < reps; rep++) {
+        const lats: LatencyName[] = rep % 2 ? ["real", "zero"] : ["zero", "real"];
+        for (const [i, lat] of lats.entries()) {
+          for (const n of cluster.nodeNames()) await cluster.node(n).setLatencies(latencies[lat]);
+          const runners = (rep + i) % 2 ? (["job", "agent"] as const) : (["agent", "job"] as const);
+          for (const runner of runners) {
+            await once(
+              runner,
               mode,
-              namespace: NS,
-              pod: POD,
-              container: CONTAINER,
-              sourceNode: "node-a",
-              targetNode: "node-b",
-              archivePath: `/var/lib/kubelet/checkpoints/${archive.slice(checkpoints.length + 1)}`,
-              image,
-              // A migration UID per send: one Job name each, as in separate migrations.
-              key: `${crypto.randomUUID()}/${CONTAINER}`,
-            };
-            const started = performance.now();
-            if (runner === "agent") {
-              await viaAgent.transfer(req);
-              agentTimes.push((performance.now() - started) / 1000);
-            } else {
-              const seen: { created?: number; running?: number; exited?: number } = {};
-              const uid = req.key.split("/")[0]!;
-              for (;;) {
-                try {
-                  await viaJob.transfer(req);
-                  break;
-                } catch (err) {
-                  if (!(err instanceof TransferInProgress)) throw err;
-                }
-                const pods = await env.core.listNamespacedPod({
-                  namespace: SYSTEM_NS,
-                  labelSelector: `migration.ms2m.io/migration-uid=${uid}`,
-                });
-                const now = (performance.now() - started) / 1000;
-                const state = pods.items[0]?.status?.containerStatuses?.[0]?.state;
-                if (pods.items.length > 0) seen.created ??= now;
-                if (state?.running || state?.terminated) seen.running ??= now;
-                if (state?.terminated) seen.exited ??= now;
-                await sleep(50);
-              }
-              for (const k of ["created", "running", "exited"] as const)
-                if (seen[k] !== undefined) stages[k].push(seen[k]);
-              jobTimes.push((performance.now() - started) / 1000);
-            }
+              original,
+              `${runner}-${lat}-${size}-${mode.toLowerCase()}-${rep}`,
+              series[lat],
+            );
           }
         }
-        const a = median(agentTimes);
-        const j = median(jobTimes);
-        const st = (k: keyof typeof stages) => (stages[k].length ? median(stages[k]).toFixed(2) : "–");
-        const row = `| ${latencyName === "zero" ? "0 (mechanism only)" : "REAL_CLUSTER_LATENCIES"} | ${mode} | ${size} MB | ${a.toFixed(2)} s | ${j.toFixed(2)} s | +${(j - a).toFixed(2)} s | ${(j / a).toFixed(1)}x | ${st("created")} / ${st("running")} / ${st("exited")} | ${agentTimes.map((x) => x.toFixed(2)).join(" ")} | ${jobTimes.map((x) => x.toFixed(2)).join(" ")} |`;
+      }
+      for (const lat of ["zero", "real"] as const) {
+        const x = series[lat];
+        const a = median(x.agent);
+        const j = median(x.job);
+        const st = (k: "created" | "running" | "exited") => (x[k].length ? median(x[k]).toFixed(2) : "–");
+        const row = `| ${lat === "zero" ? "0 (mechanism only)" : "REAL_CLUSTER_LATENCIES"} | ${mode} | ${size} MB | ${a.toFixed(2)} s | ${j.toFixed(2)} s | +${(j - a).toFixed(2)} s | ${(j / a).toFixed(1)}x | ${st("created")} / ${st("running")} / ${st("exited")} | ${x.agent.map((v) => v.toFixed(2)).join(" ")} | ${x.job.map((v) => v.toFixed(2)).join(" ")} |`;
         rows.push(row);
         process.stderr.write(`${row}\n`);
       }

@@ -297,10 +297,14 @@ export class RoutedTransfer implements TransferPort {
         this.runner === "agent" ||
         (a.sourceNode !== "" && (await this.agentOn(a.sourceNode).catch(() => true)));
       if (agentThere) viaAgent.push(a);
-      else if (a.archivePath)
-        warnings.push(
-          `no ms2m-agent on ${a.sourceNode}: checkpoint archive ${a.archivePath} stays on the node`,
-        );
+      else {
+        // The target's agent recorded what the Job sent it: released there (source = target).
+        if (a.targetNode) viaAgent.push({ ...a, sourceNode: a.targetNode });
+        if (a.archivePath)
+          warnings.push(
+            `no ms2m-agent on ${a.sourceNode}: checkpoint archive ${a.archivePath} stays on the node`,
+          );
+      }
       if (
         this.runner !== "agent" &&
         a.mode === "Registry" &&
