@@ -70,7 +70,11 @@ const cleanups: (() => Promise<void>)[] = [];
 async function cleanup(): Promise<void> {
   for (const c of cleanups.splice(0).reverse()) await c().catch((e: unknown) => console.error("cleanup:", e));
 }
-process.on("SIGINT", () => void cleanup().then(() => process.exit(130)));
+let stopping = false;
+process.on("SIGINT", () => {
+  stopping = true;
+  void cleanup().then(() => process.exit(130));
+});
 
 try {
   const t0 = Date.now();
@@ -172,6 +176,7 @@ try {
       // A migration UID per send: one Job name each, as in separate migrations.
       key: `${crypto.randomUUID()}/${CONTAINER}`,
     };
+    if (stopping) throw new Error("interrupted");
     const started = performance.now();
     if (runner === "agent") {
       await viaAgent.transfer(req);

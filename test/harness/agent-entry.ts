@@ -3,7 +3,6 @@
 // that lie under a volume mount (MS2M_MOUNTS: mountPath -> folder on the host) are rewritten to
 // the host folder, and the in-cluster config (ServiceAccount token, CA) is read through the
 // container's root folder (MS2M_CONTAINER_ROOT), where the simulator links every mount.
-import { KubeConfig } from "@kubernetes/client-node";
 
 const mounts = Object.entries(JSON.parse(process.env.MS2M_MOUNTS ?? "{}") as Record<string, string>).sort(
   ([a], [b]) => b.length - a.length,
@@ -26,9 +25,13 @@ for (const [key, value] of Object.entries(process.env)) {
   process.env[key] = hostPathOf(value);
 }
 
-const loadFromCluster = KubeConfig.prototype.loadFromCluster;
-KubeConfig.prototype.loadFromCluster = function (pathPrefix = "") {
-  loadFromCluster.call(this, pathPrefix || root);
-};
+// The transfer Job's `send` uses no Kubernetes client: not loading it keeps its start short.
+if (process.argv[2] !== "send") {
+  const { KubeConfig } = await import("@kubernetes/client-node");
+  const loadFromCluster = KubeConfig.prototype.loadFromCluster;
+  KubeConfig.prototype.loadFromCluster = function (pathPrefix = "") {
+    loadFromCluster.call(this, pathPrefix || root);
+  };
+}
 
 await import("../../agent/main.ts");
