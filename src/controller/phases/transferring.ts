@@ -16,6 +16,8 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   const mode = s.transferMode ?? ctx.m.spec.transferMode;
   const sourceNode = s.sourceNode ?? "";
   const targetNode = s.targetNode ?? "";
+  // Transfer Jobs still running (one per container, so a multi-container pod's run side by side).
+  let running = 0;
   for (const c of s.containers ?? []) {
     if (c.transferred) continue;
     if (!c.checkpointPath) return fail("CheckpointMissing", `container ${c.name} has no checkpoint`);
@@ -44,7 +46,8 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
         if (err.created)
           ctx.event("Normal", "TransferJobStarted", `${c.name}: Job ${err.job} sends from ${sourceNode}`);
         ctx.deps.log.debug({ migration: `${ctx.namespace}/${ctx.name}`, job: err.job }, err.message);
-        return { type: "wait", afterMs: JOB_POLL_MS };
+        running++;
+        continue;
       }
       if (isMs2mError(err) && !err.retriable) {
         return fail("TransferFailed", `transfer of ${c.name} (${mode}): ${err.message}`, err);
@@ -60,6 +63,7 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
       if (result.bytes !== undefined && x.checkpointBytes === undefined) x.checkpointBytes = result.bytes;
     });
   }
+  if (running > 0) return { type: "wait", afterMs: JOB_POLL_MS };
   await ctx.transition("Restoring");
   return next();
 }

@@ -171,3 +171,51 @@ describe("transfer Job spec", () => {
     expect(parseSendJobResult(JSON.stringify({ ok: true }))).toBeUndefined();
   });
 });
+
+describe("Transferring with a transfer Job", () => {
+  it("waits for the Job (no error, no backoff), records one Event, then completes", async () => {
+    const { setup, drive } = await import("./scenario.ts");
+    const { TransferInProgress } = await import("../../../src/controller/transfer-job.ts");
+    const w = setup("Deployment");
+    const real = w.transfer.transfer.bind(w.transfer);
+    const calls = new Map<string, number>();
+    w.transfer.transfer = async (req) => {
+      const n = (calls.get(req.key) ?? 0) + 1;
+      calls.set(req.key, n);
+      if (n < 4) throw new TransferInProgress("ms2m-transfer-x-app", n === 1, "running");
+      return real(req);
+    };
+    const waits: (number | undefined)[] = [];
+    const reconcile = w.reconciler.reconcile.bind(w.reconciler);
+    w.reconciler.reconcile = async (ns, name) => {
+      const r = await reconcile(ns, name);
+      if (w.cluster.migrations.get("default/mig")?.status?.phase === "Transferring")
+        waits.push(r.requeueAfterMs);
+      return r;
+    };
+    const errors = await drive(w);
+    expect(errors).toEqual([]);
+    expect(w.cluster.migrations.get("default/mig")?.status?.phase).toBe("Completed");
+    expect(waits.length).toBeGreaterThanOrEqual(3);
+    expect(waits.every((ms) => ms !== undefined && ms <= 5000)).toBe(true);
+    expect(w.events.reasons().filter((r) => r === "TransferJobStarted")).toHaveLength(1);
+  });
+
+  it("a refusal from the Job fails the migration with TransferFailed and rolls back", async () => {
+    const { setup, drive } = await import("./scenario.ts");
+    const { Ms2mError } = await import("../../../src/common/errors.ts");
+    const w = setup("Deployment");
+    w.transfer.transfer = () =>
+      Promise.reject(
+        new Ms2mError("Forbidden", "transfer Job j on node-a failed: Forbidden: registry push: HTTP 403", {
+          retriable: false,
+        }),
+      );
+    await drive(w);
+    const m = w.cluster.migrations.get("default/mig");
+    expect(m?.status?.phase).toBe("Failed");
+    expect(m?.status?.failure).toMatchObject({ phase: "Transferring", reason: "TransferFailed" });
+    expect(m?.status?.failure?.message).toContain("HTTP 403");
+    expect(w.transfer.cleaned.length).toBeGreaterThan(0);
+  });
+});
