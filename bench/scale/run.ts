@@ -482,7 +482,13 @@ async function startup(): Promise<void> {
   const b = await startBench();
   const { env } = b;
   const controller = new BenchController(env, b.work, b.caFile);
-  const rows: { objects: number; ms: number[]; firstPassMs: number[] }[] = [];
+  const rows: {
+    objects: number;
+    ms: number[];
+    firstPassMs: number[];
+    rssMiB?: number;
+    heapUsedMiB?: number;
+  }[] = [];
   const measure = async (objectCount: number) => {
     const ms: number[] = [];
     const firstPassMs: number[] = [];
@@ -502,10 +508,21 @@ async function startup(): Promise<void> {
         );
         firstPassMs.push(readyMs + Date.now() - t);
       }
+      let mem: { rssMiB: number; heapUsedMiB: number } | undefined;
+      if (i === times - 1) {
+        // The last start: memory of a fresh controller holding the objects, 30 s after ready.
+        await sleep(30_000);
+        const m = await controller.metrics();
+        mem = {
+          rssMiB: mib(controller.sample().rssKiB),
+          heapUsedMiB: Math.round(metricSum(m, "nodejs_heap_size_used_bytes") / 2 ** 20),
+        };
+      }
       await controller.stop();
       await sleep(1_000);
+      if (mem) rows.push({ objects: objectCount, ms, firstPassMs, ...mem });
     }
-    rows.push({ objects: objectCount, ms, firstPassMs });
+    if (!rows.some((r) => r.objects === objectCount)) rows.push({ objects: objectCount, ms, firstPassMs });
     say(`start-to-ready with ${objectCount} objects: ${ms.map((x) => x.toFixed(0)).join(", ")} ms`);
   };
   try {
@@ -520,11 +537,11 @@ async function startup(): Promise<void> {
     const md = [
       `Controller start-to-ready (spawn of \`node src/cmd/controller.ts\` → first /readyz 200, polled every 10 ms), ${times} starts each`,
       "",
-      "| StatefulMigrations in the cluster | median | min | max | spawn → every object reconciled once (median) |",
-      "|---|---|---|---|---|",
+      "| StatefulMigrations in the cluster | median | min | max | spawn → every object reconciled once (median) | fresh controller 30 s after ready: RSS / heap used |",
+      "|---|---|---|---|---|---|",
       ...rows.map(
         (r) =>
-          `| ${r.objects} | ${fmtS(quantile(r.ms, 0.5))} s | ${fmtS(Math.min(...r.ms))} s | ${fmtS(Math.max(...r.ms))} s | ${r.firstPassMs.length ? `${fmtS(quantile(r.firstPassMs, 0.5))} s` : "–"} |`,
+          `| ${r.objects} | ${fmtS(quantile(r.ms, 0.5))} s | ${fmtS(Math.min(...r.ms))} s | ${fmtS(Math.max(...r.ms))} s | ${r.firstPassMs.length ? `${fmtS(quantile(r.firstPassMs, 0.5))} s` : "–"} | ${r.rssMiB ?? "?"} / ${r.heapUsedMiB ?? "?"} MiB |`,
       ),
       "",
       `load average before / after: ${loadBefore} / ${loadAfter}`,
