@@ -212,9 +212,39 @@ export async function leftovers(run: Run): Promise<{ leftovers: string[]; servin
   return { leftovers: out, ...(serving ? { serving } : {}) };
 }
 
-/** Stops the producer and the consumers and checks the accounting. */
+/** Ready messages in a queue (undefined: no such queue). */
+async function readyCount(queue: string): Promise<number | undefined> {
+  const { connect: amqpConnect } = await import("amqplib");
+  const conn = await amqpConnect("amqp://guest:guest@127.0.0.1:5672");
+  try {
+    const ch = await conn.createChannel();
+    ch.on("error", () => undefined);
+    return (await ch.checkQueue(queue)).messageCount;
+  } catch {
+    return undefined;
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Stops the producer, lets the serving consumer empty its queue (up to 30 s: on a loaded machine
+ * a consumer that caught up after a fault may still be behind by a fraction of a second, and what
+ * is still queued is not lost), then stops the consumers and checks the accounting. A message
+ * that stays queued past the wait is counted as lost.
+ */
 export async function account(run: Run) {
   const { env, ns, w } = run;
+  await run.producer.stop();
+  const queue = run.kind === "sts" ? `${w.queue}.${w.name}-0` : w.queue;
+  await waitFor(
+    "the workload's queue emptied",
+    async () => ((await readyCount(queue)) ?? 0) === 0 || undefined,
+    {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+    },
+  ).catch(() => undefined);
   return finalAccounting(
     env,
     ns,
