@@ -75,20 +75,11 @@ export class JobTransfer implements TransferPort {
     }
     if (isTrue(job, "Complete", "SuccessCriteriaMet")) {
       const result = await this.resultOf(job);
-      await this.deleteJob(name);
       if (!result?.ok) {
+        await this.deleteJob(name);
         throw new Ms2mError("InternalError", `transfer Job ${name} completed without a result; retrying`);
       }
-      if (result.result.image !== req.image) {
-        throw new Ms2mError(
-          "Conflict",
-          `transfer Job ${name} sent ${result.result.image}, not ${req.image}`,
-          {
-            retriable: false,
-          },
-        );
-      }
-      return { image: result.result.image, digest: result.result.digest, bytes: result.result.size };
+      return this.finish(name, req, result);
     }
     if (isTrue(job, "Failed", "FailureTarget")) {
       const result = await this.resultOf(job);
@@ -114,11 +105,30 @@ export class JobTransfer implements TransferPort {
         `transfer Job ${name} failed (${why}); retrying with a new Job`,
       );
     }
+    // The pod wrote its result and exited (restartPolicy Never): a success is final and is taken
+    // at once; the Job controller marks the Job Complete about a second later.
+    const early = await this.resultOf(job);
+    if (early?.ok) return this.finish(name, req, early);
     throw new TransferInProgress(
       name,
       false,
       `transfer Job ${name} is running${await this.waitingReason(job)}`,
     );
+  }
+
+  /** Deletes the finished Job and returns its result (the image it was asked to send). */
+  private async finish(
+    name: string,
+    req: TransferRequest,
+    r: Extract<SendJobResult, { ok: true }>,
+  ): Promise<TransferResult> {
+    await this.deleteJob(name);
+    if (r.result.image !== req.image) {
+      throw new Ms2mError("Conflict", `transfer Job ${name} sent ${r.result.image}, not ${req.image}`, {
+        retriable: false,
+      });
+    }
+    return { image: r.result.image, digest: r.result.digest, bytes: r.result.size };
   }
 
   private async start(req: TransferRequest, uid: string, name: string): Promise<void> {

@@ -91,11 +91,16 @@ export class Manager {
       log,
       path: "/api/v1/pods",
       list: () => core.listPodForAllNamespaces(),
-      onChange: (p) =>
+      onChange: (p) => {
+        // A transfer Job's pod: its termination message is the result, before the Job says so.
+        const jobOf = this.opts.jobNamespace && p.metadata?.labels?.[LABEL_TRANSFER_MIGRATION_UID];
+        if (jobOf && p.metadata?.namespace === this.opts.jobNamespace)
+          return this.enqueueWhere(undefined, (m) => m.metadata.uid === jobOf);
         this.enqueueWhere(
           p.metadata?.namespace,
           (m) => m.spec.sourcePod === p.metadata?.name || m.status?.targetPod === p.metadata?.name,
-        ),
+        );
+      },
     });
     const nodes = new ResilientInformer<V1Node>({
       kc,
