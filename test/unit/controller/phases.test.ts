@@ -163,6 +163,46 @@ describe("Sequential from a StatefulSet", () => {
   });
 });
 
+describe("Transferring", () => {
+  it("sends the containers of a multi-container pod side by side and records each", async () => {
+    const w = setup("Deployment");
+    w.cluster.pods.get("default/web-7d9f-abcde")!.spec!.containers.push({ name: "sidecar", image: "x/y:1" });
+    let inFlight = 0;
+    let most = 0;
+    const send = w.transfer.transfer.bind(w.transfer);
+    w.transfer.transfer = async (req) => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 20));
+      inFlight--;
+      return send(req);
+    };
+    await drive(w);
+    expect(statusOf(w).phase).toBe("Completed");
+    expect(most).toBe(2);
+    expect(statusOf(w).containers?.map((c) => [c.name, c.transferred])).toEqual([
+      ["app", true],
+      ["sidecar", true],
+    ]);
+  });
+
+  it("keeps a finished container's result when another fails retriably, and repeats only the other", async () => {
+    const w = setup("Deployment");
+    w.cluster.pods.get("default/web-7d9f-abcde")!.spec!.containers.push({ name: "sidecar", image: "x/y:1" });
+    let failed = false;
+    const send = w.transfer.transfer.bind(w.transfer);
+    w.transfer.transfer = async (req) => {
+      if (req.container === "sidecar" && !failed) {
+        failed = true;
+        throw new Ms2mError("ServiceUnavailable", "agent busy");
+      }
+      return send(req);
+    };
+    await drive(w);
+    expect(statusOf(w).phase).toBe("Completed");
+    expect(w.transfer.requests.map((r) => r.container).sort()).toEqual(["app", "sidecar"]);
+  });
+});
+
 describe("bare pods", () => {
   it("ends as a bare pod on the target node", async () => {
     const w = setup("Bare");
