@@ -54,9 +54,11 @@ import (
 )
 GO
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
+  # Every package carries the version: a bare package path means @upgrade, which picks
+  # the newest release the proxy serves and conflicts with the pinned module.
   (cd "$work" && GOFLAGS=-mod=mod go get "k8s.io/kubernetes@$KUBE_VERSION" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+      "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
+      "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION")
   local major="${KUBE_VERSION#v}"; major="${major%%.*}"
   local minor="${KUBE_VERSION#v*.}"; minor="${minor%%.*}"
   local ldflags="-s -w"
