@@ -4,27 +4,18 @@
 // (agent/send.ts) and sent with the same code. The outcome goes to the termination message
 // file (SEND_RESULT_FILE, the container's terminationMessagePath), which the kubelet copies into
 // the pod status, where the controller reads it: no API access is needed from the Job.
-import { access, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import { ConfigError, env, parseEnv } from "../src/common/config.ts";
+import { env } from "../src/common/config.ts";
 import { Ms2mError, describeError } from "../src/common/errors.ts";
-import { createLogger } from "../src/common/logger.ts";
 import { SEND_JOB_SUBCOMMAND, type SendJobResult } from "../src/transfer/job.ts";
 import { sendRequestSchema } from "../src/transfer/types.ts";
 import { agentConfigSchema } from "./config.ts";
+import { JOB_CONFIG_KEYS, jobRequest, runOneShot } from "./one-shot.ts";
 import { sendCheckpoint } from "./send.ts";
 
 export const sendJobConfigSchema = agentConfigSchema
-  .pick({
-    NODE_NAME: true,
-    AGENT_TOKEN_FILE: true,
-    AGENT_CHECKPOINTS_DIR: true,
-    AGENT_MAX_ARCHIVE_BYTES: true,
-    AGENT_INSECURE_REGISTRIES: true,
-    AGENT_REGISTRY_CA_FILE: true,
-    AGENT_REGISTRY_CREDENTIALS_FILE: true,
-    LOG_LEVEL: true,
-  })
+  .pick({ ...JOB_CONFIG_KEYS, AGENT_TOKEN_FILE: true, AGENT_MAX_ARCHIVE_BYTES: true })
   .extend({
     /** Needed for Direct only (verifies the target agent). */
     AGENT_TLS_CA_FILE: env.path().optional(),
@@ -50,71 +41,29 @@ function asFailure(err: unknown): Extract<SendJobResult, { ok: false }> {
 }
 
 /** Runs the send; returns the process exit code (0 sent, 1 failed, 2 invalid configuration). */
-export async function runSendJob(source: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let config: SendJobConfig;
-  try {
-    config = parseEnv(`ms2m-agent ${SEND_JOB_SUBCOMMAND}`, sendJobConfigSchema, source);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      return 2;
-    }
-    throw err;
-  }
-  const log = createLogger("ms2m-agent", { level: config.LOG_LEVEL }).child({
-    node: config.NODE_NAME,
-    op: "send-job",
-  });
-  let outcome: SendJobResult;
-  const ac = new AbortController();
-  const onTerm = () => ac.abort(new Ms2mError("ServiceUnavailable", "transfer Job terminated"));
-  process.once("SIGTERM", onTerm);
-  try {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(config.SEND_REQUEST);
-    } catch {
-      throw new Ms2mError("BadRequest", "SEND_REQUEST is not JSON", { retriable: false });
-    }
-    const parsed = sendRequestSchema.safeParse(raw);
-    if (!parsed.success) {
-      const msg = parsed.error.issues.map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`).join("; ");
-      throw new Ms2mError("Invalid", `invalid SEND_REQUEST: ${msg}`.slice(0, 1000), { retriable: false });
-    }
-    const req = parsed.data;
-    // The registry Secret's keys are optional: a file it does not have is not configured.
-    for (const key of ["AGENT_REGISTRY_CA_FILE", "AGENT_REGISTRY_CREDENTIALS_FILE"] as const) {
-      const file = config[key];
-      if (
-        file &&
-        !(await access(file).then(
-          () => true,
-          () => false,
-        ))
-      )
-        delete config[key];
-    }
-    log.info(
-      { migration: req.migration, archive: req.archive, destination: req.destination.type },
-      "sending checkpoint",
-    );
-    const { result, manifestDigest } = await sendCheckpoint(config, req, {
-      token: async () => (await readFile(config.AGENT_TOKEN_FILE, "utf8")).trim(),
-      signal: ac.signal,
-    });
-    log.info({ ...result, migration: req.migration }, "checkpoint sent");
-    outcome = manifestDigest ? { ok: true, result, manifestDigest } : { ok: true, result };
-  } catch (err) {
-    outcome = asFailure(err);
-    log.error({ reason: outcome.reason, err: outcome.message }, "send failed");
-  } finally {
-    process.off("SIGTERM", onTerm);
-  }
-  try {
-    await writeFile(config.SEND_RESULT_FILE, JSON.stringify(outcome));
-  } catch (err) {
-    log.error({ err: describeError(err), file: config.SEND_RESULT_FILE }, "cannot write the result");
-    return 1;
-  }
-  return outcome.ok ? 0 : 1;
+export function runSendJob(source: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return runOneShot(
+    {
+      subcommand: SEND_JOB_SUBCOMMAND,
+      job: "transfer Job",
+      schema: sendJobConfigSchema,
+      resultFile: (config) => config.SEND_RESULT_FILE,
+      run: async (config, log, signal): Promise<SendJobResult> => {
+        const req = jobRequest("SEND_REQUEST", config.SEND_REQUEST, sendRequestSchema);
+        log.info(
+          { migration: req.migration, archive: req.archive, destination: req.destination.type },
+          "sending checkpoint",
+        );
+        const { result, manifestDigest } = await sendCheckpoint(config, req, {
+          token: async () => (await readFile(config.AGENT_TOKEN_FILE, "utf8")).trim(),
+          signal,
+        });
+        log.info({ ...result, migration: req.migration }, "checkpoint sent");
+        return manifestDigest ? { ok: true, result, manifestDigest } : { ok: true, result };
+      },
+      failure: asFailure,
+      encode: (outcome) => JSON.stringify(outcome),
+    },
+    source,
+  );
 }

@@ -45,7 +45,12 @@ export interface SendOutcome {
 }
 
 /** Registry connection options from the configuration (CA and credentials re-read per call). */
-export async function registryOptions(config: SenderConfig): Promise<RegistryOptions> {
+export async function registryOptions(
+  config: Pick<
+    SenderConfig,
+    "AGENT_INSECURE_REGISTRIES" | "AGENT_REGISTRY_CA_FILE" | "AGENT_REGISTRY_CREDENTIALS_FILE"
+  >,
+): Promise<RegistryOptions> {
   const opts: RegistryOptions = { insecureHosts: config.AGENT_INSECURE_REGISTRIES };
   if (config.AGENT_REGISTRY_CA_FILE) opts.ca = await readFile(config.AGENT_REGISTRY_CA_FILE);
   if (config.AGENT_REGISTRY_CREDENTIALS_FILE) {

@@ -92,6 +92,10 @@ export interface TransferResult {
 export interface ArtifactRef {
   mode: TransferMode;
   sourceNode: string;
+  /** The source pod and container the checkpoint is of (a cleanup Job checks the archive name against them). */
+  namespace?: string;
+  pod?: string;
+  container?: string;
   targetNode?: string;
   archivePath?: string;
   image?: string;
@@ -108,6 +112,8 @@ export interface ArtifactRef {
 export interface CleanupReport {
   /** What could not be removed and is left (e.g. a registry that refuses deletes). */
   warnings: string[];
+  /** Cleanup handed to a Job that finishes on its own (a Normal Event each). */
+  started?: string[];
 }
 /** Moves checkpoint archives to where the target node's runtime can read them. Idempotent. */
 export interface TransferPort {

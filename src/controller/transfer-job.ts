@@ -2,11 +2,14 @@
 // (migration, container), named from the migration UID so a restarted controller finds it, pinned
 // to the source node, running the agent image's one-shot `send` (agent/send-job.ts) with the
 // kubelet checkpoints folder mounted read-only. Its result comes back in the termination message.
+// The cleanup Job (buildCleanupJob) runs the same image's one-shot `cleanup` (agent/cleanup-job.ts)
+// with the same pod template: it deletes what a send Job leaves behind on a node without an agent
+// (the archives: only this Job mounts the folder read-write) and the registry images it pushed.
 import { createHash } from "node:crypto";
 import type { V1EnvVar, V1Job, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import { z } from "zod";
 import { env } from "../common/config.ts";
-import { SEND_JOB_SUBCOMMAND } from "../transfer/job.ts";
+import { CLEANUP_JOB_SUBCOMMAND, SEND_JOB_SUBCOMMAND, type CleanupRequest } from "../transfer/job.ts";
 import type { SendRequest } from "../transfer/types.ts";
 
 /** Where the send side runs: the source node's agent, a Job, or the agent where one is Ready (auto). */
@@ -40,6 +43,8 @@ export const transferJobEnvShape = {
   TRANSFER_JOB_INSECURE_REGISTRIES: csv().default([]),
   /** Backstop: the Job controller deletes a finished Job after this long even if we did not. */
   TRANSFER_JOB_TTL_SECONDS: z.coerce.number().int().min(0).max(86400).default(600),
+  /** A finished cleanup Job (nobody reads it: its pod's termination message is for people) is deleted after this long. */
+  TRANSFER_JOB_CLEANUP_TTL_SECONDS: z.coerce.number().int().min(0).max(86400).default(600),
   /** Pod retries inside one Job before it counts as failed (the controller retries retriable failures). */
   TRANSFER_JOB_BACKOFF_LIMIT: z.coerce.number().int().min(0).max(6).default(0),
   TRANSFER_JOB_CHECKPOINTS_DIR: env.path().default("/var/lib/kubelet/checkpoints"),
@@ -53,6 +58,8 @@ export interface TransferJobSettings {
   registrySecretName?: string | undefined;
   insecureRegistries: string[];
   ttlSecondsAfterFinished: number;
+  /** The cleanup Job's; ttlSecondsAfterFinished when absent. */
+  cleanupTtlSecondsAfterFinished?: number;
   backoffLimit: number;
   /** The whole Job (pod start included) must end within this; the phase deadline. */
   activeDeadlineSeconds: number;
@@ -61,22 +68,49 @@ export interface TransferJobSettings {
 }
 
 export const LABEL_APP_NAME = "app.kubernetes.io/name";
+export const LABEL_COMPONENT = "app.kubernetes.io/component";
 export const TRANSFER_JOB_APP = "ms2m-transfer";
+/** app.kubernetes.io/component of the send Jobs (JobTransfer deletes these) and the cleanup Jobs. */
+export const TRANSFER_COMPONENT = "transfer";
+export const CLEANUP_COMPONENT = "cleanup";
 export const LABEL_TRANSFER_MIGRATION_UID = "migration.ms2m.io/migration-uid";
 export const LABEL_TRANSFER_CONTAINER = "migration.ms2m.io/container";
 export const ANNOTATION_TRANSFER_SOURCE = "migration.ms2m.io/source-pod";
 export const SEND_CONTAINER = "send";
+export const CLEANUP_CONTAINER = "cleanup";
 export const TERMINATION_MESSAGE_PATH = "/dev/termination-log";
+/** Pod retries of a cleanup Job (deletes are idempotent; a registry may be briefly unreachable). */
+export const CLEANUP_BACKOFF_LIMIT = 2;
 const TOKEN_DIR = "/var/run/secrets/ms2m";
 const CA_DIR = "/etc/ms2m/tls";
 const REGISTRY_DIR = "/etc/ms2m/registry";
 
+const uid12 = (migrationUid: string) => migrationUid.replaceAll("-", "").slice(0, 12);
+
+/** prefix + suffix as a DNS label of at most 63; a suffix that does not fit (or is not a label) is cut and hashed. */
+function labelName(prefix: string, suffix: string): string {
+  if (prefix.length + suffix.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(suffix))
+    return prefix + suffix;
+  const hash = createHash("sha256").update(suffix).digest("hex").slice(0, 8);
+  const cut = suffix
+    .replace(/[^-a-z0-9]/g, "-")
+    .slice(0, 63 - prefix.length - 9)
+    .replace(/-+$/, "");
+  return `${prefix}${cut ? `${cut}-` : ""}${hash}`;
+}
+
 /** Deterministic Job name per (migration, container); a DNS label (≤ 63: it becomes a pod label value). */
 export function transferJobName(migrationUid: string, container: string): string {
-  const prefix = `ms2m-transfer-${migrationUid.replaceAll("-", "").slice(0, 12)}-`;
-  if (prefix.length + container.length <= 63) return prefix + container;
-  const hash = createHash("sha256").update(container).digest("hex").slice(0, 8);
-  return `${prefix}${container.slice(0, 63 - prefix.length - 9).replace(/-+$/, "")}-${hash}`;
+  return labelName(`ms2m-transfer-${uid12(migrationUid)}-`, container);
+}
+
+/**
+ * Deterministic cleanup Job name per (migration, node): the Job pinned to the node whose
+ * checkpoints folder it clears; without a node, the one that only deletes registry images.
+ */
+export function cleanupJobName(migrationUid: string, node?: string): string {
+  const base = `ms2m-cleanup-${uid12(migrationUid)}`;
+  return node ? labelName(`${base}-`, node) : base;
 }
 
 export interface TransferJobInput {
@@ -87,82 +121,90 @@ export interface TransferJobInput {
   request: SendRequest;
 }
 
-/** The Job for one send. No secret in the spec: the token is projected, the CA and registry
- * credentials are mounted from Secrets. */
-export function buildTransferJob(input: TransferJobInput, s: TransferJobSettings): V1Job {
-  const { request } = input;
-  const name = transferJobName(input.migrationUid, request.container);
+/** What differs between the send and the cleanup Job; the rest of the spec is shared. */
+interface OneShotJob {
+  name: string;
+  component: typeof TRANSFER_COMPONENT | typeof CLEANUP_COMPONENT;
+  migrationUid: string;
+  labels?: Record<string, string>;
+  source: string;
+  /** The node whose checkpoints folder the Job reads or clears; scheduled anywhere when absent. */
+  nodeName?: string | undefined;
+  container: string;
+  subcommand: string;
+  env: V1EnvVar[];
+  mounts: V1VolumeMount[];
+  volumes: V1Volume[];
+  backoffLimit: number;
+  ttlSecondsAfterFinished: number;
+}
+
+/** The kubelet checkpoints folder: read-only for the send, read-write only for the cleanup. */
+function checkpointsFolder(
+  s: TransferJobSettings,
+  readOnly: boolean,
+): Pick<OneShotJob, "env" | "mounts" | "volumes"> {
+  return {
+    env: [{ name: "AGENT_CHECKPOINTS_DIR", value: s.checkpointsDir }],
+    mounts: [{ name: "checkpoints", mountPath: s.checkpointsDir, readOnly }],
+    volumes: [{ name: "checkpoints", hostPath: { path: s.checkpointsDir, type: "Directory" } }],
+  };
+}
+
+/** Insecure registries and, when configured, the registry Secret (credentials, ca.crt). */
+function registryAccess(s: TransferJobSettings): Pick<OneShotJob, "env" | "mounts" | "volumes"> {
+  const parts: Pick<OneShotJob, "env" | "mounts" | "volumes"> = { env: [], mounts: [], volumes: [] };
+  if (s.insecureRegistries.length > 0)
+    parts.env.push({ name: "AGENT_INSECURE_REGISTRIES", value: s.insecureRegistries.join(",") });
+  if (s.registrySecretName) {
+    parts.env.push(
+      { name: "AGENT_REGISTRY_CREDENTIALS_FILE", value: `${REGISTRY_DIR}/credentials` },
+      { name: "AGENT_REGISTRY_CA_FILE", value: `${REGISTRY_DIR}/ca.crt` },
+    );
+    parts.mounts.push({ name: "registry", mountPath: REGISTRY_DIR, readOnly: true });
+    parts.volumes.push({
+      name: "registry",
+      secret: { secretName: s.registrySecretName, defaultMode: 0o400 },
+    });
+  }
+  return parts;
+}
+
+const merge = (...parts: Pick<OneShotJob, "env" | "mounts" | "volumes">[]) => ({
+  env: parts.flatMap((p) => p.env),
+  mounts: parts.flatMap((p) => p.mounts),
+  volumes: parts.flatMap((p) => p.volumes),
+});
+
+/** The pod template both Jobs share: the agent image's subcommand, unprivileged, no API token. */
+function oneShotJob(j: OneShotJob, s: TransferJobSettings): V1Job {
   const labels = {
     [LABEL_APP_NAME]: TRANSFER_JOB_APP,
-    "app.kubernetes.io/component": "transfer",
+    [LABEL_COMPONENT]: j.component,
     "app.kubernetes.io/part-of": "ms2m",
-    [LABEL_TRANSFER_MIGRATION_UID]: input.migrationUid,
-    [LABEL_TRANSFER_CONTAINER]: request.container,
+    [LABEL_TRANSFER_MIGRATION_UID]: j.migrationUid,
+    ...j.labels,
   };
-  const direct = request.destination.type === "agent";
-  const envVars: V1EnvVar[] = [
-    { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
-    { name: "SEND_REQUEST", value: JSON.stringify(request) },
-    { name: "SEND_RESULT_FILE", value: TERMINATION_MESSAGE_PATH },
-    { name: "AGENT_CHECKPOINTS_DIR", value: s.checkpointsDir },
-    { name: "AGENT_TOKEN_FILE", value: `${TOKEN_DIR}/token` },
-    { name: "LOG_LEVEL", value: s.logLevel ?? "info" },
-  ];
-  const mounts: V1VolumeMount[] = [
-    { name: "checkpoints", mountPath: s.checkpointsDir, readOnly: true },
-    { name: "ms2m-token", mountPath: TOKEN_DIR, readOnly: true },
-  ];
-  const volumes: V1Volume[] = [
-    { name: "checkpoints", hostPath: { path: s.checkpointsDir, type: "Directory" } },
-    {
-      name: "ms2m-token",
-      projected: {
-        sources: [
-          // Audience ms2m-agent: accepted by the target agent only, useless against the API server.
-          { serviceAccountToken: { audience: "ms2m-agent", expirationSeconds: 3600, path: "token" } },
-        ],
-      },
-    },
-  ];
-  if (direct) {
-    envVars.push({ name: "AGENT_TLS_CA_FILE", value: `${CA_DIR}/ca.crt` });
-    mounts.push({ name: "agent-ca", mountPath: CA_DIR, readOnly: true });
-    // Only the CA bundle: never the agents' private key.
-    volumes.push({
-      name: "agent-ca",
-      secret: { secretName: s.caSecretName, items: [{ key: "ca.crt", path: "ca.crt" }], defaultMode: 0o444 },
-    });
-  } else {
-    if (s.insecureRegistries.length > 0)
-      envVars.push({ name: "AGENT_INSECURE_REGISTRIES", value: s.insecureRegistries.join(",") });
-    if (s.registrySecretName) {
-      envVars.push(
-        { name: "AGENT_REGISTRY_CREDENTIALS_FILE", value: `${REGISTRY_DIR}/credentials` },
-        { name: "AGENT_REGISTRY_CA_FILE", value: `${REGISTRY_DIR}/ca.crt` },
-      );
-      mounts.push({ name: "registry", mountPath: REGISTRY_DIR, readOnly: true });
-      volumes.push({ name: "registry", secret: { secretName: s.registrySecretName, defaultMode: 0o400 } });
-    }
-  }
   return {
     apiVersion: "batch/v1",
     kind: "Job",
     metadata: {
-      name,
+      name: j.name,
       namespace: s.namespace,
       labels,
-      annotations: { [ANNOTATION_TRANSFER_SOURCE]: input.source },
+      annotations: { [ANNOTATION_TRANSFER_SOURCE]: j.source },
     },
     spec: {
-      backoffLimit: s.backoffLimit,
+      backoffLimit: j.backoffLimit,
+      // Also ends a pod that never starts (a node that is gone or never pulls the image).
       activeDeadlineSeconds: Math.max(1, Math.ceil(s.activeDeadlineSeconds)),
-      ttlSecondsAfterFinished: s.ttlSecondsAfterFinished,
+      ttlSecondsAfterFinished: j.ttlSecondsAfterFinished,
       template: {
         metadata: { labels },
         spec: {
           // Pinned to the source node: the archive exists only there. No scheduler involved,
           // and tolerations as the agent's: a node being drained is the usual source.
-          nodeName: input.sourceNode,
+          ...(j.nodeName ? { nodeName: j.nodeName } : {}),
           tolerations: [{ operator: "Exists" }],
           restartPolicy: "Never",
           serviceAccountName: s.serviceAccountName,
@@ -173,31 +215,150 @@ export function buildTransferJob(input: TransferJobInput, s: TransferJobSettings
           securityContext: { seccompProfile: { type: "RuntimeDefault" } },
           containers: [
             {
-              name: SEND_CONTAINER,
+              name: j.container,
               image: s.image,
               imagePullPolicy: "IfNotPresent",
-              args: [SEND_JOB_SUBCOMMAND],
-              env: envVars,
+              args: [j.subcommand],
+              env: [
+                { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+                ...j.env,
+                { name: "LOG_LEVEL", value: s.logLevel ?? "info" },
+              ],
               terminationMessagePath: TERMINATION_MESSAGE_PATH,
               terminationMessagePolicy: "File",
               resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
               securityContext: {
-                // uid 0 only to read the archives (root-owned, 0600); no capability at all, so
-                // it cannot read anything root does not own, write anything, or escalate.
+                // uid 0 only for the archives (root-owned, 0600, in a root-owned folder); no
+                // capability at all, so it cannot touch anything root does not own, write outside
+                // its mounts (the cleanup's checkpoints folder is its only writable one), or escalate.
                 runAsUser: 0,
                 privileged: false,
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,
                 capabilities: { drop: ["ALL"] },
               },
-              volumeMounts: mounts,
+              volumeMounts: j.mounts,
             },
           ],
-          volumes,
+          volumes: j.volumes,
         },
       },
     },
   };
+}
+
+/** The Job for one send. No secret in the spec: the token is projected, the CA and registry
+ * credentials are mounted from Secrets. */
+export function buildTransferJob(input: TransferJobInput, s: TransferJobSettings): V1Job {
+  const { request } = input;
+  const direct = request.destination.type === "agent";
+  const token: Pick<OneShotJob, "env" | "mounts" | "volumes"> = {
+    env: [{ name: "AGENT_TOKEN_FILE", value: `${TOKEN_DIR}/token` }],
+    mounts: [{ name: "ms2m-token", mountPath: TOKEN_DIR, readOnly: true }],
+    volumes: [
+      {
+        name: "ms2m-token",
+        projected: {
+          sources: [
+            // Audience ms2m-agent: accepted by the target agent only, useless against the API server.
+            { serviceAccountToken: { audience: "ms2m-agent", expirationSeconds: 3600, path: "token" } },
+          ],
+        },
+      },
+    ],
+  };
+  const agentCa: Pick<OneShotJob, "env" | "mounts" | "volumes"> = {
+    env: [{ name: "AGENT_TLS_CA_FILE", value: `${CA_DIR}/ca.crt` }],
+    mounts: [{ name: "agent-ca", mountPath: CA_DIR, readOnly: true }],
+    // Only the CA bundle: never the agents' private key.
+    volumes: [
+      {
+        name: "agent-ca",
+        secret: {
+          secretName: s.caSecretName,
+          items: [{ key: "ca.crt", path: "ca.crt" }],
+          defaultMode: 0o444,
+        },
+      },
+    ],
+  };
+  const parts = merge(
+    {
+      env: [
+        { name: "SEND_REQUEST", value: JSON.stringify(request) },
+        { name: "SEND_RESULT_FILE", value: TERMINATION_MESSAGE_PATH },
+      ],
+      mounts: [],
+      volumes: [],
+    },
+    checkpointsFolder(s, true),
+    token,
+    direct ? agentCa : registryAccess(s),
+  );
+  return oneShotJob(
+    {
+      name: transferJobName(input.migrationUid, request.container),
+      component: TRANSFER_COMPONENT,
+      migrationUid: input.migrationUid,
+      labels: { [LABEL_TRANSFER_CONTAINER]: request.container },
+      source: input.source,
+      nodeName: input.sourceNode,
+      container: SEND_CONTAINER,
+      subcommand: SEND_JOB_SUBCOMMAND,
+      ...parts,
+      backoffLimit: s.backoffLimit,
+      ttlSecondsAfterFinished: s.ttlSecondsAfterFinished,
+    },
+    s,
+  );
+}
+
+export interface CleanupJobInput {
+  migrationUid: string;
+  /** namespace/name of the source pod (annotation, for people). */
+  source: string;
+  /** The node whose checkpoints folder holds request.archives (required when there are any). */
+  node?: string | undefined;
+  request: CleanupRequest;
+}
+
+/**
+ * The Job that deletes a migration's leftovers: archives on `node` (pinned there; the only Job
+ * that mounts the checkpoints folder read-write) and/or registry images (the registry Secret is
+ * mounted only then). Nothing else: no token, no agent CA.
+ */
+export function buildCleanupJob(input: CleanupJobInput, s: TransferJobSettings): V1Job {
+  const { request } = input;
+  const archives = request.archives.length > 0;
+  if (archives && !input.node) throw new Error("a cleanup Job that deletes archives needs their node");
+  const node = archives ? input.node : undefined;
+  const parts = merge(
+    {
+      env: [
+        { name: "CLEANUP_REQUEST", value: JSON.stringify(request) },
+        { name: "CLEANUP_RESULT_FILE", value: TERMINATION_MESSAGE_PATH },
+      ],
+      mounts: [],
+      volumes: [],
+    },
+    ...(archives ? [checkpointsFolder(s, false)] : []),
+    ...(request.registryImages.length > 0 ? [registryAccess(s)] : []),
+  );
+  return oneShotJob(
+    {
+      name: cleanupJobName(input.migrationUid, node),
+      component: CLEANUP_COMPONENT,
+      migrationUid: input.migrationUid,
+      source: input.source,
+      nodeName: node,
+      container: CLEANUP_CONTAINER,
+      subcommand: CLEANUP_JOB_SUBCOMMAND,
+      ...parts,
+      backoffLimit: CLEANUP_BACKOFF_LIMIT,
+      ttlSecondsAfterFinished: s.cleanupTtlSecondsAfterFinished ?? s.ttlSecondsAfterFinished,
+    },
+    s,
+  );
 }
 
 /** The settings from the controller's environment. */
@@ -209,6 +370,7 @@ export function transferJobSettingsFrom(e: {
   TRANSFER_JOB_REGISTRY_SECRET?: string | undefined;
   TRANSFER_JOB_INSECURE_REGISTRIES: string[];
   TRANSFER_JOB_TTL_SECONDS: number;
+  TRANSFER_JOB_CLEANUP_TTL_SECONDS?: number;
   TRANSFER_JOB_BACKOFF_LIMIT: number;
   TRANSFER_JOB_CHECKPOINTS_DIR: string;
   TRANSFER_TIMEOUT_SECONDS: number;
@@ -221,6 +383,9 @@ export function transferJobSettingsFrom(e: {
     registrySecretName: e.TRANSFER_JOB_REGISTRY_SECRET,
     insecureRegistries: e.TRANSFER_JOB_INSECURE_REGISTRIES,
     ttlSecondsAfterFinished: e.TRANSFER_JOB_TTL_SECONDS,
+    ...(e.TRANSFER_JOB_CLEANUP_TTL_SECONDS !== undefined
+      ? { cleanupTtlSecondsAfterFinished: e.TRANSFER_JOB_CLEANUP_TTL_SECONDS }
+      : {}),
     backoffLimit: e.TRANSFER_JOB_BACKOFF_LIMIT,
     activeDeadlineSeconds: e.TRANSFER_TIMEOUT_SECONDS,
     checkpointsDir: e.TRANSFER_JOB_CHECKPOINTS_DIR,

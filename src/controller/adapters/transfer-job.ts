@@ -2,19 +2,30 @@
 // ms2m-agent runs, and the router that picks the agent or the Job per source node
 // (MS2M_TRANSFER_RUNNER). The Job is created once per (migration, container), watched (the
 // manager enqueues the migration on every change of a Job in the controller's namespace), read
-// (termination message of its pod) and deleted once it has finished.
+// (termination message of its pod) and deleted once it has finished. What a send Job leaves
+// behind where no agent runs (the archive on the source node, the registry images it pushed) is
+// deleted by a cleanup Job the router starts when the migration ends (fire-and-forget).
 import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job } from "@kubernetes/client-node";
 import { Ms2mError, describeError, statusReasons, type StatusReason } from "../../common/errors.ts";
 import { getOrUndefined, isAlreadyExists, kubeCall, toMs2mError } from "../../kube/errors.ts";
-import { parseSendJobResult, type SendJobResult } from "../../transfer/job.ts";
+import {
+  cleanupRequestSchema,
+  parseSendJobResult,
+  type CleanupRequest,
+  type SendJobResult,
+} from "../../transfer/job.ts";
 import { sendRequestSchema, type SendRequest } from "../../transfer/types.ts";
 import type { ArtifactRef, CleanupReport, TransferPort, TransferRequest, TransferResult } from "../ports.ts";
 import {
+  LABEL_COMPONENT,
   LABEL_TRANSFER_MIGRATION_UID,
   SEND_CONTAINER,
+  TRANSFER_COMPONENT,
   TransferInProgress,
+  buildCleanupJob,
   buildTransferJob,
   transferJobName,
+  type CleanupJobInput,
   type TransferJobSettings,
   type TransferRunner,
 } from "../transfer-job.ts";
@@ -233,16 +244,84 @@ export class JobTransfer implements TransferPort {
     return { warnings: [] };
   }
 
+  /** Deletes the migration's send Jobs; its cleanup Jobs (another component) are left to finish. */
   async deleteJobsOf(uid: string): Promise<void> {
     const jobs = await kubeCall(
       () =>
         this.batch.listNamespacedJob({
           namespace: this.namespace,
-          labelSelector: `${LABEL_TRANSFER_MIGRATION_UID}=${uid}`,
+          labelSelector: `${LABEL_TRANSFER_MIGRATION_UID}=${uid},${LABEL_COMPONENT}=${TRANSFER_COMPONENT}`,
         }),
       "list transfer Jobs",
     );
     for (const j of jobs.items) if (j.metadata?.name) await this.deleteJob(j.metadata.name);
+  }
+
+  /**
+   * Creates the cleanup Job (buildCleanupJob) unless it exists: nobody waits for it or reads it
+   * (its ttlSecondsAfterFinished removes it). Returns its name and whether this call created it.
+   */
+  async startCleanup(input: CleanupJobInput): Promise<{ name: string; created: boolean }> {
+    const parsed = cleanupRequestSchema.safeParse(input.request);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new Ms2mError("Invalid", `cleanup Job request: ${issue?.path.join(".")}: ${issue?.message}`, {
+        retriable: false,
+      });
+    }
+    const body = buildCleanupJob({ ...input, request: parsed.data }, this.settings);
+    const name = body.metadata?.name ?? "";
+    try {
+      await this.batch.createNamespacedJob({ namespace: this.namespace, body });
+      return { name, created: true };
+    } catch (err) {
+      // Created by an earlier call (a retried finalization, a restarted controller).
+      if (isAlreadyExists(err)) return { name, created: false };
+      throw toMs2mError(err, `create Job ${name}`);
+    }
+  }
+}
+
+/** The cleanup Jobs a set of artifacts needs: per migration, one per source node, one for registry images. */
+class CleanupPlan {
+  private readonly jobs = new Map<string, CleanupJobInput & { what: string[] }>();
+
+  private of(a: ArtifactRef, uid: string, node: string | undefined) {
+    const k = `${uid} ${node ?? ""}`;
+    let j = this.jobs.get(k);
+    if (!j) {
+      const request: CleanupRequest = {
+        migration: uid,
+        namespace: a.namespace ?? "",
+        pod: a.pod ?? "",
+        archives: [],
+        registryImages: [],
+      };
+      j = { migrationUid: uid, source: `${a.namespace}/${a.pod}`, node, request, what: [] };
+      this.jobs.set(k, j);
+    }
+    return j;
+  }
+
+  /** False when the artifact does not name enough for the Job (no key, pod or container). */
+  addArchive(a: ArtifactRef): boolean {
+    if (!a.key || !a.archivePath || !a.namespace || !a.pod || !a.container || !a.sourceNode) return false;
+    const j = this.of(a, splitKey(a.key).migration, a.sourceNode);
+    j.request.archives.push({ container: a.container, archive: a.archivePath });
+    j.what.push(`checkpoint archive ${a.archivePath} on ${a.sourceNode}`);
+    return true;
+  }
+
+  addImage(a: ArtifactRef): boolean {
+    if (!a.key || !a.image || !a.namespace || !a.pod) return false;
+    const j = this.of(a, splitKey(a.key).migration, undefined);
+    j.request.registryImages.push({ image: a.image });
+    j.what.push(`registry image ${a.image}`);
+    return true;
+  }
+
+  get inputs(): (CleanupJobInput & { what: string[] })[] {
+    return [...this.jobs.values()];
   }
 }
 
@@ -288,11 +367,14 @@ export class RoutedTransfer implements TransferPort {
   }
 
   /**
-   * Deletes the migration's Jobs, releases what the source agents recorded, and reports what no
-   * agent can remove: archives on nodes without an agent, and registry images a Job pushed.
+   * Deletes the migration's send Jobs, releases what the agents recorded, and starts cleanup Jobs
+   * for what no agent can remove: archives on source nodes without an agent (a Job pinned to the
+   * node) and registry images a send Job pushed (a Job anywhere). The cleanup Jobs run on their
+   * own; what one could not even be created for is reported as a warning.
    */
   async cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport> {
     const warnings: string[] = [];
+    const started: string[] = [];
     const errors: string[] = [];
     if (this.runner !== "agent") {
       try {
@@ -302,6 +384,7 @@ export class RoutedTransfer implements TransferPort {
       }
     }
     const viaAgent: ArtifactRef[] = [];
+    const plan = new CleanupPlan();
     for (const a of artifacts) {
       const agentThere =
         this.runner === "agent" ||
@@ -310,18 +393,28 @@ export class RoutedTransfer implements TransferPort {
       else {
         // The target's agent recorded what the Job sent it: released there (source = target).
         if (a.targetNode) viaAgent.push({ ...a, sourceNode: a.targetNode });
-        if (a.archivePath)
+        if (a.archivePath && !plan.addArchive(a))
           warnings.push(
-            `no ms2m-agent on ${a.sourceNode}: checkpoint archive ${a.archivePath} stays on the node`,
+            `no ms2m-agent on ${a.sourceNode || "the source node"}: checkpoint archive ${a.archivePath} stays on the node`,
           );
       }
       if (
         this.runner !== "agent" &&
         a.mode === "Registry" &&
         a.image &&
-        (!agentThere || this.runner === "job")
+        (!agentThere || this.runner === "job") &&
+        !plan.addImage(a)
       )
         warnings.push(`registry image ${a.image} was pushed by a transfer Job and is not deleted`);
+    }
+    for (const input of plan.inputs) {
+      try {
+        const { name, created } = await this.job.startCleanup(input);
+        started.push(`Job ${name} ${created ? "deletes" : "already deletes"} ${input.what.join(", ")}`);
+      } catch (err) {
+        for (const what of input.what)
+          warnings.push(`${what} stays: cleanup Job not created: ${describeError(err)}`);
+      }
     }
     if (viaAgent.length > 0) {
       try {
@@ -332,6 +425,6 @@ export class RoutedTransfer implements TransferPort {
       }
     }
     if (errors.length > 0) throw new Ms2mError("ServiceUnavailable", errors.join("; "));
-    return { warnings };
+    return { warnings, started };
   }
 }

@@ -72,6 +72,9 @@ export function artifactsOf(ctx: PhaseContext, opts: { completed?: boolean } = {
     .map((c) => ({
       mode: s.transferMode ?? ctx.m.spec.transferMode,
       sourceNode: s.sourceNode ?? "",
+      namespace: ctx.namespace,
+      pod: ctx.m.spec.sourcePod,
+      container: c.name,
       key: checkpointKey(uidOf(ctx.m), c.name),
       ...(s.targetNode ? { targetNode: s.targetNode } : {}),
       ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
@@ -85,6 +88,7 @@ export async function cleanupArtifacts(ctx: PhaseContext, opts: { completed?: bo
   if (artifacts.length === 0) return;
   try {
     const report = await ctx.deps.transfer.cleanup(artifacts);
+    for (const m of report?.started ?? []) ctx.event("Normal", "CheckpointCleanupJob", m);
     for (const w of report?.warnings ?? []) ctx.event("Warning", "CheckpointArtifactKept", w);
   } catch (err) {
     ctx.event("Warning", "CleanupFailed", `checkpoint artifacts: ${describeError(err)}`);
