@@ -213,6 +213,35 @@ describe("Transferring with a transfer Job", () => {
     expect(w.events.reasons().filter((r) => r === "TransferJobStarted")).toHaveLength(1);
   });
 
+  it("cleanup handed to Jobs: a Normal Event each, the artifacts name their pod and container", async () => {
+    const { setup, drive } = await import("./scenario.ts");
+    const w = setup("Deployment");
+    const seen: ArtifactRef[] = [];
+    (w.transfer as TransferPort).cleanup = (artifacts) => {
+      seen.push(...artifacts);
+      return Promise.resolve({
+        warnings: [],
+        started: ["Job ms2m-cleanup-x-node-a deletes checkpoint archive a"],
+      });
+    };
+    expect(await drive(w)).toEqual([]);
+    expect(w.cluster.migrations.get("default/mig")?.status?.phase).toBe("Completed");
+    const cleanupEvents = w.events.events.filter((e) => e.reason === "CheckpointCleanupJob");
+    expect(cleanupEvents[0]).toEqual({
+      type: "Normal",
+      reason: "CheckpointCleanupJob",
+      message: "Job ms2m-cleanup-x-node-a deletes checkpoint archive a",
+    });
+    expect(w.events.reasons()).not.toContain("CheckpointArtifactKept");
+    const m = w.cluster.migrations.get("default/mig")!;
+    expect(seen.length).toBeGreaterThan(0);
+    for (const a of seen) {
+      expect(a.namespace).toBe("default");
+      expect(a.pod).toBe(m.spec.sourcePod);
+      expect(m.status?.containers?.map((c) => c.name)).toContain(a.container);
+    }
+  });
+
   it("a refusal from the Job fails the migration with TransferFailed and rolls back", async () => {
     const { setup, drive } = await import("./scenario.ts");
     const { Ms2mError } = await import("../../../src/common/errors.ts");
