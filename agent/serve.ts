@@ -2,7 +2,7 @@
 // environment (exit 2 when invalid), TLS from the operator-managed Secret (re-read when
 // re-issued), TokenReview/SubjectAccessReview against the API server, graceful shutdown on SIGTERM.
 import { readFile } from "node:fs/promises";
-import { KubeConfig } from "@kubernetes/client-node";
+import { PooledKubeConfig } from "../src/kube/config.ts";
 import { CONFIG_EXIT_CODE, ConfigError } from "../src/common/config.ts";
 import { createLogger } from "../src/common/logger.ts";
 import { parseAgentConfig, type AgentConfig } from "./config.ts";
@@ -27,7 +27,7 @@ const readTls = async () => ({
   key: await readFile(config.AGENT_TLS_KEY_FILE),
 });
 
-const kc = new KubeConfig();
+const kc = new PooledKubeConfig();
 kc.loadFromCluster();
 let tls = await readTls();
 const agent = new AgentServer(
