@@ -113,6 +113,8 @@ export class BenchController {
   proc: ManagedProcess | undefined;
   healthPort = 0;
   metricsPort = 0;
+  /** Inspector port (loopback) when started with `inspect`: for heap measurements after a full GC. */
+  inspectPort = 0;
   starts = 0;
   private kubeconfig = "";
   private tokenFile = "";
@@ -151,30 +153,37 @@ export class BenchController {
   }
 
   /** Starts the process; resolves with the milliseconds from spawn to the first /readyz 200 (10 ms polls). */
-  async start(): Promise<number> {
+  async start(opts: { inspect?: boolean } = {}): Promise<number> {
     await this.credentials();
     this.healthPort = await freePort();
     this.metricsPort = await freePort();
+    this.inspectPort = opts.inspect ? await freePort() : 0;
+    const nodeArgs = opts.inspect ? [`--inspect=127.0.0.1:${this.inspectPort}`] : [];
     this.starts++;
     this.proc = new ManagedProcess(
       `controller-${this.starts}`,
       join(this.dir, `controller-${this.starts}.log`),
     );
     const t0 = performance.now();
-    await this.proc.start(process.execPath, [repoPath("src/cmd/controller.ts")], join(this.dir, "pids"), {
-      ...process.env,
-      KUBECONFIG: this.kubeconfig,
-      POD_NAMESPACE: SYSTEM_NS,
-      POD_NAME: "ms2m-controller-bench",
-      LEADER_ELECT: "false",
-      HEALTH_PORT: String(this.healthPort),
-      METRICS_PORT: String(this.metricsPort),
-      AGENT_CA_FILE: this.caFile,
-      AGENT_TOKEN_FILE: this.tokenFile,
-      LOG_LEVEL: "info",
-      MANAGE_AGENT_TLS: "false",
-      ...this.extraEnv,
-    });
+    await this.proc.start(
+      process.execPath,
+      [...nodeArgs, repoPath("src/cmd/controller.ts")],
+      join(this.dir, "pids"),
+      {
+        ...process.env,
+        KUBECONFIG: this.kubeconfig,
+        POD_NAMESPACE: SYSTEM_NS,
+        POD_NAME: "ms2m-controller-bench",
+        LEADER_ELECT: "false",
+        HEALTH_PORT: String(this.healthPort),
+        METRICS_PORT: String(this.metricsPort),
+        AGENT_CA_FILE: this.caFile,
+        AGENT_TOKEN_FILE: this.tokenFile,
+        LOG_LEVEL: "info",
+        MANAGE_AGENT_TLS: "false",
+        ...this.extraEnv,
+      },
+    );
     for (;;) {
       if (!this.proc.running) throw new Error(`controller exited:\n${await this.proc.tail()}`);
       const res = await fetch(`http://127.0.0.1:${this.healthPort}/readyz`).catch(() => undefined);
@@ -191,6 +200,64 @@ export class BenchController {
   async metrics(): Promise<Map<string, number>> {
     const res = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`);
     return parseMetrics(await res.text());
+  }
+
+  /**
+   * Live heap after a full, forced garbage collection (the inspector's
+   * HeapProfiler.collectGarbage, then process.memoryUsage() in the controller): what the
+   * controller really keeps, without the garbage V8 has not collected yet. Needs `inspect`.
+   */
+  async heapAfterGc(): Promise<{
+    heapUsedMiB: number;
+    heapTotalMiB: number;
+    externalMiB: number;
+    rssMiB: number;
+  }> {
+    if (!this.inspectPort) throw new Error("controller not started with inspect");
+    const targets = (await (await fetch(`http://127.0.0.1:${this.inspectPort}/json/list`)).json()) as {
+      webSocketDebuggerUrl: string;
+    }[];
+    const ws = new WebSocket(targets[0]!.webSocketDebuggerUrl);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    let next = 0;
+    const pending = new Map<number, (r: unknown) => void>();
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(String(ev.data)) as { id?: number; result?: unknown };
+      if (msg.id !== undefined) pending.get(msg.id)?.(msg.result);
+    };
+    const call = (method: string, params: object = {}) =>
+      new Promise<unknown>((resolve) => {
+        const id = ++next;
+        pending.set(id, resolve);
+        ws.send(JSON.stringify({ id, method, params }));
+      });
+    try {
+      // Twice: objects with weak references / finalizers are freed by the second pass.
+      await call("HeapProfiler.collectGarbage");
+      await call("HeapProfiler.collectGarbage");
+      const r = (await call("Runtime.evaluate", {
+        expression: "JSON.stringify(process.memoryUsage())",
+        returnByValue: true,
+      })) as { result: { value: string } };
+      const mem = JSON.parse(r.result.value) as {
+        heapUsed: number;
+        heapTotal: number;
+        external: number;
+        rss: number;
+      };
+      const m = (n: number) => Math.round(n / 2 ** 20);
+      return {
+        heapUsedMiB: m(mem.heapUsed),
+        heapTotalMiB: m(mem.heapTotal),
+        externalMiB: m(mem.external),
+        rssMiB: m(mem.rss),
+      };
+    } finally {
+      ws.close();
+    }
   }
 
   async stop(): Promise<void> {

@@ -11,8 +11,9 @@
 //     that matches only the controller's ServiceAccount).
 //   node bench/scale/run.ts objects [--count 1000]
 //     --count migrations whose source pod does not exist (each fails fast in Pending:
-//     SourcePodNotFound): time until all are Failed, controller RSS and heap before, right after
-//     and 30 s after, reconciles and requests, the informer's view (work-queue adds).
+//     SourcePodNotFound), two rounds of create → all Failed → delete: time until all are Failed,
+//     reconciles and requests, and at each step the controller's RSS, heap gauge and live heap
+//     after a forced full GC (the controller runs with --inspect on loopback for that).
 //   node bench/scale/run.ts startup [--count 1000] [--times 5]
 //     spawn → /readyz 200 of the controller binary, --times starts each with 0 and with --count
 //     objects (as in `objects`).
@@ -28,6 +29,7 @@ import { parseArgs } from "node:util";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
 import { ControlPlane } from "../../test/harness/control-plane.ts";
 import { sleep, waitFor } from "../../test/harness/exec.ts";
+import { mustSucceed } from "../../test/harness/fixtures.ts";
 import { COUNTER_IMAGE, TestCluster } from "../../test/harness/nodes.ts";
 import {
   createDeployment,
@@ -398,73 +400,129 @@ async function waitAllFailed(env: StackEnv, ns: string, count: number): Promise<
   return Date.now() - t0;
 }
 
+/** Deletes every migration of the namespace and waits until none is left (one list per second:
+ * `kubectl delete --wait` waits object by object, minutes for 1,000). */
+async function deleteAllMigrations(env: StackEnv, ns: string): Promise<void> {
+  mustSucceed(
+    await env.kubectl(["delete", "statefulmigrations", "--all", "-n", ns, "--wait=false"]),
+    "delete migrations",
+  );
+  await waitFor(
+    "all migrations gone",
+    async () => ((await listMigrations(env, ns)).length === 0 ? true : undefined),
+    { timeoutMs: 600_000, intervalMs: 1_000 },
+  );
+}
+
+/**
+ * Two rounds of: create --count failing objects, wait until all are Failed, settle 30 s, delete
+ * them all, settle 30 s. Memory is read at every step twice: as the process shows it (RSS,
+ * prom-client's heap gauge, garbage included) and as the live heap after a forced full GC
+ * (inspector), which is what the controller actually keeps. A per-object leak shows as live
+ * heap after the deletes growing from round to round above the idle baseline.
+ */
 async function objects(): Promise<void> {
   const count = Number(args.count);
+  const rounds = 2;
   const loadBefore = loadAverage();
   const b = await startBench();
   const { env } = b;
   const controller = new BenchController(env, b.work, b.caFile);
   const ns = await createNamespace(env, "objects");
   try {
-    await controller.start();
+    await controller.start({ inspect: true });
     await sleep(10_000);
+    const heap = (m: Map<string, number>) =>
+      Math.round(metricSum(m, "nodejs_heap_size_used_bytes") / 2 ** 20);
+    const point = async (label: string) => {
+      const m = await controller.metrics();
+      const rssMiB = mib(controller.sample().rssKiB);
+      const gc = await controller.heapAfterGc();
+      say(
+        `${label}: RSS ${rssMiB} MiB, heap used ${heap(m)} MiB; after GC: live heap ${gc.heapUsedMiB} MiB ` +
+          `(V8 heap reserved ${gc.heapTotalMiB} MiB), external ${gc.externalMiB} MiB, RSS ${gc.rssMiB} MiB`,
+      );
+      return {
+        label,
+        rssMiB,
+        heapUsedMiB: heap(m),
+        liveHeapMiB: gc.heapUsedMiB,
+        heapTotalAfterGcMiB: gc.heapTotalMiB,
+        externalAfterGcMiB: gc.externalMiB,
+        rssAfterGcMiB: gc.rssMiB,
+      };
+    };
+    const points = [await point("idle, 0 objects")];
     const m0 = await controller.metrics();
-    const s0 = controller.sample();
+    const cpu0 = controller.sample().cpuS;
     const req0 = await controllerRequests(env);
     const adds0 = metricSum(m0, "workqueue_adds_total");
     const rec0 = metricSum(m0, "controller_runtime_reconcile_total");
-    const cpu0 = s0.cpuS;
-    const t0 = Date.now();
-    const createMs = await createFailing(env, ns, count);
-    await waitAllFailed(env, ns, count);
-    const allFailedMs = Date.now() - t0;
-    const s1 = controller.sample();
-    const m1 = await controller.metrics();
-    say(`${count} Failed ${fmtS(allFailedMs)} s after the first create; settling 30 s`);
-    await sleep(30_000);
+    let createMs = 0;
+    let allFailedMs = 0;
+    let cpuRound1 = 0;
+    let reqRound1 = 0;
+    const failedReasons = new Map<string, number>();
+    for (let round = 1; round <= rounds; round++) {
+      const t0 = Date.now();
+      const created = await createFailing(env, ns, count);
+      await waitAllFailed(env, ns, count);
+      const failedMs = Date.now() - t0;
+      if (round === 1) {
+        createMs = created;
+        allFailedMs = failedMs;
+        cpuRound1 = controller.sample().cpuS - cpu0;
+        reqRound1 = (await controllerRequests(env)) - req0;
+        for (const m of await listMigrations(env, ns)) {
+          const r = m.status?.failure?.reason ?? "?";
+          failedReasons.set(r, (failedReasons.get(r) ?? 0) + 1);
+        }
+      }
+      say(`round ${round}: ${count} Failed ${fmtS(failedMs)} s after the first create`);
+      points.push(await point(`round ${round}: all ${count} Failed`));
+      await sleep(30_000);
+      points.push(await point(`round ${round}: 30 s later`));
+      await deleteAllMigrations(env, ns);
+      await sleep(30_000);
+      points.push(await point(`round ${round}: all deleted, 30 s later`));
+    }
     const s2 = controller.sample();
     const m2 = await controller.metrics();
-    const req2 = await controllerRequests(env);
-    const heap = (m: Map<string, number>) =>
-      Math.round(metricSum(m, "nodejs_heap_size_used_bytes") / 2 ** 20);
-    const failedReasons = new Map<string, number>();
-    for (const m of await listMigrations(env, ns)) {
-      const r = m.status?.failure?.reason ?? "?";
-      failedReasons.set(r, (failedReasons.get(r) ?? 0) + 1);
-    }
     const loadAfter = loadAverage();
     const result = {
       count,
+      rounds,
       kind: "source pod missing: each fails in Pending (SourcePodNotFound)",
       reasons: Object.fromEntries(failedReasons),
       createMs,
       allFailedMs,
-      rssMiB: {
-        before: mib(s0.rssKiB),
-        allFailed: mib(s1.rssKiB),
-        after30s: mib(s2.rssKiB),
-        peak: mib(s2.hwmKiB),
-      },
-      heapUsedMiB: { before: heap(m0), allFailed: heap(m1), after30s: heap(m2) },
-      controllerCpuS: s2.cpuS - cpu0,
+      controllerCpuS: cpuRound1,
+      apiRequests: reqRound1,
       workqueueAdds: metricSum(m2, "workqueue_adds_total") - adds0,
       reconciles: metricSum(m2, "controller_runtime_reconcile_total") - rec0,
-      apiRequests: req2 - req0,
+      peakRssMiB: mib(s2.hwmKiB),
+      memory: points,
       load: { before: loadBefore, after: loadAfter },
     };
     const md = [
-      `${count} StatefulMigrations whose source pod does not exist (each fails fast in Pending: ${[...failedReasons].map(([r, c]) => `${c}× ${r}`).join(", ")})`,
+      `${count} StatefulMigrations whose source pod does not exist (each fails fast in Pending: ${[...failedReasons].map(([r, c]) => `${c}× ${r}`).join(", ")}), ${rounds} rounds of create → all Failed → delete`,
       "",
-      "| metric | value |",
+      "| metric (round 1) | value |",
       "|---|---|",
       `| created (20 in flight) in | ${fmtS(createMs)} s |`,
       `| first create → all ${count} Failed | ${fmtS(allFailedMs)} s |`,
-      `| controller RSS: idle / all Failed / 30 s later / peak (VmHWM) | ${result.rssMiB.before} / ${result.rssMiB.allFailed} / ${result.rssMiB.after30s} / ${result.rssMiB.peak} MiB |`,
-      `| heap used (nodejs_heap_size_used_bytes): idle / all Failed / 30 s later | ${result.heapUsedMiB.before} / ${result.heapUsedMiB.allFailed} / ${result.heapUsedMiB.after30s} MiB |`,
-      `| controller CPU for the ${count} | ${result.controllerCpuS.toFixed(1)} s |`,
-      `| work-queue adds / reconciles | ${result.workqueueAdds} / ${result.reconciles} |`,
-      `| API requests (controller's SA) | ${result.apiRequests} (${(result.apiRequests / count).toFixed(1)} per object) |`,
+      `| controller CPU for the ${count} (until all Failed) | ${cpuRound1.toFixed(1)} s |`,
+      `| API requests (controller's SA, until all Failed) | ${reqRound1} (${(reqRound1 / count).toFixed(1)} per object) |`,
+      `| work-queue adds / reconciles (both rounds, deletes included) | ${result.workqueueAdds} / ${result.reconciles} |`,
+      `| controller peak RSS (VmHWM) | ${result.peakRssMiB} MiB |`,
       `| load average before / after | ${loadBefore} / ${loadAfter} |`,
+      "",
+      "| point | RSS | heap used (prom-client, garbage included) | after a forced full GC: live heap / V8 heap reserved / external / RSS |",
+      "|---|---|---|---|",
+      ...points.map(
+        (p) =>
+          `| ${p.label} | ${p.rssMiB} MiB | ${p.heapUsedMiB} MiB | ${p.liveHeapMiB} / ${p.heapTotalAfterGcMiB} / ${p.externalAfterGcMiB} / ${p.rssAfterGcMiB} MiB |`,
+      ),
     ].join("\n");
     save("objects", result, md);
   } finally {
