@@ -82,17 +82,7 @@ async function serve(): Promise<void> {
   // Two simulated workers (MS2M_NODES=node-a,node-b,... to change), registered and Ready.
   const nodes = (process.env.MS2M_NODES ?? "node-a,node-b").split(",").filter(Boolean);
   try {
-    cluster = await TestCluster.start(
-      {
-        kubeconfig: cp.adminKubeconfig,
-        server: cp.server,
-        dir: cp.dir,
-        slot: cp.net.slot,
-        hostIp: cp.net.hostIp,
-        caFile: cp.pki.ca.cert,
-      },
-      { nodes },
-    );
+    cluster = await TestCluster.start(cp.clusterInfo, { nodes });
   } catch (err) {
     console.error("simulated nodes failed to start:", err);
     await stop();

@@ -15,9 +15,9 @@ import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
 import { controlPlaneBinaries } from "../../test/harness/binaries.ts";
-import { ControlPlane } from "../../test/harness/control-plane.ts";
+import { startLocalCluster } from "../../test/harness/local-cluster.ts";
 import { sleep, waitFor } from "../../test/harness/exec.ts";
-import { TestCluster } from "../../test/harness/nodes.ts";
+import type { TestCluster } from "../../test/harness/nodes.ts";
 import {
   ControllerProcess,
   consumerTemplate,
@@ -157,17 +157,9 @@ function kubectlWith(kubeconfig: string) {
 async function localEnv(work: string): Promise<ControllerTestEnv> {
   const t0 = Date.now();
   process.stderr.write("starting the local control plane and two simulated nodes…\n");
-  const cp = await ControlPlane.start();
-  cleanups.push(() => cp.stop());
-  const cluster = await TestCluster.start({
-    kubeconfig: cp.adminKubeconfig,
-    server: cp.server,
-    dir: cp.dir,
-    slot: cp.net.slot,
-    hostIp: cp.net.hostIp,
-    caFile: cp.pki.ca.cert,
-  });
-  cleanups.push(() => cluster.stop());
+  const local = await startLocalCluster();
+  cleanups.push(() => local.stop());
+  const { cluster } = local;
   const env = makeEnv(cluster.info.kubeconfig, cluster, cluster.info.hostIp);
   const registry = await startRegistry(env.hostIp);
   cleanups.push(() => registry.stop());

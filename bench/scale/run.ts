@@ -27,10 +27,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
-import { ControlPlane } from "../../test/harness/control-plane.ts";
+import { startLocalCluster } from "../../test/harness/local-cluster.ts";
 import { sleep, waitFor } from "../../test/harness/exec.ts";
 import { mustSucceed } from "../../test/harness/fixtures.ts";
-import { COUNTER_IMAGE, TestCluster } from "../../test/harness/nodes.ts";
+import { COUNTER_IMAGE } from "../../test/harness/nodes.ts";
 import {
   createDeployment,
   createMigration,
@@ -115,17 +115,9 @@ async function startBench(latencies?: Latencies): Promise<Bench> {
     for (const s of stops.splice(0).reverse()) await s().catch((e: unknown) => say(`cleanup: ${String(e)}`));
   };
   try {
-    const cp = await ControlPlane.start();
-    stops.push(() => cp.stop());
-    const cluster = await TestCluster.start({
-      kubeconfig: cp.adminKubeconfig,
-      server: cp.server,
-      dir: cp.dir,
-      slot: cp.net.slot,
-      hostIp: cp.net.hostIp,
-      caFile: cp.pki.ca.cert,
-    });
-    stops.push(() => cluster.stop());
+    const local = await startLocalCluster();
+    stops.push(() => local.stop());
+    const { cp, cluster } = local;
     const env = stackEnv(cluster.info);
     const work = await mkdtemp(join(tmpdir(), "ms2m-scale-"));
     stops.push(() => rm(work, { recursive: true, force: true }));

@@ -27,9 +27,8 @@ import { JobTransfer } from "../../src/controller/adapters/transfer-job.ts";
 import type { TransferRequest } from "../../src/controller/ports.ts";
 import { TransferInProgress } from "../../src/controller/transfer-job.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../src/transfer/client.ts";
-import { ControlPlane } from "../../test/harness/control-plane.ts";
+import { startLocalCluster } from "../../test/harness/local-cluster.ts";
 import { sleep } from "../../test/harness/exec.ts";
-import { TestCluster } from "../../test/harness/nodes.ts";
 import {
   AGENT_IMAGE,
   SYSTEM_NS,
@@ -79,17 +78,9 @@ process.on("SIGINT", () => {
 try {
   const t0 = Date.now();
   process.stderr.write("starting the local control plane, node-a and node-b…\n");
-  const cp = await ControlPlane.start();
-  cleanups.push(() => cp.stop());
-  const cluster = await TestCluster.start({
-    kubeconfig: cp.adminKubeconfig,
-    server: cp.server,
-    dir: cp.dir,
-    slot: cp.net.slot,
-    hostIp: cp.net.hostIp,
-    caFile: cp.pki.ca.cert,
-  });
-  cleanups.push(() => cluster.stop());
+  const local = await startLocalCluster();
+  cleanups.push(() => local.stop());
+  const { cluster } = local;
   const env = { ...stackEnv(cluster.info), cluster };
   const registry = await startRegistry(env.hostIp);
   cleanups.push(() => registry.stop());

@@ -82,6 +82,25 @@ export class ControlPlane {
     return join(this.dir, "pids");
   }
 
+  /** What the simulated nodes need to join this control plane (TestCluster.start). */
+  get clusterInfo(): {
+    kubeconfig: string;
+    server: string;
+    dir: string;
+    slot: number;
+    hostIp: string;
+    caFile: string;
+  } {
+    return {
+      kubeconfig: this.adminKubeconfig,
+      server: this.server,
+      dir: this.dir,
+      slot: this.net.slot,
+      hostIp: this.net.hostIp,
+      caFile: this.pki.ca.cert,
+    };
+  }
+
   static async start(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
     const binaries = await controlPlaneBinaries();
     const lease = await acquireSlot(options.ownerPid ?? process.pid, sweepSlot, options.slot);
