@@ -25,8 +25,8 @@ for (const [key, value] of Object.entries(process.env)) {
   process.env[key] = hostPathOf(value);
 }
 
-// The transfer Job's `send` uses no Kubernetes client: not loading it keeps its start short.
-if (process.argv[2] !== "send") {
+// The Jobs' `send` and `cleanup` use no Kubernetes client: not loading it keeps their start short.
+if (process.argv[2] !== "send" && process.argv[2] !== "cleanup") {
   const { KubeConfig } = await import("@kubernetes/client-node");
   const loadFromCluster = KubeConfig.prototype.loadFromCluster;
   KubeConfig.prototype.loadFromCluster = function (pathPrefix = "") {

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -30,8 +31,10 @@ import {
 // checkpoints through the API server's node proxy (CHECKPOINT_MODE=auto with
 // config/components/node-proxy-fallback) and sends the archive with a Job pinned to node-c that
 // runs the agent image's `send` (MS2M_TRANSFER_RUNNER=auto): Direct into node-b's agent, or
-// pushed to the registry. Whole ShadowPod migrations under load, zero lost, zero applied twice,
-// no Job left; a Job that fails with a refusal fails the migration with its reason and rolls back.
+// pushed to the registry. Whole ShadowPod migrations under load, zero lost, zero applied twice;
+// a Job that fails with a refusal fails the migration with its reason and rolls back. Either way
+// cleanup Jobs (the agent image's `cleanup`) then delete the archive from node-c and the image
+// the send Job pushed from the registry, and no Job of the migration is left.
 vi.setConfig({ testTimeout: 150_000 });
 const env = controllerTestEnv();
 const SOURCE = "node-c";
@@ -69,6 +72,8 @@ beforeAll(async () => {
     MS2M_TRANSFER_RUNNER: "auto",
     TRANSFER_JOB_IMAGE: AGENT_IMAGE,
     TRANSFER_JOB_INSECURE_REGISTRIES: `${env.registry},${refusingHost}`,
+    // Finished cleanup Jobs are nobody's to delete: expired soon, so "no Job left" can be awaited.
+    TRANSFER_JOB_CLEANUP_TTL_SECONDS: "2",
   });
   await controller.start();
   ns = await createNamespace(env, "xferjob");
@@ -91,6 +96,46 @@ async function transferJobs(uid: string) {
   });
   return jobs.items;
 }
+
+/** Waits until every Job of the migration is gone; fails at once on a failed cleanup Job. */
+async function noJobLeft(uid: string): Promise<void> {
+  await waitFor(
+    "no transfer or cleanup Job left",
+    async () => {
+      const jobs = await transferJobs(uid);
+      const failed = jobs.find(
+        (j) =>
+          j.metadata?.labels?.["app.kubernetes.io/component"] === "cleanup" && (j.status?.failed ?? 0) > 0,
+      );
+      if (failed)
+        throw new Error(`cleanup Job ${failed.metadata?.name} failed: ${JSON.stringify(failed.status)}`);
+      return jobs.length === 0 ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
+}
+
+/** The checkpoint archive on the source node (the kubelet's path in the node's folder). */
+const archiveOnSource = (path: string | undefined) => env.cluster.node(SOURCE).hostPath(path ?? "/");
+
+async function manifestStatus(image: string): Promise<number> {
+  const [, host, repo, tag] = /^([^/]+)\/(.+):([^:]+)$/.exec(image) ?? [];
+  const res = await fetch(`http://${host}/v2/${repo}/manifests/${tag}`, {
+    method: "HEAD",
+    headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+  });
+  return res.status;
+}
+
+/** The cleanup Jobs the migration's CheckpointCleanupJob Events name, sorted. */
+const cleanupJobsIn = (events: string[]) =>
+  [
+    ...new Set(
+      events.flatMap((e) =>
+        e.startsWith("CheckpointCleanupJob:") ? [/Job (ms2m-cleanup-\S+)/.exec(e)?.[1] ?? e] : [],
+      ),
+    ),
+  ].sort();
 
 async function jobEvents(name: string): Promise<string[]> {
   const events = await env.core.listNamespacedEvent({
@@ -149,14 +194,19 @@ describe("source node without an agent", () => {
       const target = await env.core.readNamespacedPod({ namespace: ns, name: m.status?.targetPod ?? "" });
       expect(target.spec?.nodeName).toBe("node-b");
       expect(controllerOf(target)?.kind).toBe("ReplicaSet");
-      // Deleted by the controller once read (Background propagation: its pod follows).
-      await waitFor(
-        "no transfer Job left",
-        async () => ((await transferJobs(run.uid)).length === 0 ? true : undefined),
-        {
-          timeoutMs: 20_000,
-        },
+      // The send Job is deleted by the controller once read (Background propagation: its pod
+      // follows); the cleanup Jobs delete what it left behind, then expire.
+      await noJobLeft(run.uid);
+      expect(existsSync(archiveOnSource(c?.checkpointPath))).toBe(false);
+      if (mode === "Registry") expect(await manifestStatus(c?.checkpointImage ?? "")).toBe(404);
+      const after = await jobEvents(run.name);
+      expect(cleanupJobsIn(after)).toEqual(
+        mode === "Registry"
+          ? [expect.stringMatching(/^ms2m-cleanup-[a-z0-9]{12}$/), expect.stringMatching(/-node-c$/)]
+          : [expect.stringMatching(/-node-c$/)],
       );
+      expect(after.some((e) => e.includes(`ms2m-cleanup-`) && e.includes(SOURCE))).toBe(true);
+      expect(after.filter((e) => e.startsWith("CheckpointArtifactKept:"))).toEqual([]);
       const report = await finalAccounting(
         env,
         ns,
@@ -190,13 +240,14 @@ describe("source node without an agent", () => {
     );
     expect(m.status?.failure?.message).toContain("403");
     expect(m.status?.conditions?.find((x) => x.type === "RolledBack")?.status).toBe("True");
-    await waitFor(
-      "no transfer Job left",
-      async () => ((await transferJobs(run.uid)).length === 0 ? true : undefined),
-      {
-        timeoutMs: 20_000,
-      },
-    );
+    // The archive the refused send left on node-c is deleted by a cleanup Job (nothing was pushed).
+    const archive = m.status?.containers?.[0]?.checkpointPath;
+    expect(archive).toMatch(/^\/var\/lib\/kubelet\/checkpoints\/checkpoint-/);
+    await noJobLeft(run.uid);
+    expect(existsSync(archiveOnSource(archive))).toBe(false);
+    const events = await jobEvents(run.name);
+    expect(cleanupJobsIn(events)).toEqual([expect.stringMatching(/-node-c$/)]);
+    expect(events.filter((e) => e.startsWith("CheckpointArtifactKept:"))).toEqual([]);
     const pods = await waitFor("source alone", async () => {
       const live = await livePods(env, ns, run.w.name);
       return live.length === 1 ? live : undefined;
