@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { inject } from "vitest";
 import * as k8s from "@kubernetes/client-node";
+import { PooledKubeConfig } from "../../src/kube/config.ts";
 import { controlPlaneBinaries } from "./binaries.ts";
 import { serviceAccountToken } from "./stack.ts";
 
@@ -16,7 +17,7 @@ export interface KubectlResult {
 export function clusterContext() {
   const cluster = inject("cluster");
   const kubeConfig = () => {
-    const kc = new k8s.KubeConfig();
+    const kc = new PooledKubeConfig();
     kc.loadFromFile(cluster.kubeconfig);
     return kc;
   };

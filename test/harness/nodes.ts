@@ -7,6 +7,7 @@ import { request } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
+import { PooledKubeConfig } from "../../src/kube/config.ts";
 import type { StorageConfig } from "../../src/checkpoint/skopeo.ts";
 import type { ImageCommandInput, Latencies, NodeConfigInput } from "../../sim/config.ts";
 import { NodePaths } from "../../sim/paths.ts";
@@ -452,7 +453,7 @@ export class TestCluster {
   }
 
   kubeConfig(): k8s.KubeConfig {
-    const kc = new k8s.KubeConfig();
+    const kc = new PooledKubeConfig();
     kc.loadFromFile(this.info.kubeconfig);
     return kc;
   }

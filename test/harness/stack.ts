@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execFile } from "node:child_process";
 import * as k8s from "@kubernetes/client-node";
+import { PooledKubeConfig } from "../../src/kube/config.ts";
 import { parseAllDocuments } from "yaml";
 import { controlPlaneBinaries } from "./binaries.ts";
 // Type only (erased): context.ts itself needs vitest.
@@ -90,7 +91,7 @@ export function kubectlFor(info: ClusterInfo) {
 export function stackEnv(info: ClusterInfo) {
   const cluster = TestCluster.connect(info);
   const kubeConfig = () => {
-    const kc = new k8s.KubeConfig();
+    const kc = new PooledKubeConfig();
     kc.loadFromFile(info.kubeconfig);
     return kc;
   };
