@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { controlPlaneBinaries } from "../test/harness/binaries.ts";
 import { sleep, tryRun } from "../test/harness/exec.ts";
 import { mustSucceed } from "../test/harness/fixtures.ts";
+import { deleteBrokerObjects, runMatcher } from "../test/harness/broker-cleanup.ts";
 import { listSlotNamespaces, networkForSlot } from "../test/harness/network.ts";
 import type { ClusterInfo } from "../test/harness/nodes.ts";
 import { killGroup } from "../test/harness/process.ts";
@@ -118,6 +119,7 @@ let producer: TestProducer | undefined;
 let controller: ControllerProcess | undefined;
 let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
 let ns: string | undefined;
+let migrationUid: string | undefined;
 let watcher: ReturnType<typeof spawn> | undefined;
 let cleaning: Promise<void> | undefined;
 
@@ -127,6 +129,15 @@ function cleanup(): Promise<void> {
     watcher?.kill("SIGTERM");
     await producer?.stop().catch(() => undefined);
     if (keep) return;
+    // The broker is not the cluster's: the demo's primary queue and exchange (q.<ns>.…,
+    // ex.<ns>.…) and its migration's replay and status queues are deleted there. The pods'
+    // control queues expire by themselves (24 h).
+    if (ns) {
+      const gone = await deleteBrokerObjects(runMatcher(ns, [], migrationUid ? [migrationUid] : [])).catch(
+        () => undefined,
+      );
+      if (gone) say(`broker: deleted the demo's ${gone.queues} queue(s) and ${gone.exchanges} exchange(s)`);
+    }
     if (ownCluster) {
       say("tearing the cluster down (make cluster-down)");
       clusterCommand("down");
@@ -283,6 +294,7 @@ async function main(): Promise<number> {
     failed = err instanceof Error ? err.message : String(err);
     m = (await getMigration(e, ns, name)) ?? ({} as StatefulMigration);
   }
+  if (m.metadata?.uid) migrationUid = m.metadata.uid;
   await sleep(500);
   watcher.kill("SIGTERM");
   if (failed) {

@@ -47,7 +47,7 @@ import {
   type Workload,
 } from "../../test/harness/stack.ts";
 import type { StatefulMigration } from "../../src/api/v1alpha1/index.ts";
-import { deleteBrokerObjects, runMatcher } from "../eval/broker.ts";
+import { deleteBrokerObjects, runMatcher } from "../../test/harness/broker-cleanup.ts";
 import {
   BenchController,
   controllerRequests,

@@ -12,6 +12,7 @@ import { createInterface } from "node:readline";
 import { execFile } from "node:child_process";
 import * as k8s from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../../src/kube/config.ts";
+import { isAlreadyExists } from "../../src/kube/errors.ts";
 import { parseAllDocuments } from "yaml";
 import { controlPlaneBinaries } from "./binaries.ts";
 // Type only (erased): context.ts itself needs vitest.
@@ -362,30 +363,48 @@ export async function startRegistry(
 
 export async function createNamespace(env: ControllerTestEnv, prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString("hex")}`;
-  await env.core.createNamespace({ body: { metadata: { name } } });
+  await prepareWorkloadNamespace(env, name);
+  return name;
+}
+
+/**
+ * What a workload namespace needs for migrations, idempotently (bench:eval --kubeconfig reuses
+ * one): the namespace, the `broker` Secret with the broker URL as pods reach it, and — as the
+ * docs say a namespace owner grants it — the controller's right to read Secrets there, nowhere else.
+ */
+export async function prepareWorkloadNamespace(env: ControllerTestEnv, name: string): Promise<void> {
+  const created = <T>(p: Promise<T>) =>
+    p.then(
+      () => undefined,
+      (err: unknown) => {
+        if (!isAlreadyExists(err)) throw err;
+      },
+    );
+  await created(env.core.createNamespace({ body: { metadata: { name } } }));
   await waitFor(
     `default ServiceAccount in ${name}`,
     () => env.core.readNamespacedServiceAccount({ name: "default", namespace: name }).then(() => true),
     { timeoutMs: 30_000 },
   );
-  await env.core.createNamespacedSecret({
-    namespace: name,
-    body: { metadata: { name: "broker" }, stringData: { url: env.brokerUrl } },
+  const secret = { metadata: { name: "broker" }, stringData: { url: env.brokerUrl } };
+  await env.core.createNamespacedSecret({ namespace: name, body: secret }).catch(async (err: unknown) => {
+    if (!isAlreadyExists(err)) throw err;
+    await env.core.replaceNamespacedSecret({ name: "broker", namespace: name, body: secret });
   });
-  // As docs say a namespace owner grants it: the controller may read Secrets here, nowhere else.
-  await env.kc.makeApiClient(k8s.RbacAuthorizationV1Api).createNamespacedRoleBinding({
-    namespace: name,
-    body: {
-      metadata: { name: "ms2m-broker-secret-reader" },
-      roleRef: {
-        apiGroup: "rbac.authorization.k8s.io",
-        kind: "ClusterRole",
-        name: "ms2m-broker-secret-reader",
+  await created(
+    env.kc.makeApiClient(k8s.RbacAuthorizationV1Api).createNamespacedRoleBinding({
+      namespace: name,
+      body: {
+        metadata: { name: "ms2m-broker-secret-reader" },
+        roleRef: {
+          apiGroup: "rbac.authorization.k8s.io",
+          kind: "ClusterRole",
+          name: "ms2m-broker-secret-reader",
+        },
+        subjects: [{ kind: "ServiceAccount", name: "ms2m-controller", namespace: SYSTEM_NS }],
       },
-      subjects: [{ kind: "ServiceAccount", name: "ms2m-controller", namespace: SYSTEM_NS }],
-    },
-  });
-  return name;
+    }),
+  );
 }
 
 /** One workload's broker names, state file and producer. */
@@ -531,9 +550,14 @@ export async function waitForConsumers(
     await waitFor(
       `consumer ${p.metadata?.name} started`,
       async () => {
-        const log = await env.cluster
-          .node(p.spec?.nodeName ?? "")
-          .containerLog(ns, p.metadata?.name ?? "", "consumer");
+        const name = p.metadata?.name ?? "";
+        // On the simulated cluster straight from the node; on any other (bench:eval --kubeconfig)
+        // through the API server, as `kubectl logs` does.
+        const log = env.cluster
+          ? await env.cluster.node(p.spec?.nodeName ?? "").containerLog(ns, name, "consumer")
+          : await env.core
+              .readNamespacedPodLog({ namespace: ns, name, container: "consumer" })
+              .catch(() => "");
         return /consumer started/.test(log) ? true : undefined;
       },
       { timeoutMs: 30_000 },

@@ -1,6 +1,6 @@
-// Broker cleanup for the benchmarks: the shared RabbitMQ at 127.0.0.1:5672 keeps durable queues
-// (primary queues, control queues with a 24 h expiry) after a run; these helpers delete the ones a
-// run created, by name, and only while no consumer uses them.
+// Broker cleanup for the benchmarks, the demo and the cluster tests: the shared RabbitMQ at
+// 127.0.0.1:5672 keeps durable queues (primary queues, control queues with a 24 h expiry) after a
+// run; these helpers delete the ones a run created, by name, and only while no consumer uses them.
 import { execFile } from "node:child_process";
 import { connect } from "amqplib";
 
