@@ -73,6 +73,9 @@ export class Checkpointer {
       );
     }
     const started = Date.now();
+    // Tests wait for this line to know a request reached the kubelet (e.g. to kill the caller
+    // between request and answer).
+    this.log.info({ pod: `${namespace}/${pod}`, container: containerName }, "checkpoint started");
     const state = await this.runtime.checkpoint(container, timeoutMs);
     const dumped = Date.now();
     await new Promise((r) => setTimeout(r, this.latencies().checkpointMs));

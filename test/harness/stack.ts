@@ -841,11 +841,11 @@ export async function checkpointCount(
   node: string,
   ns: string,
   pod: string,
+  event: "checkpointed" | "checkpoint started" = "checkpointed",
 ): Promise<number> {
   const log = await readFile(join(env.cluster.node(node).dir, "sim.log"), "utf8").catch(() => "");
-  return log
-    .split("\n")
-    .filter((l) => l.includes('"msg":"checkpointed"') && l.includes(`"pod":"${ns}/${pod}"`)).length;
+  return log.split("\n").filter((l) => l.includes(`"msg":"${event}"`) && l.includes(`"pod":"${ns}/${pod}"`))
+    .length;
 }
 
 /** Whether the broker still has a queue (passive declare on a throwaway channel). */

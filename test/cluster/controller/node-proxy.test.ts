@@ -119,8 +119,16 @@ it("SIGKILL between request and answer: outcome unknown, rolled back, never chec
       },
       { timeoutMs: 30_000, intervalMs: 10 },
     );
-    await controller.kill();
     const sourceName = run.source.metadata?.name ?? "";
+    // Killed once the request has reached the kubelet (through the API server's node proxy),
+    // while the kubelet is still checkpointing: the controller never gets the answer.
+    await waitFor(
+      "checkpoint request at the kubelet",
+      async () =>
+        (await checkpointCount(env, "node-a", ns, sourceName, "checkpoint started")) === 1 ? true : undefined,
+      { timeoutMs: 10_000, intervalMs: 10 },
+    );
+    await controller.kill();
     expect(await checkpointCount(env, "node-a", ns, sourceName)).toBe(0);
     await sleep(300);
     await controller.start();
