@@ -6,6 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { controlPlaneBinaries, type Binaries } from "./binaries.ts";
 import { run, tryRun, waitFor } from "./exec.ts";
 import { writeKubeconfig } from "./kubeconfig.ts";
+import type { ClusterInfo } from "./nodes.ts";
 import {
   acquireSlot,
   createBridge,
@@ -83,14 +84,7 @@ export class ControlPlane {
   }
 
   /** What the simulated nodes need to join this control plane (TestCluster.start). */
-  get clusterInfo(): {
-    kubeconfig: string;
-    server: string;
-    dir: string;
-    slot: number;
-    hostIp: string;
-    caFile: string;
-  } {
+  get clusterInfo(): Omit<ClusterInfo, "nodes" | "brokerUrl"> {
     return {
       kubeconfig: this.adminKubeconfig,
       server: this.server,
