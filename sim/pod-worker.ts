@@ -155,7 +155,19 @@ export class PodWorker {
     if (pod.metadata?.deletionTimestamp) {
       const grace = pod.metadata.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30;
       void this.terminate(grace * 1000, true);
+      return;
     }
+    // kube-controller-manager's node lifecycle controller sets Ready=False on a node's pods when
+    // it loses track of the node for a moment; the kubelet's status manager writes its own view
+    // back on its next sync. So does the simulator, whenever the API's Ready differs from ours.
+    const apiReady = pod.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
+    if (this.sandboxReady && !this.finished && apiReady !== this.ready()) this.requestStatus();
+  }
+
+  /** The pod's Ready condition as this kubelet computes it. */
+  private ready(): boolean {
+    const regular = [...this.records.values()].filter((r) => !r.init);
+    return regular.length > 0 && regular.every((r) => r.ready && r.current?.running) && !this.terminating;
   }
 
   /** The pod object is gone (force deletion): kill what runs, without a status update. */
@@ -656,7 +668,7 @@ export class PodWorker {
   private status(): object {
     const regular = [...this.records.values()].filter((r) => !r.init);
     const init = [...this.records.values()].filter((r) => r.init);
-    const allReady = regular.length > 0 && regular.every((r) => r.ready && r.current?.running);
+    const allReady = this.ready();
     const allStarted = regular.every((r) => r.current || r.terminated);
     // Running once every container has been started at least once (as the kubelet computes it).
     const phase = this.phaseOverride ?? (this.initialized && allStarted ? "Running" : "Pending");
@@ -672,11 +684,11 @@ export class PodWorker {
     const conditions = [
       cond("PodReadyToStartContainers", this.sandboxReady),
       cond("Initialized", this.initialized, "ContainersNotInitialized"),
-      cond("Ready", allReady && !this.terminating, "ContainersNotReady"),
-      cond("ContainersReady", allReady && !this.terminating, "ContainersNotReady"),
+      cond("Ready", allReady, "ContainersNotReady"),
+      cond("ContainersReady", allReady, "ContainersNotReady"),
       cond("PodScheduled", true),
     ];
-    if (!allReady) {
+    if (notReady.length > 0 || regular.length === 0) {
       for (const c of conditions.filter((x) => x.type === "Ready" || x.type === "ContainersReady")) {
         c.message = `containers with unready status: [${notReady.join(" ")}]`;
       }

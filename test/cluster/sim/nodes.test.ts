@@ -195,6 +195,24 @@ describe("pods", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
+  it("writes its Ready back when someone else marks the pod NotReady (as the kubelet's status manager does)", async () => {
+    await core.createNamespacedPod({ namespace: ns, body: counterPod("steady", "node-a") });
+    await waitForPod(core, ns, "steady", "ready", isReady);
+    // What kube-controller-manager's node lifecycle controller does when it loses track of a node.
+    const pod = await core.readNamespacedPod({ name: "steady", namespace: ns });
+    const conditions = (pod.status?.conditions ?? []).map((c) =>
+      c.type === "Ready" ? { ...c, status: "False", reason: "NodeNotReady" } : c,
+    );
+    await core.replaceNamespacedPodStatus({
+      name: "steady",
+      namespace: ns,
+      body: { ...pod, status: { ...pod.status, conditions } },
+    });
+    const back = await waitForPod(core, ns, "steady", "Ready again", isReady);
+    expect(back.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
+    await core.deleteNamespacedPod({ name: "steady", namespace: ns, gracePeriodSeconds: 0 });
+  });
+
   it("restarts a crashing container with back-off and counts restarts", async () => {
     await cluster.node("node-a").setImages({
       "ms2m.test/crasher:dev": {
