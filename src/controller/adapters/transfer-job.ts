@@ -385,10 +385,15 @@ export class RoutedTransfer implements TransferPort {
     }
     const viaAgent: ArtifactRef[] = [];
     const plan = new CleanupPlan();
+    // One lookup per source node, not per artifact (a multi-container pod has several).
+    const agents = new Map<string, Promise<boolean>>();
+    const agentOn = (node: string) => {
+      let p = agents.get(node);
+      if (!p) agents.set(node, (p = this.agentOn(node).catch(() => true)));
+      return p;
+    };
     for (const a of artifacts) {
-      const agentThere =
-        this.runner === "agent" ||
-        (a.sourceNode !== "" && (await this.agentOn(a.sourceNode).catch(() => true)));
+      const agentThere = this.runner === "agent" || (a.sourceNode !== "" && (await agentOn(a.sourceNode)));
       if (agentThere) viaAgent.push(a);
       else {
         // The target's agent recorded what the Job sent it: released there (source = target).
