@@ -3,10 +3,12 @@
 # kube-scheduler, kubectl) and etcd from their published Go modules into a cache folder
 # outside the repository, keyed by version. Later runs reuse the cache.
 #
-# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every staging module
-# (k8s.io/api, k8s.io/client-go, ...) with a local path. A throwaway wrapper module pins
-# each staging module to its published v0.X.Y tag instead.
+# k8s.io/kubernetes cannot be `go install`ed: the wrapper module in lib/kube-wrapper.sh
+# (shared with build-node.sh, which builds the kubelet) pins its staging modules instead.
 set -euo pipefail
+
+# shellcheck source=lib/kube-wrapper.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/kube-wrapper.sh"
 
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
@@ -24,48 +26,10 @@ build_kube() {
   local work; work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
   log "building Kubernetes $KUBE_VERSION (cold builds take several minutes)"
-  local staging_version="v0.${KUBE_VERSION#v1.}"
-  local upstream_mod
-  upstream_mod="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
-    | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
-  local go_directive
-  go_directive="$(sed -n 's/^go \(.*\)$/\1/p' "$upstream_mod" | head -1)"
-  {
-    echo "module ms2m.local/kubebuild"
-    echo
-    echo "go $go_directive"
-    echo
-    echo "require k8s.io/kubernetes $KUBE_VERSION"
-    echo
-    # Every staging module appears in upstream's go.mod as `k8s.io/<name> v0.0.0`.
-    grep -E '^[[:space:]]*k8s\.io/[a-z0-9-]+ v0\.0\.0[[:space:]]*$' "$upstream_mod" | awk '{print $1}' | sort -u \
-      | while read -r m; do echo "replace $m => $m $staging_version"; done
-  } > "$work/go.mod"
-  cat > "$work/tools.go" <<'GO'
-//go:build tools
-
-package kubebuild
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-  (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
-  # Every package carries the version: a bare package path means @upgrade, which picks
-  # the newest release the proxy serves and conflicts with the pinned module.
-  (cd "$work" && GOFLAGS=-mod=mod go get "k8s.io/kubernetes@$KUBE_VERSION" \
-      "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
-      "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION")
-  local major="${KUBE_VERSION#v}"; major="${major%%.*}"
-  local minor="${KUBE_VERSION#v*.}"; minor="${minor%%.*}"
-  local ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
+  kube_wrapper_module "$work" "$KUBE_VERSION" ms2m.local/kubebuild \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  local ldflags; ldflags="$(kube_version_ldflags "$KUBE_VERSION")"
   mkdir -p "$KUBE_BIN.tmp"
   (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$KUBE_BIN.tmp/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \

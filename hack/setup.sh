@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks, idempotently: Node.js 24 (from the npm registry's
 # `node` package, into .tools/), the Debian packages the tests use, the npm dependencies,
-# and the Go-built Kubernetes control plane. Prints the PATH line to use afterwards.
+# the Go-built Kubernetes control plane and what the real worker nodes run (build-node.sh).
+# Prints the PATH line to use afterwards.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODE_MAJOR=24
@@ -64,4 +65,6 @@ ensure_debian_packages
 ensure_rabbitmq
 ensure_npm_deps
 bash "$ROOT/hack/build-kube.sh" >/dev/null
+# What a real worker node runs (kubelet, CRI-O, crictl, CRIU, pause image, runc, ...).
+bash "$ROOT/hack/build-node.sh" >/dev/null
 log "ready"
