@@ -1,22 +1,37 @@
-// Reference consumer built on the SDK: in-memory state (count, last sequence, checksum), the
-// simulated checkpoint/restore contract, and a final state dump for the accounting check.
-//   AMQP_URL=amqp://... EXCHANGE=ms2m.demo QUEUE=ms2m.demo.q POD_NAME=x [STATE_FILE=/path] node workload/consumer.ts
-// APPLIED_LOG=/path appends "<epoch ms> <seq>" per applied message (the demo's downtime measure).
-import { createWriteStream, writeFileSync } from "node:fs";
+// Reference consumer built on the SDK: in-memory state (count, last sequence, checksum) and a
+// final state dump for the accounting check. Runs under both runtimes:
+//  - real nodes (CRIU): nothing to serialise; the SDK notices the restore itself (new pod identity
+//    from the Downward API) and the consumer switches its per-pod files in onRestored;
+//  - the node simulator: its cooperative checkpoint contract (src/sdk/simulated-runtime.ts).
+//
+//   AMQP_URL=amqp://... EXCHANGE=ms2m.demo QUEUE=ms2m.demo.q node workload/consumer.ts
+// The pod identity: MS2M_POD_NAME_FILE (default /etc/podinfo/name), else POD_NAME (then a CRIU
+// restore goes unnoticed). Output files, each optional:
+//   STATE_DIR=/dir        final state at shutdown in <dir>/<pod>.json, <pod> read at that moment
+//   APPLIED_LOG_DIR=/dir  "<epoch ms> <seq>" per applied message in <dir>/<pod>.applied
+//   STATE_FILE=/path, APPLIED_LOG=/path  the same at a fixed path (a restored process inherits
+//                         the path, which the kubelet expanded with the *source* pod's name)
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { loadConfigOrExit } from "../src/common/config.ts";
 import { createLogger } from "../src/common/logger.ts";
-import { loadRestoredState, serveCheckpoints } from "../src/sdk/checkpoint.ts";
 import {
   MigratingConsumer,
   type ConsumerSnapshot,
   type MigratingConsumerOptions,
 } from "../src/sdk/consumer.ts";
+import { readPodIdentity } from "../src/sdk/pod-identity.ts";
+import { loadRestoredState, serveCheckpoints } from "../src/sdk/simulated-runtime.ts";
+import { LineLog } from "./line-log.ts";
 import { AppState, type WorkloadState } from "./state.ts";
 import { declareWorkloadTopology, type SequencedMessage } from "./topology.ts";
 
-/** Checkpoint bytes: JSON of this. The queue travels with the state (a restored process keeps its config). */
+/**
+ * The state image: JSON of this. The simulator's checkpoint bytes, and the final state dump. The
+ * queue travels with the state (a restored process keeps its configuration).
+ */
 export interface CheckpointImage {
   app: WorkloadState;
   sdk: ConsumerSnapshot;
@@ -28,9 +43,11 @@ export interface ReferenceConsumerOptions {
   url: string;
   exchange: string;
   queue: string;
-  /** Bytes from a checkpoint: restore from them (and wait for START_REPLAY). */
+  /** Simulated runtime: bytes from a checkpoint to restore from (then wait for START_REPLAY). */
   restoredFrom?: Uint8Array;
+  podIdentity?: MigratingConsumerOptions["podIdentity"];
   podName?: () => string;
+  onRestored?: MigratingConsumerOptions["onRestored"];
   prefetch?: number;
   progressIntervalMs?: number;
   logger?: MigratingConsumerOptions["logger"];
@@ -55,7 +72,9 @@ export class ReferenceConsumer {
       url: options.url,
       queue: this.queue,
       restored: image?.sdk,
+      podIdentity: options.podIdentity,
       podName: options.podName,
+      onRestored: options.onRestored,
       prefetch: options.prefetch,
       progressIntervalMs: options.progressIntervalMs,
       logger: options.logger,
@@ -72,7 +91,7 @@ export class ReferenceConsumer {
     return this.consumer.start();
   }
 
-  /** The checkpoint image, taken between two messages. */
+  /** The state image, taken between two messages. */
   async checkpoint(): Promise<Buffer> {
     const { app, sdk } = await this.consumer.snapshot(() => this.state.toJSON());
     const image: CheckpointImage = { app, sdk, exchange: this.exchange, queue: this.queue };
@@ -92,28 +111,49 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       EXCHANGE: z.string().default("ms2m.demo"),
       QUEUE: z.string().default("ms2m.demo.queue"),
       PREFETCH: z.coerce.number().int().positive().default(100),
+      STATE_DIR: z.string().optional(),
+      APPLIED_LOG_DIR: z.string().optional(),
       STATE_FILE: z.string().optional(),
       APPLIED_LOG: z.string().optional(),
     }),
   );
   const log = createLogger("consumer");
-  const applied = config.APPLIED_LOG ? createWriteStream(config.APPLIED_LOG, { flags: "a" }) : undefined;
-  const app = new ReferenceConsumer({
+  const logError = (err: Error, path: string) => log.warn({ err: err.message, path }, "cannot write log");
+  for (const dir of [config.STATE_DIR, config.APPLIED_LOG_DIR]) if (dir) mkdirSync(dir, { recursive: true });
+  const fixedLog = config.APPLIED_LOG ? new LineLog(logError).open(config.APPLIED_LOG) : undefined;
+  const appliedDir = config.APPLIED_LOG_DIR;
+  const podLog = appliedDir ? new LineLog(logError) : undefined;
+  const podLogPath = (pod: string) => join(appliedDir ?? ".", `${pod}.applied`);
+
+  const app: ReferenceConsumer = new ReferenceConsumer({
     url: config.AMQP_URL,
     exchange: config.EXCHANGE,
     queue: config.QUEUE,
     prefetch: config.PREFETCH,
-    restoredFrom: loadRestoredState(), // before consuming anything
+    restoredFrom: loadRestoredState(), // simulated runtime only; before consuming anything
     logger: log,
-    onApplied: applied ? (seq) => applied.write(`${Date.now()} ${seq}\n`) : undefined,
+    onRestored: ({ previousPod, pod }) => {
+      log.info({ previousPod, pod }, "consumer restored");
+      podLog?.open(podLogPath(pod));
+    },
+    onApplied: (seq) => {
+      const line = `${Date.now()} ${seq}\n`;
+      fixedLog?.write(line);
+      if (podLog) {
+        // First message: the SDK knows its pod by now (it reads it before consuming).
+        if (!podLog.path) podLog.open(podLogPath(app.consumer.podName));
+        podLog.write(line);
+      }
+    },
   });
-  const server = await serveCheckpoints(() => app.checkpoint());
+  const server = await serveCheckpoints(() => app.checkpoint()); // simulated runtime only
   const shutdown = async () => {
     const image = await app.checkpoint();
     if (config.STATE_FILE) writeFileSync(config.STATE_FILE, image);
+    if (config.STATE_DIR) writeFileSync(join(config.STATE_DIR, `${currentPod(app)}.json`), image);
     await server?.close();
     await app.close();
-    await new Promise<void>((resolve) => (applied ? applied.end(resolve) : resolve()));
+    await Promise.all([fixedLog?.close(), podLog?.close()]);
     log.info(
       { count: app.state.count, lastSeq: app.state.lastSeq, ...app.consumer.metrics() },
       "consumer stopped",
@@ -135,4 +175,13 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       "state",
     );
   }, 10_000).unref();
+}
+
+/** The pod this process runs in now (read afresh: it may have been restored since it started). */
+function currentPod(app: ReferenceConsumer): string {
+  try {
+    return readPodIdentity().name;
+  } catch {
+    return app.consumer.podName || "unknown-pod";
+  }
 }

@@ -4,11 +4,16 @@
 // Everything the consumer does (deliveries from any queue, control messages, state snapshots)
 // runs through one serial work chain. So a snapshot never sees half a message, and a control
 // message is handled only after every delivery that arrived before it.
+//
+// It also notices by itself that it was restored into another pod (pod-identity.ts): under CRIU
+// the restored process is this very process, whose broker connection died on restore. At every
+// (re)connect it re-reads its pod identity; a different pod means "restored": wait for
+// START_REPLAY on the new pod's control queue instead of consuming the primary queue.
 import amqp from "amqplib";
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, GetMessage } from "amqplib";
 import { backoffDelay, sleep, type BackoffOptions } from "./backoff.ts";
 import { DedupWindow, DEFAULT_DEDUP_CAPACITY } from "./dedup.ts";
-import { readPodName } from "./pod-name.ts";
+import { identityChange, readPodIdentity, type IdentityChange, type PodIdentity } from "./pod-identity.ts";
 import {
   CONTROL_QUEUE_ARGS,
   FENCE_HEADER,
@@ -39,9 +44,24 @@ export interface MigratingConsumerOptions {
   setup?: (channel: ConfirmChannel) => Promise<void>;
   prefetch?: number;
   dedupCapacity?: number;
-  /** Pod name source, read at every (re)connect; default reads the Downward API file / POD_NAME. */
+  /**
+   * Which pod this process runs in, read at every (re)connect. Default: readPodIdentity(), i.e.
+   * the Downward API files (MS2M_POD_NAME_FILE, MS2M_POD_UID_FILE), else POD_NAME, with which a
+   * restore cannot be detected (the SDK warns).
+   */
+  podIdentity?: () => PodIdentity;
+  /** Shorthand for a name-only `podIdentity`. */
   podName?: () => string;
-  /** SDK state from a checkpoint (see snapshot()). Its presence means "restored": wait for START_REPLAY. */
+  /**
+   * Called once when the SDK finds the process in another pod than it last connected as
+   * (restored), before it handles anything in the new pod: reopen per-pod files, refresh data
+   * derived from the hostname. Runs in the work chain; a failure is logged, not fatal.
+   */
+  onRestored?: (info: RestoreInfo) => void | Promise<void>;
+  /**
+   * The simulated runtime only (simulated-runtime.ts): SDK state from the snapshot the fresh
+   * process was started from. Its presence means "restored": wait for START_REPLAY.
+   */
   restored?: ConsumerSnapshot;
   /** Consume the primary queue right away even when restored (default false). */
   consumePrimaryWhenRestored?: boolean;
@@ -50,9 +70,18 @@ export interface MigratingConsumerOptions {
   logger?: ConsumerLogger;
 }
 
-/** The part of the checkpointed state that belongs to the SDK. */
+/** The part of the checkpointed state that belongs to the SDK (simulated runtime). */
 export interface ConsumerSnapshot {
   dedup: string[];
+  /** The pod the snapshot was taken in: lets a process started from it see that it moved. */
+  pod?: { name: string; uid?: string };
+}
+
+export interface RestoreInfo {
+  /** The pod the process ran in before (the source pod of the migration). */
+  previousPod: string;
+  /** The pod it runs in now; the same name for a pod restored under its own name (StatefulSet). */
+  pod: string;
 }
 
 type Mode = "primary" | "awaiting-replay" | "replay" | "stopped";
@@ -74,7 +103,9 @@ export class MigratingConsumer {
   #primaryTag: string | undefined;
   #replayTag: string | undefined;
   #chain: Promise<void> = Promise.resolve();
-  #podName = "";
+  /** The pod this process last connected as. */
+  #identity: PodIdentity | undefined;
+  #warnedEnvIdentity = false;
   #closed = false;
   #connected: Promise<void> | undefined;
   /** A connect loop is running: a connection lost meanwhile is its to retry, not a second loop's. */
@@ -89,14 +120,17 @@ export class MigratingConsumer {
       options.restored?.dedup ?? [],
     );
     this.#mode = options.restored && !options.consumePrimaryWhenRestored ? "awaiting-replay" : "primary";
+    // Compared at the first connect, so a process started from a snapshot sees its move as well.
+    this.#identity = options.restored?.pod;
   }
 
   get mode(): Mode {
     return this.#mode;
   }
 
+  /** The pod this process last connected as ("" before the first connect). */
   get podName(): string {
-    return this.#podName;
+    return this.#identity?.name ?? "";
   }
 
   /** Processed, replayed, duplicates skipped, deliveries held unacknowledged. */
@@ -111,11 +145,18 @@ export class MigratingConsumer {
   }
 
   /**
-   * Runs `capture` between two messages and returns its result with the SDK's own state. Put
-   * both into the checkpoint: the dedup window is what makes the replay exactly-once in effect.
+   * Runs `capture` between two messages and returns its result with the SDK's own state. The
+   * simulated runtime puts both into its checkpoint bytes: the dedup window is what makes the
+   * replay exactly-once in effect. (Under CRIU both simply stay in memory.) Also a consistent
+   * final state dump.
    */
   snapshot<T>(capture: () => T): Promise<{ app: T; sdk: ConsumerSnapshot }> {
-    return this.#enqueue(() => ({ app: capture(), sdk: { dedup: this.#dedup.snapshot() } }));
+    return this.#enqueue(() => {
+      const app = capture();
+      const dedup = this.#dedup.snapshot();
+      const pod = this.#identity && podOf(this.#identity);
+      return { app, sdk: pod ? { dedup, pod } : { dedup } };
+    });
   }
 
   async close(): Promise<void> {
@@ -148,6 +189,9 @@ export class MigratingConsumer {
   }
 
   async #connectOnce(): Promise<void> {
+    // Before connecting: an unreadable identity must not lead to consuming under a wrong one.
+    const identity = this.#readIdentity();
+    const change = identityChange(this.#identity, identity);
     const conn = await amqp.connect(this.#opts.url);
     this.#conn = conn;
     conn.on("error", () => undefined); // 'close' follows and drives the reconnect
@@ -159,26 +203,73 @@ export class MigratingConsumer {
     this.#primaryTag = undefined;
     this.#replayTag = undefined;
     await this.#opts.setup?.(ch);
-    // Re-read at every connect: a restored process has a new pod, hence a new control queue.
-    this.#podName = (this.#opts.podName ?? readPodName)();
-    const control = controlQueueName(this.#podName);
+    await this.#adopt(identity, change);
+    // A restored process has a new pod, hence a new control queue.
+    const control = controlQueueName(identity.name);
     await ch.assertQueue(control, { durable: true, arguments: { ...CONTROL_QUEUE_ARGS } });
     await ch.consume(control, (msg) => msg && this.#dispatch(ch, () => this.#onControl(ch, msg)));
     if (this.#mode === "primary") await this.#consumePrimary(ch);
     if (this.#mode === "replay" && this.#replayQueue) await this.#consumeReplay(ch, this.#replayQueue);
-    this.#log.info({ pod: this.#podName, mode: this.#mode }, "consumer connected");
+    this.#log.info({ pod: identity.name, mode: this.#mode }, "consumer connected");
+  }
+
+  #readIdentity(): PodIdentity {
+    if (this.#opts.podIdentity) return this.#opts.podIdentity();
+    if (this.#opts.podName) return { name: this.#opts.podName() };
+    return readPodIdentity();
+  }
+
+  /** Takes `current` as this process's pod; another pod than before means it was restored. */
+  async #adopt(current: PodIdentity, change: IdentityChange): Promise<void> {
+    const previous = this.#identity;
+    // Keep a UID learnt before if the file is unreadable now, so a later UID change still counts.
+    this.#identity = change === "same" ? { ...current, uid: current.uid ?? previous?.uid } : current;
+    if (current.source === "env" && !this.#warnedEnvIdentity) {
+      this.#warnedEnvIdentity = true;
+      this.#log.warn(
+        { pod: current.name },
+        "pod name from POD_NAME, no Downward API file: a restore into another pod cannot be detected",
+      );
+    }
+    // Committed above before the hook runs: a connection lost meanwhile does not make the retry
+    // see the move a second time.
+    if (change === "restored" && previous) await this.#enqueue(() => this.#restoredInto(previous, current));
+  }
+
+  /**
+   * Now in another pod. Runs in the work chain, after every delivery the old pod's channel had
+   * handed over: those are applied (they reached the source after the replay queue was bound, so
+   * the replay skips them; their acks go to a dead channel and are dropped).
+   */
+  async #restoredInto(previous: PodIdentity, current: PodIdentity): Promise<void> {
+    // Per pod: the migration it took part in, the answers it gave, its counters. Not the dedup
+    // window: it describes the application state, which moved with the process.
+    this.#answered.clear();
+    this.#migration = undefined;
+    this.#replayQueue = undefined;
+    this.#stopProgress();
+    Object.assign(this.#counters, { processed: 0, replayed: 0, duplicatesSkipped: 0, unacked: 0 });
+    this.#mode = this.#opts.consumePrimaryWhenRestored ? "primary" : "awaiting-replay";
+    const info: RestoreInfo = { previousPod: previous.name, pod: current.name };
+    this.#log.info({ ...info, mode: this.#mode }, "restored into another pod");
+    try {
+      await this.#opts.onRestored?.(info);
+    } catch (err) {
+      this.#log.warn({ err: errText(err) }, "onRestored hook failed");
+    }
   }
 
   #onConnectionLost(conn: ChannelModel): void {
     if (this.#closed || conn !== this.#conn) return;
     this.#ch = undefined;
     // Unacknowledged deliveries go back to their queues; redeliveries are de-duplicated.
+    // (After a CRIU restore they were the source's and it still holds them: nothing comes back.)
     this.#counters.unacked = 0;
     // Lost while a connect loop is still setting it up: that loop retries. Starting a second
     // loop here would leave two connections consuming (two consumers on the control queue,
     // the primary queue consumed on one while the other follows START_REPLAY).
     if (this.#connecting) return;
-    this.#log.warn({ pod: this.#podName }, "broker connection lost; reconnecting");
+    this.#log.warn({ pod: this.podName }, "broker connection lost; reconnecting");
     this.#connected = this.#connectLoop();
   }
 
@@ -247,6 +338,9 @@ export class MigratingConsumer {
   // --- control protocol -----------------------------------------------------------------------
 
   async #onControl(ch: ConfirmChannel, msg: ConsumeMessage): Promise<void> {
+    // From a lost channel: unacked, so the broker hands it to the next connection, unless it was
+    // the source's (restored process), which is not this pod's business any more.
+    if (ch !== this.#ch) return;
     let control: ControlMessage;
     try {
       control = controlMessageSchema.parse(JSON.parse(msg.content.toString("utf8")));
@@ -303,6 +397,8 @@ export class MigratingConsumer {
     msg: ConsumeMessage,
     control: Extract<ControlMessage, { type: "END_REPLAY" }>,
   ): Promise<void> {
+    // The channel was lost before this ran: END_REPLAY comes again on the next one.
+    if (ch !== this.#ch) return;
     if (!control.cutoff) {
       // The controller unbound the replay queue before END_REPLAY: nothing new can arrive, so
       // once get() finds it empty every message it ever held has been applied or skipped.
@@ -344,7 +440,7 @@ export class MigratingConsumer {
 
   #status(type: StatusMessage["type"], migration: string, msg: Delivery): StatusMessage {
     const inReplyTo = msg.properties.messageId as string | undefined;
-    return { type, migration, pod: this.#podName, inReplyTo, at: Date.now(), counters: this.metrics() };
+    return { type, migration, pod: this.podName, inReplyTo, at: Date.now(), counters: this.metrics() };
   }
 
   async #reply(ch: ConfirmChannel, queue: string, status: StatusMessage): Promise<void> {
@@ -365,7 +461,7 @@ export class MigratingConsumer {
       const status: StatusMessage = {
         type: "PROGRESS",
         migration: migration.id,
-        pod: this.#podName,
+        pod: this.podName,
         at: Date.now(),
         counters: this.metrics(),
       };
@@ -395,6 +491,10 @@ function ack(ch: ConfirmChannel, msg: Delivery): void {
     // Channel already closed: the broker requeues the message; its redelivery is a duplicate.
   }
 }
+
+/** The identity as a snapshot keeps it (where it was read from does not travel). */
+const podOf = ({ name, uid }: PodIdentity): NonNullable<ConsumerSnapshot["pod"]> =>
+  uid ? { name, uid } : { name };
 
 const defaultKey = (msg: Delivery): string | undefined =>
   (msg.properties.messageId as string | undefined) || undefined;

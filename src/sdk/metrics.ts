@@ -12,7 +12,7 @@ export function registerConsumerMetrics(consumer: MigratingConsumer, registry: R
         this.set(read());
       },
     });
-  // Monotonic within one process; gauges because a restored process starts from the restored values.
+  // Counted per pod: reset when the process finds itself restored into another one, hence gauges.
   gauge(
     "ms2m_sdk_messages_processed",
     "Messages applied to the application state.",

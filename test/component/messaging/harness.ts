@@ -2,6 +2,7 @@
 // complete in-process migration (source and target reference consumers, real RabbitMQ).
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
 import { promisify } from "node:util";
 import { connect } from "amqplib";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
@@ -65,6 +66,32 @@ export async function readyCount(queue: string): Promise<number | undefined> {
   } finally {
     await conn.close().catch(() => undefined);
   }
+}
+
+/** Ready messages and consumers of a queue, or undefined if it does not exist. */
+export async function queueStats(
+  queue: string,
+): Promise<{ messageCount: number; consumerCount: number } | undefined> {
+  const conn = await connect(BROKER_URL);
+  try {
+    const ch = await conn.createChannel();
+    ch.on("error", () => undefined);
+    const { messageCount, consumerCount } = await ch.checkQueue(queue);
+    return { messageCount, consumerCount };
+  } catch {
+    return undefined;
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/** A loopback port nobody listens on right now (for a TcpRelay in front of the broker). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", () => resolve()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
 }
 
 /** Takes every message out of a queue and returns the sequence numbers (for exact cutoff checks). */

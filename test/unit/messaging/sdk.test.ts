@@ -5,9 +5,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { backoffDelay } from "../../../src/sdk/backoff.ts";
-import { loadRestoredState, serveCheckpoints } from "../../../src/sdk/checkpoint.ts";
 import { DedupWindow } from "../../../src/sdk/dedup.ts";
-import { readPodName } from "../../../src/sdk/pod-name.ts";
 import {
   controlMessageId,
   controlMessageSchema,
@@ -15,6 +13,7 @@ import {
   replayQueueName,
   statusMessageSchema,
 } from "../../../src/sdk/protocol.ts";
+import { loadRestoredState, serveCheckpoints } from "../../../src/sdk/simulated-runtime.ts";
 
 describe("DedupWindow", () => {
   it("remembers keys, forgets the oldest beyond capacity, and round-trips through a snapshot", () => {
@@ -90,24 +89,7 @@ describe("protocol", () => {
   });
 });
 
-describe("readPodName", () => {
-  it("prefers the Downward API file over POD_NAME and ignores HOSTNAME", () => {
-    const dir = mkdtempSync(join(tmpdir(), "ms2m-pod-"));
-    const file = join(dir, "name");
-    writeFileSync(file, "target-pod\n");
-    expect(readPodName({ MS2M_POD_NAME_FILE: file, POD_NAME: "other", HOSTNAME: "source-pod" })).toBe(
-      "target-pod",
-    );
-    expect(
-      readPodName({ MS2M_POD_NAME_FILE: join(dir, "missing"), POD_NAME: "env-pod", HOSTNAME: "source-pod" }),
-    ).toBe("env-pod");
-    expect(() => readPodName({ MS2M_POD_NAME_FILE: join(dir, "missing"), HOSTNAME: "source-pod" })).toThrow(
-      /POD_NAME/,
-    );
-  });
-});
-
-describe("checkpoint contract helpers", () => {
+describe("simulated runtime: checkpoint contract helpers", () => {
   it("serves POST /checkpoint on a unix socket with the state bytes; 404 otherwise", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ms2m-ckpt-"));
     const socketPath = join(dir, "ckpt.sock");

@@ -1,7 +1,12 @@
-// The simulated checkpoint/restore contract of the ms2m node simulator (CRIU stand-in):
+// The ms2m node simulator's stand-in for CRIU (docs/simulator.md). Not part of the workload API:
+// on real nodes CRIU dumps and restores the whole process, and the process needs none of this.
+// The simulator cannot dump memory, so a process it runs cooperates instead:
 //  - MS2M_CHECKPOINT_SOCKET: serve HTTP on this unix socket; POST /checkpoint answers 200 with
 //    the process state as opaque bytes. The process keeps running afterwards, as under CRIU.
-//  - MS2M_RESTORE_FROM: a file holding exactly those bytes; load it before consuming anything.
+//  - MS2M_RESTORE_FROM: set on the fresh process that stands for the restored one: a file holding
+//    exactly those bytes; load it before consuming anything, and hand the SDK's part to
+//    MigratingConsumer's `restored` option.
+// Neither variable exists under a real runtime, so both helpers then do nothing.
 import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 
