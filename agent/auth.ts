@@ -3,12 +3,13 @@
 // Callers (the controller, other agents) present a projected ServiceAccount token whose
 // audience is "ms2m-agent". The agent checks it with a TokenReview (audience-bound, so an
 // API-server token is not accepted here and an agent token is useless against the API server),
-// then asks a SubjectAccessReview whether that user may `create` the subresource of the virtual
-// resource `agents.migration.ms2m.io` named after this node:
+// then asks a SubjectAccessReview whether that user may `create` (`get` for the read-only
+// runtime) the subresource of the virtual resource `agents.migration.ms2m.io` named after this node:
 //   receive    — push an archive into this node (direct mode; granted to agents)
 //   send       — send a local checkpoint to another agent or a registry (controller)
 //   pull       — pull a checkpoint image from the registry into this node (controller)
 //   checkpoint — ask this node's kubelet for a checkpoint (controller)
+//   runtime    — read what this node's container runtime is configured to do (`get`; controller)
 // RBAC needs no CRD for that: a ClusterRole rule on resources ["agents/receive"] etc. is enough,
 // and resourceNames can pin a caller to nodes.
 import { createHash } from "node:crypto";
@@ -18,7 +19,10 @@ export const AGENT_AUDIENCE = "ms2m-agent";
 export const AGENT_API_GROUP = "migration.ms2m.io";
 export const AGENT_RESOURCE = "agents";
 
-export type AgentOperation = "receive" | "send" | "pull" | "checkpoint";
+export type AgentOperation = "receive" | "send" | "pull" | "checkpoint" | "runtime";
+
+/** The SubjectAccessReview verb of an operation: reads are `get`, commands `create`. */
+export const verbOf = (op: AgentOperation): AccessAttributes["verb"] => (op === "runtime" ? "get" : "create");
 
 export interface UserInfo {
   username: string;
@@ -31,7 +35,7 @@ export interface AccessAttributes {
   group: string;
   resource: string;
   subresource: AgentOperation;
-  verb: "create";
+  verb: "create" | "get";
   /** The node this agent runs on. */
   name: string;
 }
@@ -119,7 +123,7 @@ export class Authenticator {
         group: AGENT_API_GROUP,
         resource: AGENT_RESOURCE,
         subresource: op,
-        verb: "create",
+        verb: verbOf(op),
         name: this.nodeName,
       });
     } catch (err) {
@@ -128,7 +132,7 @@ export class Authenticator {
     if (!allowed) {
       throw new Ms2mError(
         "Forbidden",
-        `${user.username} may not create ${AGENT_RESOURCE}/${op} (${AGENT_API_GROUP}) on node ${this.nodeName}`,
+        `${user.username} may not ${verbOf(op)} ${AGENT_RESOURCE}/${op} (${AGENT_API_GROUP}) on node ${this.nodeName}`,
       );
     }
     return { user, serviceAccount: `${sa[1]}/${sa[2]}` };

@@ -43,6 +43,12 @@ export const agentConfigSchema = z.object({
    * the controller never releases them.
    */
   AGENT_CHECKPOINT_TTL_SECONDS: env.seconds().default(3600),
+  /**
+   * The node's /etc/crio and /etc/containerd, mounted read-only: `GET /v1/runtime` reads the
+   * runtime's checkpoint/restore settings there (agent/runtime.ts).
+   */
+  AGENT_CRIO_CONFIG_DIR: env.path().default("/etc/crio"),
+  AGENT_CONTAINERD_CONFIG_DIR: env.path().default("/etc/containerd"),
   /** How long positive/negative auth decisions are cached. */
   AGENT_AUTH_CACHE_SECONDS: env.seconds().default(10),
   LOG_LEVEL: env.logLevel().default("info"),

@@ -43,8 +43,11 @@ import { Authenticator, type AgentOperation, type Principal, type Reviewer } fro
 import type { AgentConfig } from "./config.ts";
 import { createMetrics, type AgentMetrics, type Operation } from "./metrics.ts";
 import { CheckpointRecords } from "./records.ts";
+import { ensureBaseImage } from "./base-image.ts";
+import { inspectRuntime, requestedRuntime } from "./runtime.ts";
 import { registryOptions, sendCheckpoint } from "./send.ts";
 import {
+  baseImageRequestSchema,
   checkpointRequestSchema,
   pullRequestSchema,
   sendRequestSchema,
@@ -74,6 +77,8 @@ const DEFAULT_CHECKPOINT_TIMEOUT_SECONDS = 240;
 const PENDING_GRACE_MS = 60_000;
 
 type SendBody = z.infer<typeof sendRequestSchema>;
+/** The POST commands (the runtime report is a read: its own route). */
+type Command = Exclude<AgentOperation, "runtime"> | "image";
 type CheckpointBody = z.infer<typeof checkpointRequestSchema>;
 
 /** Identity of a send destination in the record: the same migration+container+destination is sent once. */
@@ -231,6 +236,17 @@ export class AgentServer {
         this.metrics.requests.inc({ route, code: "200" });
         return;
       }
+      if (url.pathname === "/v1/runtime") {
+        route = "runtime";
+        if (req.method !== "GET") throw new Ms2mError("MethodNotAllowed", `${req.method} not allowed`);
+        await this.auth.check(req.headers.authorization, "runtime");
+        const want = requestedRuntime(url.searchParams.get("runtime"));
+        const body = await inspectRuntime(
+          { crio: this.config.AGENT_CRIO_CONFIG_DIR, containerd: this.config.AGENT_CONTAINERD_CONFIG_DIR },
+          want,
+        );
+        return this.reply(res, 200, body, route);
+      }
       const recordRoute = /^\/v1\/checkpoints\/([^/]{1,253})(?:\/([^/]{1,63}))?$/.exec(url.pathname);
       if (recordRoute) {
         route = "checkpoints";
@@ -252,18 +268,20 @@ export class AgentServer {
             : await this.lookupCheckpoint(migration, container, log);
         return this.reply(res, 200, body, route);
       }
-      const ops: Record<string, AgentOperation> = {
+      const ops: Record<string, Command> = {
         [RECEIVE_PATH]: "receive",
         "/v1/send": "send",
         "/v1/pull": "pull",
         "/v1/checkpoint": "checkpoint",
+        "/v1/images": "image",
       };
       const op = ops[url.pathname];
       if (!op) throw new Ms2mError("NotFound", `no route ${url.pathname.slice(0, 100)}`);
       route = op;
       if (req.method !== "POST") throw new Ms2mError("MethodNotAllowed", `${req.method} not allowed`);
       if (this.draining) throw new Ms2mError("ServiceUnavailable", "agent is shutting down");
-      const principal = await this.auth.check(req.headers.authorization, op);
+      // A base image pull is a pull into this node's store: the same permission.
+      const principal = await this.auth.check(req.headers.authorization, op === "image" ? "pull" : op);
       const slot = this.acquire();
       try {
         const log = this.log.child({
@@ -282,7 +300,7 @@ export class AgentServer {
   }
 
   private dispatch(
-    op: AgentOperation,
+    op: Command,
     req: IncomingMessage,
     url: URL,
     _p: Principal,
@@ -307,6 +325,16 @@ export class AgentServer {
         return this.readJson(req, checkpointRequestSchema).then((body) =>
           this.track("checkpoint", () => this.checkpoint(body, log)),
         );
+      case "image":
+        return this.readJson(req, baseImageRequestSchema).then(async (body) => {
+          const got = await ensureBaseImage(body, {
+            store: this.store,
+            registry: await this.registryOptions(),
+            signal: this.shutdownAbort.signal,
+          });
+          if (!got.present) log.info({ image: got.image, pullSeconds: got.pullSeconds }, "base image pulled");
+          return got;
+        });
     }
   }
 

@@ -4,7 +4,8 @@
 import { mkdir } from "node:fs/promises";
 import type { Logger } from "../src/common/logger.ts";
 import { writeCheckpointArchive, type SpecDump } from "./archive.ts";
-import type { Latencies } from "./config.ts";
+import type { Latencies, RuntimeOptions } from "./config.ts";
+import { CRIO_CHECKPOINT_UNAVAILABLE } from "./crio-config.ts";
 import type { NodePaths } from "./paths.ts";
 import type { PodManager } from "./pod-manager.ts";
 import type { ProcessRuntime } from "./runtime.ts";
@@ -22,6 +23,7 @@ export class Checkpointer {
   private readonly paths: NodePaths;
   private readonly latencies: () => Latencies;
   private readonly log: Logger;
+  private readonly options: RuntimeOptions;
 
   constructor(
     pods: PodManager,
@@ -29,12 +31,14 @@ export class Checkpointer {
     paths: NodePaths,
     latencies: () => Latencies,
     log: Logger,
+    options: RuntimeOptions = { criuSupport: true },
   ) {
     this.pods = pods;
     this.runtime = runtime;
     this.paths = paths;
     this.latencies = latencies;
     this.log = log;
+    this.options = options;
   }
 
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -72,6 +76,8 @@ export class Checkpointer {
         `container ${containerName} of pod ${namespace}/${pod} not found or not running`,
       );
     }
+    // The kubelet finds the container, then CRI-O refuses before touching it.
+    if (!this.options.criuSupport) throw new Error(CRIO_CHECKPOINT_UNAVAILABLE);
     const started = Date.now();
     // Tests wait for this line to know a request reached the kubelet (e.g. to kill the caller
     // between request and answer).

@@ -40,6 +40,16 @@ export const imageCommandSchema = z.object({
 export type ImageCommand = z.infer<typeof imageCommandSchema>;
 export type ImageCommandInput = z.input<typeof imageCommandSchema>;
 
+/**
+ * The node's container runtime, CRI-O 1.36.1 as far as checkpoint/restore goes: its configuration
+ * is written to <node root>/etc/crio/crio.conf.d/ at boot (sim/crio-config.ts) and honoured.
+ */
+export const runtimeSchema = z.object({
+  /** `[crio.runtime] enable_criu_support`: off, checkpoints fail and checkpoint images are not restored. */
+  criuSupport: z.boolean().default(true),
+});
+export type RuntimeOptions = z.infer<typeof runtimeSchema>;
+
 export const nodeConfigSchema = z.object({
   nodeName: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
   nodeIp: z.string(),
@@ -70,6 +80,7 @@ export const nodeConfigSchema = z.object({
   heartbeatMs: z.number().int().positive().default(5_000),
   /** Extra environment for every container (e.g. the broker address). */
   podEnv: z.record(z.string(), z.string()).default({}),
+  runtime: runtimeSchema.default(runtimeSchema.parse({})),
 });
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

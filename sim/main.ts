@@ -8,6 +8,7 @@ import { ApiClient } from "./api-client.ts";
 import { Checkpointer } from "./checkpoint.ts";
 import { loadNodeConfig, type Latencies } from "./config.ts";
 import { startControlServer } from "./control.ts";
+import { writeCrioConfig } from "./crio-config.ts";
 import { EventRecorder } from "./events.ts";
 import { ImageService } from "./images.ts";
 import { KubeletAuth } from "./kubelet-auth.ts";
@@ -36,6 +37,8 @@ for (const d of [
 ]) {
   await mkdir(d, { recursive: true, mode: 0o700 });
 }
+// The runtime's configuration in the node's /etc (read by the agent through its hostPath mount).
+await writeCrioConfig(paths, config.runtime);
 const workDir = join(config.dir, "work");
 await mkdir(workDir, { recursive: true, mode: 0o700 });
 
@@ -69,7 +72,7 @@ const pods = new PodManager({
   latencies: () => latencies,
 });
 const status = new NodeStatusReporter(api, config, log);
-const checkpointer = new Checkpointer(pods, runtime, paths, () => latencies, log);
+const checkpointer = new Checkpointer(pods, runtime, paths, () => latencies, log, config.runtime);
 
 let stopping: Promise<void> | undefined;
 function shutdown(): Promise<void> {

@@ -6,6 +6,7 @@ import type { V1Node } from "@kubernetes/client-node";
 import type { Logger } from "../src/common/logger.ts";
 import { isConflict, isNotFound, type ApiClient } from "./api-client.ts";
 import type { NodeConfig } from "./config.ts";
+import { SIM_RUNTIME_VERSION } from "./crio-config.ts";
 
 const KUBELET_VERSION = "v1.36.3-ms2m-sim";
 const LEASE_SECONDS = 40;
@@ -175,7 +176,7 @@ export class NodeStatusReporter {
         bootID: process.pid.toString(),
         kernelVersion: "ms2m-sim",
         osImage: "ms2m simulated node",
-        containerRuntimeVersion: "ms2m-sim://0.1.0",
+        containerRuntimeVersion: SIM_RUNTIME_VERSION,
         kubeletVersion: KUBELET_VERSION,
         kubeProxyVersion: "",
         operatingSystem: "linux",

@@ -70,6 +70,20 @@ const TRANSLATED_ENV = [
   "MS2M_RESTORE_FROM",
 ];
 
+/**
+ * What CRI-O with `enable_criu_support = false` does with a checkpoint image: without a command
+ * or args, "no command specified" (CreateContainerError); with them, the command is not in the
+ * image's filesystem (the checkpoint archive), so the OCI runtime cannot start it.
+ */
+function noRestore(c: V1Container): CreateError {
+  const argv = [...(c.command ?? []), ...(c.args ?? [])];
+  if (argv.length === 0) return new CreateError("CreateContainerError", "no command specified");
+  return new CreateError(
+    "RunContainerError",
+    `runc create failed: unable to start container process: exec: "${argv[0]}": executable file not found in $PATH`,
+  );
+}
+
 const BACKOFF_START_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 
@@ -325,6 +339,11 @@ export class PodWorker {
     rec.imageId = resolved.imageId;
     this.checkAborted();
     const mounts = this.containerMounts(c);
+    if (resolved.checkpoint && !this.deps.config.runtime.criuSupport) {
+      // CRI-O without CRIU support does not look for checkpoint images: it creates the image as
+      // an ordinary one, which has no Entrypoint/Cmd (sim/crio-config.ts).
+      throw noRestore(c);
+    }
     const spec = resolved.checkpoint
       ? await this.restoreSpec(rec, resolved, mounts)
       : await this.freshSpec(rec, resolved, mounts);

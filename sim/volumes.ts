@@ -2,7 +2,7 @@
 // downwardAPI, configMap, secret and projected volumes are materialized per pod. A container
 // sees its mounts as symlinks in its root folder (MS2M_CONTAINER_ROOT), and the env MS2M_MOUNTS
 // maps each mountPath to its folder, since processes here share the host's mount namespace.
-import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { V1DownwardAPIVolumeFile, V1KeyToPath, V1Pod, V1Volume } from "@kubernetes/client-node";
 import type { ApiClient } from "./api-client.ts";
@@ -103,7 +103,15 @@ export class VolumeManager {
       if (type === "File" || type === "FileOrCreate") {
         await mkdir(dirname(dir), { recursive: true });
         if (type === "FileOrCreate") await writeFile(dir, "", { flag: "a" });
+      } else if (type === "Directory") {
+        // As the kubelet's type check: the pod does not start (FailedMount, retried) until it exists.
+        const st = await stat(dir).catch(() => undefined);
+        if (!st?.isDirectory()) {
+          throw new Error(`hostPath type check failed: ${volume.hostPath.path} is not a directory`);
+        }
       } else {
+        // DirectoryOrCreate: the kubelet creates it; unset: the runtime creates a missing bind
+        // mount source (CRI-O: server/container_create_linux.go). Either way a folder appears.
         await mkdir(dir, { recursive: true });
       }
       return dir;

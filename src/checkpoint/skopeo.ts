@@ -31,7 +31,9 @@ export function runSkopeo(args: string[], opts: SkopeoOptions = {}): Promise<str
     execFile(
       opts.binary ?? "skopeo",
       // Signature policy: the agent verifies digests itself and only loads images it built.
-      ["--insecure-policy", ...args],
+      // --tmpdir: skopeo 1.9 stages containers-storage layers in /var/tmp whatever TMPDIR says,
+      // and the agent's root filesystem is read-only (found on real nodes).
+      ["--insecure-policy", "--tmpdir", process.env.TMPDIR ?? "/var/tmp", ...args],
       {
         maxBuffer: 16 * 1024 * 1024,
         timeout: opts.timeoutMs ?? 15 * 60_000,

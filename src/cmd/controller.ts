@@ -11,6 +11,7 @@ import { AGENT_SERVER_NAME, AgentClient } from "../transfer/index.ts";
 import { AgentTlsManager, KubeSecretStore } from "../controller/certs/index.ts";
 import { AgentCheckpointer, AgentLocator, AgentTransfer } from "../controller/adapters/agent.ts";
 import { NodeProxyCheckpointer, RoutingCheckpointer } from "../controller/adapters/node-proxy.ts";
+import { AgentRuntimeProbe, noRuntimeProbe } from "../controller/adapters/runtime.ts";
 import { JobTransfer, RoutedTransfer } from "../controller/adapters/transfer-job.ts";
 import { transferJobSettingsFrom } from "../controller/transfer-job.ts";
 import { KubeCluster } from "../controller/adapters/kube-cluster.ts";
@@ -22,7 +23,8 @@ import { startHttp } from "../controller/engine/health.ts";
 import { LeaderElector } from "../controller/engine/leaderelection.ts";
 import { Manager } from "../controller/engine/manager.ts";
 import { realTimerClock } from "../controller/engine/timers.ts";
-import type { CheckpointPort, TransferPort } from "../controller/ports.ts";
+import type { BaseImagePort, CheckpointPort, RuntimePort, TransferPort } from "../controller/ports.ts";
+import { AgentBaseImages } from "../controller/adapters/base-images.ts";
 import { systemClock } from "../controller/ports.ts";
 import { Reconciler } from "../controller/reconciler.ts";
 
@@ -38,6 +40,8 @@ let checkpointer: CheckpointPort = {
   lookup: async () => ({ state: "unknown" }),
 };
 let transfer: TransferPort = { transfer: unavailable("transfer"), cleanup: async () => undefined };
+let runtime: RuntimePort = noRuntimeProbe;
+let baseImages: BaseImagePort | undefined;
 let agentClient: AgentClient | undefined;
 if (cfg.CHECKPOINT_MODE !== "disabled") {
   // With MANAGE_AGENT_TLS the leader hands its client the bundle it maintains, so the mounted
@@ -67,6 +71,8 @@ if (cfg.CHECKPOINT_MODE !== "disabled") {
       : cfg.CHECKPOINT_MODE === "node-proxy"
         ? viaProxy
         : new RoutingCheckpointer(viaAgent, viaProxy, locator);
+  runtime = new AgentRuntimeProbe(client, locator);
+  baseImages = new AgentBaseImages(client, locator);
   const agentTransfer = new AgentTransfer(client, locator);
   // Where no agent runs on the source node (or always, with MS2M_TRANSFER_RUNNER=job), a
   // transfer Job sends the archive (src/controller/transfer-job.ts).
@@ -85,6 +91,8 @@ const reconciler = new Reconciler({
   cluster: new KubeCluster(kc),
   checkpointer,
   transfer,
+  runtime,
+  ...(baseImages ? { baseImages } : {}),
   messaging,
   events: new KubeEvents(kc, log),
   clock: systemClock,

@@ -70,5 +70,6 @@ export function settingsFrom(e: ControllerEnv): ControllerSettings {
     sourceGraceSeconds: e.SOURCE_GRACE_SECONDS,
     replayPollMs: e.REPLAY_POLL_MS,
     checkpointTimeoutSeconds: Math.ceil(e.CHECKPOINT_TIMEOUT_SECONDS),
+    sourceAgentRequired: e.CHECKPOINT_MODE === "agent" || e.MS2M_TRANSFER_RUNNER === "agent",
   };
 }

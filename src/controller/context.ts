@@ -5,12 +5,14 @@ import type { Logger } from "../common/logger.ts";
 import type { ControllerMetrics } from "../common/metrics.ts";
 import type { Phase, StatefulMigration } from "../api/v1alpha1/index.ts";
 import type {
+  BaseImagePort,
   CheckpointPort,
   Clock,
   ClusterPort,
   EventRecorder,
   EventType,
   MessagingPort,
+  RuntimePort,
   TransferPort,
 } from "./ports.ts";
 import {
@@ -37,6 +39,11 @@ export interface ControllerSettings {
   replayPollMs: number;
   /** Passed to the kubelet checkpoint API. */
   checkpointTimeoutSeconds: number;
+  /**
+   * The source node needs a Ready agent anyway (CHECKPOINT_MODE=agent or
+   * MS2M_TRANSFER_RUNNER=agent): the runtime preflight waits for one instead of skipping.
+   */
+  sourceAgentRequired: boolean;
 }
 
 export const defaultSettings: ControllerSettings = {
@@ -52,12 +59,17 @@ export const defaultSettings: ControllerSettings = {
   sourceGraceSeconds: 1,
   replayPollMs: 250,
   checkpointTimeoutSeconds: 60,
+  sourceAgentRequired: true,
 };
 
 export interface PhaseDeps {
   cluster: ClusterPort;
   checkpointer: CheckpointPort;
   transfer: TransferPort;
+  /** Pending's preflight of the nodes' container runtimes. */
+  runtime: RuntimePort;
+  /** Base images on the target node before the restore (absent: not checked). */
+  baseImages?: BaseImagePort;
   messaging: MessagingPort;
   events: EventRecorder;
   clock: Clock;

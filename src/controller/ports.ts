@@ -2,6 +2,7 @@
 // ./adapters; unit tests use in-memory fakes. Every method is idempotent unless noted.
 import type { V1Node, V1Pod, V1ReplicaSet, V1StatefulSet } from "@kubernetes/client-node";
 import type { MessageQueueConfig, StatefulMigration, TransferMode } from "../api/v1alpha1/index.ts";
+import type { RuntimeName, RuntimeReport } from "../transfer/types.ts";
 
 export interface DeleteOptions {
   gracePeriodSeconds?: number;
@@ -123,6 +124,34 @@ export interface TransferPort {
    * What is left on purpose or by refusal comes back as warnings (Events), not as a failure.
    */
   cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport | void>;
+}
+
+/**
+ * The images a restore stands on: CRI-O restores a checkpoint on top of the image the container
+ * ran from (by image ID) and does not pull it. Idempotent; through the target node's agent.
+ */
+export interface BaseImagePort {
+  /** Makes `image` (a digest reference) present on `node`; `present`: it already was. */
+  ensure(node: string, migration: string, image: string): Promise<{ present: boolean; pullSeconds: number }>;
+}
+
+/** What a node's agent says about its container runtime, or why nothing could be asked. */
+export type RuntimeProbe =
+  | { state: "reported"; report: RuntimeReport }
+  /** No agent to ask on that node (none runs there, none Ready where one is optional, too old). */
+  | { state: "skipped"; why: string; expected: boolean };
+
+/**
+ * Preflight of a node's container runtime (checkpoint on the source, restore on the target),
+ * through the node's ms2m-agent (`GET /v1/runtime`). Read-only; may cache briefly.
+ */
+export interface RuntimePort {
+  /**
+   * `runtime`: the runtime the node reports (Node.status.nodeInfo), so the agent reads its files.
+   * `agentRequired`: the migration needs an agent on that node anyway, so one that is not Ready
+   * (or cannot be reached) is a retriable error rather than a skipped check.
+   */
+  probe(node: string, opts: { runtime: RuntimeName; agentRequired: boolean }): Promise<RuntimeProbe>;
 }
 
 export interface ReplayRef {

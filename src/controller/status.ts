@@ -16,6 +16,8 @@ export const CONDITION_SUCCEEDED = "Succeeded";
 export const CONDITION_ROLLED_BACK = "RolledBack";
 export const CONDITION_CUTOVER = "CutoverComplete";
 export const CONDITION_HANDED_OVER = "HandedOver";
+/** Pending's preflight: the source's runtime can checkpoint and the target's can restore. */
+export const CONDITION_RUNTIME_READY = "RuntimeReady";
 
 export function cloneMigration(m: StatefulMigration): StatefulMigration {
   return structuredClone(m);

@@ -5,15 +5,20 @@
 import { Agent, request, type Dispatcher } from "undici";
 import { Ms2mError } from "../common/errors.ts";
 import { readBounded, statusError } from "../checkpoint/direct.ts";
-import type {
-  CheckpointRecord,
-  CheckpointRequest,
-  CheckpointResponse,
-  PullRequest,
-  PullResponse,
-  ReleaseResponse,
-  SendRequest,
-  SendResponse,
+import {
+  runtimeReportSchema,
+  type BaseImageRequest,
+  type BaseImageResponse,
+  type CheckpointRecord,
+  type CheckpointRequest,
+  type CheckpointResponse,
+  type PullRequest,
+  type PullResponse,
+  type ReleaseResponse,
+  type RuntimeName,
+  type RuntimeReport,
+  type SendRequest,
+  type SendResponse,
 } from "./types.ts";
 
 export type * from "./types.ts";
@@ -119,9 +124,47 @@ export class AgentClient {
     return this.post(agentUrl, "/v1/send", req, signal);
   }
 
+  /** Target agent: make a base image (by digest) present in its node's containers-storage. */
+  ensureImage(agentUrl: string, req: BaseImageRequest, signal?: AbortSignal): Promise<BaseImageResponse> {
+    return this.post(agentUrl, "/v1/images", req, signal);
+  }
+
   /** Target agent: pull a checkpoint image from the registry into its containers-storage. */
   pull(agentUrl: string, req: PullRequest, signal?: AbortSignal): Promise<PullResponse> {
     return this.post(agentUrl, "/v1/pull", req, signal);
+  }
+
+  /**
+   * What the node's container runtime is configured to do about checkpoint and restore (read
+   * from its configuration files by the agent). `runtime`: the one the node reports; absent, the
+   * agent detects it. A short timeout: it is a preflight, not a transfer.
+   */
+  async runtime(
+    agentUrl: string,
+    runtime?: RuntimeName,
+    signal?: AbortSignal,
+    timeoutMs = 10_000,
+  ): Promise<RuntimeReport> {
+    const query = runtime && runtime !== "unknown" ? `?runtime=${encodeURIComponent(runtime)}` : "";
+    const raw = await this.call<unknown>(
+      "GET",
+      agentUrl,
+      `/v1/runtime${query}`,
+      undefined,
+      signal,
+      timeoutMs,
+    );
+    const parsed = runtimeReportSchema.safeParse(raw);
+    if (!parsed.success) {
+      throw new Ms2mError(
+        "InternalError",
+        `agent ${new URL(agentUrl).host} answered an invalid runtime report`,
+        {
+          retriable: false,
+        },
+      );
+    }
+    return parsed.data;
   }
 
   /** Readiness of an agent (no authentication). */
@@ -152,10 +195,11 @@ export class AgentClient {
     path: string,
     body: unknown,
     signal?: AbortSignal,
+    timeoutMs = this.timeoutMs,
   ): Promise<T> {
     const base = new URL(agentUrl);
     if (base.protocol !== "https:") throw new Ms2mError("BadRequest", "agent URL must be https");
-    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const timeout = AbortSignal.timeout(timeoutMs);
     let res: Dispatcher.ResponseData;
     try {
       res = await request(new URL(path, base), {

@@ -70,6 +70,21 @@ export interface PullResponse {
   loadSeconds: number;
 }
 
+/** `POST /v1/images`: the checkpointed container's base image, present on this node before the restore. */
+export const baseImageRequestSchema = z.strictObject({
+  migration: dnsSubdomain,
+  /** By digest (the source pod's containerStatuses[].imageID). */
+  image: imageRef,
+});
+export type BaseImageRequest = z.infer<typeof baseImageRequestSchema>;
+
+export interface BaseImageResponse {
+  image: string;
+  /** Already in the node's containers-storage (nothing pulled). */
+  present: boolean;
+  pullSeconds: number;
+}
+
 export const checkpointRequestSchema = z.strictObject({
   migration: dnsSubdomain.optional(),
   namespace: dnsLabel,
@@ -136,3 +151,35 @@ export interface ReleaseResponse {
    */
   loadedImages?: { image: string; deleted: boolean; message?: string }[];
 }
+
+/** Container runtimes whose configuration the agent reads (`GET /v1/runtime?runtime=`). */
+export const runtimeNames = ["cri-o", "containerd"] as const;
+export type RuntimeName = (typeof runtimeNames)[number] | "unknown";
+
+/** A setting that decides checkpoint/restore, as the runtime's configuration files set it. */
+export const runtimeSettingSchema = z.strictObject({
+  value: z.union([z.string().max(256), z.number(), z.boolean()]),
+  /** The file that set it last (node path). */
+  file: z.string().max(1024),
+  /** The TOML table it is in, e.g. `[crio.runtime]`. */
+  table: z.string().max(256),
+});
+export type RuntimeSetting = z.infer<typeof runtimeSettingSchema>;
+
+/**
+ * `GET /v1/runtime`: what the node's container runtime is configured to do, read by the agent from
+ * the runtime's configuration files (agent/runtime-config.ts). `checkpoint`/`restore` are what
+ * the files alone decide; absent when that depends on the runtime's version (the controller
+ * re-assesses `settings` with the version from Node.status.nodeInfo) or cannot be told.
+ */
+export const runtimeReportSchema = z.strictObject({
+  runtime: z.enum([...runtimeNames, "unknown"]),
+  checkpoint: z.boolean().optional(),
+  restore: z.boolean().optional(),
+  /** The configuration files read, in the order applied (node paths, comma-separated). */
+  source: z.string().max(8192),
+  /** Why, in words. */
+  detail: z.string().max(8192),
+  settings: z.record(z.string().max(128), runtimeSettingSchema).optional(),
+});
+export type RuntimeReport = z.infer<typeof runtimeReportSchema>;

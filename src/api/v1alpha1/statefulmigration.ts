@@ -233,6 +233,14 @@ export const ContainerStatus = z.object({
         "(nodes without an agent; CHECKPOINT_MODE=auto). Recorded with checkpointRequestedAt.",
     }),
   transferred: z.boolean().optional(),
+  baseImage: z
+    .string()
+    .optional()
+    .meta({
+      description:
+        "The image the container runs, by digest (the source pod's containerStatuses[].imageID). The " +
+        "runtime restores the checkpoint on top of it, so it is made present on the target node first.",
+    }),
 });
 export type ContainerStatus = z.infer<typeof ContainerStatus>;
 

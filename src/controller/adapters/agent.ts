@@ -33,6 +33,13 @@ export class AgentLocator {
   }
 
   async urlFor(node: string): Promise<string> {
+    const { url } = await this.find(node);
+    if (!url) throw new Ms2mError("ServiceUnavailable", `no ready ms2m-agent on node ${node}`);
+    return url;
+  }
+
+  /** The URL of a Ready agent on the node, and how many agent pods run there at all. */
+  async find(node: string): Promise<{ url?: string; pods: number }> {
     const pods = await kubeCall(() =>
       this.core.listNamespacedPod({
         namespace: this.opts.namespace,
@@ -44,10 +51,9 @@ export class AgentLocator {
       (p) =>
         p.status?.podIP && (p.status.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True"),
     );
-    if (!ready?.status?.podIP)
-      throw new Ms2mError("ServiceUnavailable", `no ready ms2m-agent on node ${node}`);
-    const ip = ready.status.podIP;
-    return `https://${ip.includes(":") ? `[${ip}]` : ip}:${this.opts.port}`;
+    const ip = ready?.status?.podIP;
+    if (!ip) return { pods: pods.items.length };
+    return { url: `https://${ip.includes(":") ? `[${ip}]` : ip}:${this.opts.port}`, pods: pods.items.length };
   }
 }
 

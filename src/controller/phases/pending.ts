@@ -1,5 +1,7 @@
 // Pending: validate against the live cluster and resolve everything later phases need, then
-// record it in status in one write. Creates no external state (the finalizer comes first).
+// record it in status in one write. Creates no external state (the finalizer comes first). Last,
+// the runtime preflight: a source runtime that cannot checkpoint or a target runtime that cannot
+// restore fails the migration here, before anything is frozen (../preflight.ts).
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import type { MigrationStrategy, OwnerStatus } from "../../api/v1alpha1/index.ts";
 import { controllerOf } from "../../kube/owners.ts";
@@ -7,7 +9,14 @@ import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
 import { FINALIZER, shadowPodName, uidOf } from "../names.ts";
 import { isNodeReady, isTerminating, nodeMismatch } from "../pods.ts";
-import { iso, setCondition, startPhaseTiming, CONDITION_PROGRESSING } from "../status.ts";
+import { runtimePreflight } from "../preflight.ts";
+import {
+  iso,
+  setCondition,
+  startPhaseTiming,
+  CONDITION_PROGRESSING,
+  CONDITION_RUNTIME_READY,
+} from "../status.ts";
 
 export async function pending(ctx: PhaseContext): Promise<Outcome> {
   const { cluster } = ctx.deps;
@@ -45,9 +54,27 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
   const targetPod =
     strategy === "Sequential" ? ctx.m.spec.sourcePod : shadowPodName(ctx.m.spec.sourcePod, uidOf(ctx.m));
 
+  const preflight = await runtimePreflight(ctx, {
+    sourceNode,
+    target,
+    transferMode: ctx.m.spec.transferMode,
+  });
+  const runtimeReady = { type: CONDITION_RUNTIME_READY, ...preflight.condition };
+  if (preflight.failure) {
+    const now = ctx.now;
+    await ctx.update((m) => {
+      const s = (m.status ??= {});
+      s.sourceNode = sourceNode;
+      s.targetNode = target.metadata?.name;
+      setCondition(m, now, runtimeReady);
+    });
+    return fail(preflight.failure.reason, preflight.failure.message);
+  }
+
   await ctx.transition(
     "Checkpointing",
     (m) => {
+      setCondition(m, ctx.now, runtimeReady);
       const s = (m.status ??= {});
       s.strategy = strategy;
       s.transferMode = m.spec.transferMode;
@@ -56,14 +83,27 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
       s.targetPod = targetPod;
       s.sourcePodUID = pod.metadata?.uid;
       if (owner) s.owner = owner;
-      s.containers = containers.map((name) => ({ name }));
+      s.containers = containers.map((name) => ({ name, ...baseImageOf(pod, name) }));
     },
     `${strategy} ${m(ctx)} from ${sourceNode} to ${target.metadata?.name} (${ctx.m.spec.transferMode})`,
   );
+  for (const e of preflight.events) ctx.event(e.type, e.reason, e.message);
   return next();
 }
 
 const m = (ctx: PhaseContext) => `${ctx.namespace}/${ctx.m.spec.sourcePod}`;
+
+/**
+ * The image a container runs, by digest (`repo@sha256:…`), where the runtime reports one: the
+ * restore stands on exactly that image. Images without a repository digest (built on the node)
+ * are not recorded and cannot be brought to the target.
+ */
+function baseImageOf(pod: V1Pod, name: string): { baseImage?: string } {
+  const id = pod.status?.containerStatuses
+    ?.find((c) => c.name === name)
+    ?.imageID?.replace(/^docker-pullable:\/\//, "");
+  return id && /^[^@\s]+@sha256:[a-f0-9]{64}$/.test(id) ? { baseImage: id } : {};
+}
 
 function selectContainers(pod: V1Pod, containerName: string | undefined): string[] {
   const names = (pod.spec?.containers ?? []).map((c) => c.name);

@@ -19,6 +19,11 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   const pending = (s.containers ?? []).filter((c) => !c.transferred);
   const missing = pending.find((c) => !c.checkpointPath);
   if (missing) return fail("CheckpointMissing", `container ${missing.name} has no checkpoint`);
+  // The base images the restore stands on are brought to the target meanwhile.
+  const bases = ensureBaseImages(ctx, targetNode).then(
+    () => undefined,
+    (err: unknown) => ({ err }),
+  );
   // One archive per container, all sent side by side (a multi-container pod's transfers overlap).
   const outcomes = await Promise.allSettled(
     pending.map((c) => {
@@ -68,8 +73,49 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
       return fail("TransferFailed", `transfer of ${name} (${mode}): ${err.message}`, err);
     } else retry ??= err;
   }
+  const baseFailure = await bases;
+  if (baseFailure) throw baseFailure.err;
   if (retry !== undefined) throw retry; // retried with backoff until the phase deadline
   if (running > 0) return { type: "wait", afterMs: JOB_POLL_MS };
   await ctx.transition("Restoring");
   return next();
+}
+
+/**
+ * CRI-O restores a checkpoint on top of the image the container ran from, by image ID, and does
+ * not pull it: each base image is made present on the target node (by digest) before Restoring.
+ * Idempotent and cheap when the image is there. A registry that refuses the pull fails the
+ * migration with what to do; other errors are retried until the phase deadline.
+ */
+async function ensureBaseImages(ctx: PhaseContext, targetNode: string): Promise<void> {
+  const port = ctx.deps.baseImages;
+  if (!port) return;
+  const images = [
+    ...new Set((ctx.m.status?.containers ?? []).flatMap((c) => (c.baseImage ? [c.baseImage] : []))),
+  ];
+  const results = await Promise.allSettled(
+    images.map((image) => port.ensure(targetNode, uidOf(ctx.m), image)),
+  );
+  for (const [i, r] of results.entries()) {
+    if (r.status === "fulfilled") {
+      if (!r.value.present) {
+        ctx.event(
+          "Normal",
+          "BaseImagePulled",
+          `${images[i]} pulled on ${targetNode} in ${r.value.pullSeconds.toFixed(1)} s (the restore needs it)`,
+        );
+      }
+      continue;
+    }
+    const err: unknown = r.reason;
+    if (isMs2mError(err) && !err.retriable) {
+      return fail(
+        "BaseImageUnavailable",
+        `base image ${images[i]} cannot be brought to ${targetNode}: ${err.message}. Pre-pull it on ` +
+          "the node or give the agent credentials for its registry (AGENT_REGISTRY_CREDENTIALS_FILE)",
+        err,
+      );
+    }
+    throw err;
+  }
 }

@@ -107,7 +107,7 @@ export class FakeReviewer implements Reviewer {
     [TOKENS.user]: { username: "alice" },
   };
   rbac: Record<string, string[]> = {
-    "system:serviceaccount:ms2m-system:ms2m-controller": ["send", "pull", "checkpoint"],
+    "system:serviceaccount:ms2m-system:ms2m-controller": ["send", "pull", "checkpoint", "runtime"],
     "system:serviceaccount:ms2m-system:ms2m-agent": ["receive"],
     alice: ["receive", "send", "pull", "checkpoint"],
   };
@@ -120,8 +120,9 @@ export class FakeReviewer implements Reviewer {
   async authorize(user: UserInfo, attrs: AccessAttributes): Promise<boolean> {
     this.calls.authorize++;
     if (this.down) throw new Error("connection refused");
+    // As config/rbac grants them: `get` on agents/runtime (a read), `create` on the commands.
     return (
-      attrs.verb === "create" &&
+      attrs.verb === (attrs.subresource === "runtime" ? "get" : "create") &&
       attrs.resource === "agents" &&
       (this.rbac[user.username] ?? []).includes(attrs.subresource)
     );

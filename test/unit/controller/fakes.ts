@@ -6,6 +6,7 @@ import { Ms2mError } from "../../../src/common/errors.ts";
 import type { StatefulMigration, StatefulMigrationSpecInput } from "../../../src/api/v1alpha1/index.ts";
 import { StatefulMigrationSpec } from "../../../src/api/v1alpha1/index.ts";
 import { defaultSettings, type PhaseDeps } from "../../../src/controller/context.ts";
+import type { RuntimeName } from "../../../src/transfer/types.ts";
 import type {
   ArtifactRef,
   CheckpointLookup,
@@ -20,6 +21,8 @@ import type {
   MessagingPort,
   ReplayProgress,
   ReplayRef,
+  RuntimePort,
+  RuntimeProbe,
   TransferPort,
   TransferRequest,
   TransferResult,
@@ -345,6 +348,45 @@ export class FakeTransfer implements TransferPort {
   }
 }
 
+/**
+ * The nodes' agents answering GET /v1/runtime: by default CRI-O with checkpoint and restore on,
+ * per node overridable with a report or a skip.
+ */
+export class FakeRuntime implements RuntimePort {
+  readonly faults = new Faults();
+  probes: { node: string; runtime: string; agentRequired: boolean }[] = [];
+  answers = new Map<string, RuntimeProbe>();
+
+  async probe(node: string, opts: { runtime: RuntimeName; agentRequired: boolean }): Promise<RuntimeProbe> {
+    this.probes.push({ node, ...opts });
+    this.faults.hit("probe");
+    return (
+      this.answers.get(node) ?? {
+        state: "reported",
+        report: {
+          runtime: "cri-o",
+          checkpoint: true,
+          restore: true,
+          source: "/etc/crio/crio.conf.d/10-crio.conf",
+          detail: "checkpoint and restore on",
+          settings: {
+            enable_criu_support: {
+              value: true,
+              file: "/etc/crio/crio.conf.d/10-crio.conf",
+              table: "[crio.runtime]",
+            },
+            container_level_enabled: {
+              value: "checkpoint_restore",
+              file: "/etc/crio/crio.conf.d/10-crio.conf",
+              table: "[crio.checkpoint_restore]",
+            },
+          },
+        },
+      }
+    );
+  }
+}
+
 export class FakeMessaging implements MessagingPort {
   readonly faults = new Faults();
   queues = new Set<string>();
@@ -409,6 +451,7 @@ export interface World {
   cluster: FakeCluster;
   checkpointer: FakeCheckpointer;
   transfer: FakeTransfer;
+  runtime: FakeRuntime;
   messaging: FakeMessaging;
   events: FakeEvents;
   deps: PhaseDeps;
@@ -419,12 +462,14 @@ export function makeWorld(): World {
   const cluster = new FakeCluster(clock);
   const checkpointer = new FakeCheckpointer();
   const transfer = new FakeTransfer();
+  const runtime = new FakeRuntime();
   const messaging = new FakeMessaging();
   const events = new FakeEvents();
   const deps: PhaseDeps = {
     cluster,
     checkpointer,
     transfer,
+    runtime,
     messaging,
     events,
     clock,
@@ -432,7 +477,7 @@ export function makeWorld(): World {
     settings: structuredClone(defaultSettings),
     sent: new Set(),
   };
-  return { clock, cluster, checkpointer, transfer, messaging, events, deps };
+  return { clock, cluster, checkpointer, transfer, runtime, messaging, events, deps };
 }
 
 export function readyNode(name: string, extra: Partial<V1Node> = {}): V1Node {
