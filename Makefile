@@ -9,7 +9,7 @@ AGENT_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-agent:$(VERSION)
 WORKLOAD_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-workload:$(VERSION)
 
 .PHONY: help setup test test-unit test-component test-cluster test-long lint format typecheck manifests \
-	build docker-build docker-push cluster-up cluster-down clean
+	build bundle images images-push docker-build docker-push cluster-up cluster-down clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,10 +45,21 @@ typecheck: ## TypeScript, strict.
 manifests: ## Regenerate crd/ from the zod schema.
 	$(ENV) node hack/gen-crd.ts
 
-build: ## Compile to dist/ (what the images run).
+build: ## Compile to dist/ with tsc (the images run bundles instead: make bundle).
 	$(ENV) rm -rf dist && tsc -p tsconfig.build.json
 
-docker-build: ## Build the controller, agent and workload images (needs a Docker engine).
+bundle: ## Bundle each entry point (esbuild) into dist/bundle/<name>.mjs: all the images copy.
+	$(ENV) node hack/images/bundle.ts
+
+images: ## Build the three images without a Docker daemon (buildah, local bases) into .build/images/.
+	$(ENV) node hack/images/images.ts build --tag $(VERSION)
+
+REGISTRY ?=
+images-push: ## Push the images `make images` built to REGISTRY=host:port as REGISTRY/ms2m/<name>:VERSION.
+	@[[ -n "$(REGISTRY)" ]] || { echo "usage: make images-push REGISTRY=host:port" >&2; exit 2; }
+	$(ENV) bash hack/images/push.sh $(REGISTRY) --tag $(VERSION)
+
+docker-build: bundle ## Build the controller, agent and workload images (needs a Docker engine).
 	docker build -f Dockerfile -t $(CONTROLLER_IMAGE) .
 	docker build -f Dockerfile.agent -t $(AGENT_IMAGE) .
 	docker build -f workload/Dockerfile -t $(WORKLOAD_IMAGE) .
@@ -66,11 +77,12 @@ KEEP ?= 0
 demo: setup ## The main job end to end: cluster, ms2m, workload, one migration, summary (STRATEGY=ShadowPod|Sequential TRANSFER=Direct|Registry RATE=20 KEEP=1).
 	$(ENV) node hack/demo.ts --strategy=$(STRATEGY) --transfer=$(TRANSFER) --rate=$(RATE) $(if $(filter 1 true yes,$(KEEP)),--keep)
 
-cluster-up: setup ## Start a local cluster; prints the KUBECONFIG to use.
-	$(ENV) node hack/cluster.ts up
+RUNTIME ?= simulated
+cluster-up: setup ## Start a local cluster (RUNTIME=simulated|real); prints the KUBECONFIG to use.
+	$(ENV) MS2M_RUNTIME=$(RUNTIME) node hack/cluster.ts up
 
 cluster-down: ## Stop the local cluster and remove everything it made.
 	$(ENV) node hack/cluster.ts down
 
-clean: ## Remove build output (not the control-plane cache).
-	rm -rf dist coverage .test-results*.json
+clean: ## Remove build output (not the control-plane and base-image caches).
+	rm -rf dist .build coverage .test-results*.json
