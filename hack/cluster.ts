@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { ControlPlane } from "../test/harness/control-plane.ts";
 import { TestCluster } from "../test/harness/nodes.ts";
 import { sleep } from "../test/harness/exec.ts";
+import { pushProjectImages } from "../test/harness/images.ts";
+import { REGISTRY_PORT, startRegistry } from "../test/harness/stack.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const stateDir = join(root, ".cluster");
@@ -79,12 +81,19 @@ async function serve(): Promise<void> {
   };
   process.on("SIGTERM", () => void stop());
   process.on("SIGINT", () => void stop());
-  // Two simulated workers (MS2M_NODES=node-a,node-b,... to change), registered and Ready.
+  // Two workers (MS2M_NODES=node-a,node-b,... to change), registered and Ready: simulated, or
+  // real (MS2M_RUNTIME=real: kubelet + CRI-O + runc + CRIU each) with the cluster's registry
+  // holding the project's images, which real nodes pull.
   const nodes = (process.env.MS2M_NODES ?? "node-a,node-b").split(",").filter(Boolean);
+  const runtime = process.env.MS2M_RUNTIME === "real" ? "real" : "simulated";
   try {
-    cluster = await TestCluster.start(cp.clusterInfo, { nodes });
+    cluster = await TestCluster.start(cp.clusterInfo, { nodes, runtime });
+    if (runtime === "real") {
+      await startRegistry(cp.net.hostIp, { dir: join(cp.dir, "registry"), pidFile: cp.pidFile });
+      cluster.info.images = await pushProjectImages(`${cp.net.hostIp}:${REGISTRY_PORT}`);
+    }
   } catch (err) {
-    console.error("simulated nodes failed to start:", err);
+    console.error(`${runtime} nodes failed to start:`, err);
     await stop();
     return;
   }
@@ -92,8 +101,8 @@ async function serve(): Promise<void> {
   await copyFile(cp.adminKubeconfig, kubeconfigPath);
   console.log(`control plane ${cp.server}; binaries ${cp.binaries.kubeBin}`);
   for (const n of cluster.nodeNames()) {
-    const node = cluster.node(n);
-    console.log(`node ${n}: ${node.ip}, folder ${node.dir}`);
+    const node = runtime === "real" ? cluster.realNode(n) : cluster.node(n);
+    console.log(`node ${n} (${runtime}): ${node.ip}, folder ${node.dir}`);
   }
   // Stay alive: the cluster lives as long as this supervisor.
   setInterval(() => undefined, 1 << 30);

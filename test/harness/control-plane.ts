@@ -18,6 +18,7 @@ import {
 } from "./network.ts";
 import { createPki, type Pki } from "./pki.ts";
 import { killRecorded, ManagedProcess } from "./process.ts";
+import { sweepRealNodes } from "./real-node.ts";
 
 /** kube-controller-manager controllers the operator and its tests rely on. */
 const CONTROLLERS = [
@@ -299,6 +300,8 @@ function firstServiceIp(net: ClusterNetwork): string {
 
 /** Removes everything a (possibly dead) run left in a slot: processes, namespaces, bridge. */
 export async function sweepSlot(slot: number, dir: string): Promise<void> {
+  // Real nodes first: their processes, cgroups and mounts are found through their folders.
+  await sweepRealNodes(slot, dir);
   await killRecorded(join(dir, "pids"));
   for (const ns of await listSlotNamespaces(slot)) {
     await tryRun("ip", ["netns", "pids", ns]).then(async () => {

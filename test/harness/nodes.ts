@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../../src/kube/config.ts";
 import type { StorageConfig } from "../../src/checkpoint/skopeo.ts";
-import type { ImageCommandInput, Latencies, NodeConfigInput } from "../../sim/config.ts";
+import type { ImageCommandInput, Latencies, NodeConfigInput, RuntimeOptions } from "../../sim/config.ts";
 import { NodePaths } from "../../sim/paths.ts";
 import { run, sleep, tryRun, waitFor } from "./exec.ts";
 import {
@@ -22,6 +22,13 @@ import {
 } from "./network.ts";
 import { CertificateAuthority } from "./pki.ts";
 import { ManagedProcess } from "./process.ts";
+import {
+  linkRealNodes,
+  RealNode,
+  startRealNode,
+  type RealNodeInfo,
+  type RealNodeOptions,
+} from "./real-node.ts";
 import { readRelayControl, TcpRelay, writeRelayControl } from "./relay.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -44,10 +51,24 @@ export interface ClusterInfo {
   slot: number;
   hostIp: string;
   caFile: string;
-  nodes: SimNodeInfo[];
+  nodes: ClusterNodeInfo[];
   /** amqp:// URL of the broker as pods reach it (through the relay on hostIp). */
   brokerUrl: string;
+  /** What the nodes are: simulated (sim/) or real (kubelet + CRI-O + runc + CRIU). Default simulated. */
+  runtime?: NodeRuntime;
+  /** Real runtime: the project's images as pushed to the cluster's registry (references nodes pull). */
+  images?: ClusterImages;
 }
+
+export interface ClusterImages {
+  controller: string;
+  agent: string;
+  workload: string;
+}
+
+export type NodeRuntime = "simulated" | "real";
+export type ClusterNodeInfo = SimNodeInfo | RealNodeInfo;
+const isReal = (n: ClusterNodeInfo): n is RealNodeInfo => (n as RealNodeInfo).runtime === "real";
 
 /** The broker relay's control file (see TcpRelay): outages for one cluster without stopping the broker. */
 export function brokerRelayControlFile(info: Pick<ClusterInfo, "dir">): string {
@@ -58,6 +79,7 @@ export interface SimNodeInfo {
   name: string;
   ip: string;
   dir: string;
+  runtime?: "simulated";
 }
 
 export interface SimNodeOptions {
@@ -68,6 +90,8 @@ export interface SimNodeOptions {
   insecureRegistries?: string[];
   podEnv?: Record<string, string>;
   heartbeatMs?: number;
+  /** The node's container runtime (CRI-O): `{ criuSupport: false }` = `enable_criu_support = false`. */
+  runtime?: Partial<RuntimeOptions>;
   /** Index of the node address in the slot (default: the lowest free one). */
   index?: number;
 }
@@ -273,6 +297,7 @@ export async function startSimNode(
     insecureRegistries: [`${info.hostIp}:*`, ...(options.insecureRegistries ?? [])],
     ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
     podEnv: { MS2M_BROKER_URL: info.brokerUrl, ...options.podEnv },
+    ...(options.runtime ? { runtime: options.runtime } : {}),
   };
   const configPath = join(dir, "config.json");
   await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
@@ -367,7 +392,11 @@ export async function grantApiServerCheckpoint(kc: k8s.KubeConfig): Promise<void
 export interface TestClusterNodesOptions {
   /** Node names (default node-a, node-b). */
   nodes?: string[];
+  /** Simulated (default) or real nodes. */
+  runtime?: NodeRuntime;
   nodeOptions?: SimNodeOptions;
+  /** For real nodes (their index comes from their position in `nodes`). */
+  realNodeOptions?: Omit<RealNodeOptions, "index">;
   /** Relay hostIp:5672 to the broker on 127.0.0.1:5672 (default true). */
   brokerRelay?: boolean;
 }
@@ -380,13 +409,21 @@ export class TestCluster {
   readonly info: ClusterInfo;
   readonly net: ClusterNetwork;
   private readonly nodes = new Map<string, SimNode>();
+  private readonly realNodes = new Map<string, RealNode>();
   private readonly owned = new Set<string>();
   private readonly relays: TcpRelay[] = [];
 
   private constructor(info: ClusterInfo) {
     this.info = info;
     this.net = networkForSlot(info.slot);
-    for (const n of info.nodes) this.nodes.set(n.name, new SimNode(n, this.net));
+    for (const n of info.nodes) {
+      if (isReal(n)) this.realNodes.set(n.name, new RealNode(n, info.slot));
+      else this.nodes.set(n.name, new SimNode(n, this.net));
+    }
+  }
+
+  get runtime(): NodeRuntime {
+    return this.info.runtime ?? "simulated";
   }
 
   /** Starts the broker relay and the nodes (in parallel) around a running control plane. */
@@ -394,16 +431,28 @@ export class TestCluster {
     cp: Omit<ClusterInfo, "nodes" | "brokerUrl">,
     options: TestClusterNodesOptions = {},
   ): Promise<TestCluster> {
-    const cluster = new TestCluster({ ...cp, nodes: [], brokerUrl: `amqp://guest:guest@${cp.hostIp}:5672` });
+    const runtime = options.runtime ?? "simulated";
+    const cluster = new TestCluster({
+      ...cp,
+      nodes: [],
+      brokerUrl: `amqp://guest:guest@${cp.hostIp}:5672`,
+      runtime,
+    });
     try {
       await grantApiServerCheckpoint(cluster.kubeConfig());
       if (options.brokerRelay ?? true) {
         await cluster.relay(5672, 5672, brokerRelayControlFile(cluster.info));
       }
       const names = options.nodes ?? ["node-a", "node-b"];
-      await Promise.all(names.map((n, i) => cluster.startNode(n, { index: i, ...options.nodeOptions })));
+      if (runtime === "real") {
+        await Promise.all(
+          names.map((n, i) => cluster.startRealNode(n, { index: i, ...options.realNodeOptions })),
+        );
+      } else {
+        await Promise.all(names.map((n, i) => cluster.startNode(n, { index: i, ...options.nodeOptions })));
+      }
       const kc = cluster.kubeConfig();
-      await Promise.all(names.map((n) => waitForNodeReady(kc, n)));
+      await Promise.all(names.map((n) => waitForNodeReady(kc, n, runtime === "real" ? 120_000 : 60_000)));
     } catch (err) {
       await cluster.stop();
       throw err;
@@ -460,12 +509,26 @@ export class TestCluster {
 
   node(name: string): SimNode {
     const n = this.nodes.get(name);
-    if (!n) throw new Error(`no simulated node ${name} (have ${[...this.nodes.keys()].join(", ")})`);
+    if (!n) {
+      const hint = this.realNodes.has(name) ? ` (${name} is a real node: realNode())` : "";
+      throw new Error(`no simulated node ${name}${hint} (have ${[...this.nodes.keys()].join(", ")})`);
+    }
+    return n;
+  }
+
+  realNode(name: string): RealNode {
+    const n = this.realNodes.get(name);
+    if (!n) throw new Error(`no real node ${name} (have ${[...this.realNodes.keys()].join(", ")})`);
     return n;
   }
 
   nodeNames(): string[] {
-    return [...this.nodes.keys()];
+    return [...this.nodes.keys(), ...this.realNodes.keys()];
+  }
+
+  /** Real nodes of this cluster. */
+  realNodeList(): RealNode[] {
+    return [...this.realNodes.values()];
   }
 
   /** Starts another node; this TestCluster owns it and stops it in stop(). */
@@ -477,10 +540,30 @@ export class TestCluster {
     return node;
   }
 
+  /**
+   * Starts a real node (kubelet + CRI-O + runc + CRIU) and routes pods between it and the other
+   * real nodes; this TestCluster owns it. Resolves before the Node is Ready.
+   */
+  async startRealNode(name: string, options: RealNodeOptions): Promise<RealNode> {
+    const node = await startRealNode(this.info, name, {
+      ...options,
+      // The harness's registries on the host's bridge address speak plain HTTP.
+      insecureRegistries: [...(options.insecureRegistries ?? []), `${this.info.hostIp}:5000`],
+    });
+    this.realNodes.set(name, node);
+    this.owned.add(name);
+    this.info.nodes = [...this.info.nodes.filter((n) => n.name !== name), node.info];
+    await linkRealNodes(this.realNodeList());
+    return node;
+  }
+
   /** Stops a node and deletes its Node object. */
   async stopNode(name: string): Promise<void> {
-    await this.node(name).stop(this.kubeConfig());
+    const real = this.realNodes.get(name);
+    if (real) await real.stop(this.kubeConfig());
+    else await this.node(name).stop(this.kubeConfig());
     this.nodes.delete(name);
+    this.realNodes.delete(name);
     this.owned.delete(name);
     this.info.nodes = this.info.nodes.filter((n) => n.name !== name);
   }

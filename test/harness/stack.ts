@@ -3,7 +3,7 @@
 // nodes, the agents' TLS Secret), a registry on the bridge, the controller binary acting as its
 // ServiceAccount, the reference workload and a producer, the message accounting and downtime.
 import { randomBytes } from "node:crypto";
-import { createReadStream, mkdirSync } from "node:fs";
+import { chmodSync, createReadStream, mkdirSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -19,7 +19,7 @@ import { controlPlaneBinaries } from "./binaries.ts";
 import type { KubectlResult } from "./context.ts";
 import { sleep, waitFor } from "./exec.ts";
 import { installCrd, mustSucceed, renderKustomize, repoPath } from "./fixtures.ts";
-import { TestCluster, type ClusterInfo } from "./nodes.ts";
+import { TestCluster, type ClusterImages, type ClusterInfo } from "./nodes.ts";
 import { CertificateAuthority } from "./pki.ts";
 import { ManagedProcess } from "./process.ts";
 import { Producer } from "../../workload/producer.ts";
@@ -119,6 +119,13 @@ export type StackEnv = ReturnType<typeof stackEnv>;
 /** The same, under the name the controller tests use. */
 export type ControllerTestEnv = StackEnv;
 
+/** The images a real cluster runs (pushed to its registry by the global setup or the demo). */
+export function imagesOf(env: Pick<StackEnv, "cluster">): ClusterImages {
+  const images = env.cluster.info.images;
+  if (!images) throw new Error("this cluster has no images in its registry (real runtime: pushImages first)");
+  return images;
+}
+
 /** Every env var of the DaemonSet container, with `overrides` replacing or adding. */
 function withEnv(env: k8s.V1EnvVar[], overrides: Record<string, string>): k8s.V1EnvVar[] {
   const out = env.filter((e) => !(e.name in overrides));
@@ -135,11 +142,14 @@ function withEnv(env: k8s.V1EnvVar[], overrides: Record<string, string>): k8s.V1
 export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<{ caFile: string }> {
   const { kubectl, cluster, core } = env;
   await installCrd(kubectl);
-  for (const name of cluster.nodeNames()) {
-    await cluster.node(name).setImages({
-      [AGENT_IMAGE]: { command: [process.execPath, repoPath("test/harness/agent-entry.ts")] },
-      [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
-    });
+  const real = cluster.runtime === "real";
+  if (!real) {
+    for (const name of cluster.nodeNames()) {
+      await cluster.node(name).setImages({
+        [AGENT_IMAGE]: { command: [process.execPath, repoPath("test/harness/agent-entry.ts")] },
+        [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
+      });
+    }
   }
   const rendered = await renderKustomize(kubectl, "config/default");
   const objects = parseAllDocuments(rendered)
@@ -150,8 +160,12 @@ export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<
     const ds = o as k8s.V1DaemonSet;
     const c = ds.spec?.template.spec?.containers[0];
     if (!c) throw new Error("agent DaemonSet has no container");
+    // Real nodes: the agent image built by `make images`, pulled from the cluster's registry, on
+    // CRI-O's overlay storage. Simulated nodes: the image name maps to the agent's sources.
+    if (real) c.image = imagesOf(env).agent;
     c.env = withEnv(c.env ?? [], {
-      AGENT_STORAGE_DRIVER: "vfs",
+      ...(real ? {} : { AGENT_STORAGE_DRIVER: "vfs" }),
+      // The cluster CA signs the kubelets' serving certificates.
       AGENT_KUBELET_CA_FILE: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
       AGENT_INSECURE_REGISTRIES: env.registry,
     });
@@ -328,6 +342,10 @@ export async function startRegistry(
   hostIp: string,
   options: { dir?: string; pidFile?: string } = {},
 ): Promise<{ pid: number | undefined; stop(): Promise<void> }> {
+  // A real-node cluster runs its registry for the cluster's whole life (its nodes pull the
+  // project's images from it): use that one.
+  const existing = await fetch(`http://${hostIp}:${REGISTRY_PORT}/v2/`).catch(() => undefined);
+  if (existing?.status === 200) return { pid: undefined, stop: async () => undefined };
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "ms2m-ctl-registry-")));
   await mkdir(dir, { recursive: true });
   const cfg = join(dir, "config.yml");
@@ -440,17 +458,33 @@ export function consumerTemplate(
   env: ControllerTestEnv,
   nodeName: string,
 ): k8s.V1PodTemplateSpec {
-  mkdirSync(w.stateDir, { recursive: true });
-  if (w.appliedLogDir) mkdirSync(w.appliedLogDir, { recursive: true });
+  const real = env.cluster.runtime === "real";
+  // Real pods write through hostPath volumes as the consumer image's non-root user.
+  mkdirSync(w.stateDir, { recursive: true, mode: 0o777 });
+  if (real) chmodSync(w.stateDir, 0o777);
+  if (w.appliedLogDir) {
+    mkdirSync(w.appliedLogDir, { recursive: true, mode: 0o777 });
+    if (real) chmodSync(w.appliedLogDir, 0o777);
+  }
+  // The same folders at the same paths inside the container (real nodes have mount namespaces;
+  // the simulator runs containers in the host's).
+  const hostDirs = [
+    { name: "state", path: w.stateDir },
+    ...(w.appliedLogDir ? [{ name: "applied", path: w.appliedLogDir }] : []),
+  ];
   return {
     metadata: { labels: { app: w.name, tier: "consumer" } },
     spec: {
       nodeName,
       terminationGracePeriodSeconds: 10,
+      // Test machines give root no CAP_SYS_RESOURCE, and without it CRIU cannot read the rlimits
+      // of a process of another user (prlimit: EPERM), so real nodes only checkpoint root
+      // processes here. Real clusters have no such limit; the image itself runs as non-root.
+      ...(real ? { securityContext: { runAsUser: 0 } } : {}),
       containers: [
         {
           name: "consumer",
-          image: CONSUMER_IMAGE,
+          image: real ? imagesOf(env).workload : CONSUMER_IMAGE,
           imagePullPolicy: "IfNotPresent",
           env: [
             { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
@@ -458,20 +492,31 @@ export function consumerTemplate(
             { name: "EXCHANGE", value: w.exchange },
             { name: "QUEUE", value: w.queuePerPod ? `${w.queue}.$(POD_NAME)` : w.queue },
             { name: "PREFETCH", value: "20" },
-            { name: "STATE_FILE", value: `${w.stateDir}/$(POD_NAME).json` },
+            // Files named after the pod the process runs in *now* (a restored process keeps the
+            // source's environment): read from the Downward API when written.
+            { name: "STATE_DIR", value: w.stateDir },
             { name: "LOG_LEVEL", value: "info" },
-            ...(w.appliedLogDir
-              ? [{ name: "APPLIED_LOG", value: `${w.appliedLogDir}/$(POD_NAME).applied` }]
-              : []),
+            ...(w.appliedLogDir ? [{ name: "APPLIED_LOG_DIR", value: w.appliedLogDir }] : []),
           ],
-          volumeMounts: [{ name: "podinfo", mountPath: "/etc/podinfo" }],
+          volumeMounts: [
+            { name: "podinfo", mountPath: "/etc/podinfo" },
+            ...(real ? hostDirs.map((d) => ({ name: d.name, mountPath: d.path })) : []),
+          ],
         },
       ],
       volumes: [
         {
           name: "podinfo",
-          downwardAPI: { items: [{ path: "name", fieldRef: { fieldPath: "metadata.name" } }] },
+          downwardAPI: {
+            items: [
+              { path: "name", fieldRef: { fieldPath: "metadata.name" } },
+              { path: "uid", fieldRef: { fieldPath: "metadata.uid" } },
+            ],
+          },
         },
+        ...(real
+          ? hostDirs.map((d) => ({ name: d.name, hostPath: { path: d.path, type: "Directory" } }))
+          : []),
       ],
     },
   };
@@ -553,17 +598,31 @@ export async function waitForConsumers(
         const name = p.metadata?.name ?? "";
         // On the simulated cluster straight from the node; on any other (bench:eval --kubeconfig)
         // through the API server, as `kubectl logs` does.
-        const log = env.cluster
-          ? await env.cluster.node(p.spec?.nodeName ?? "").containerLog(ns, name, "consumer")
-          : await env.core
-              .readNamespacedPodLog({ namespace: ns, name, container: "consumer" })
-              .catch(() => "");
+        const log = await containerLog(env, ns, name, "consumer", p.spec?.nodeName ?? "");
         return /consumer started/.test(log) ? true : undefined;
       },
       { timeoutMs: 30_000 },
     );
   }
   return pods;
+}
+
+/**
+ * A container's log: from the simulated node's files, from the real node's /var/log/pods, or (a
+ * cluster reached only through its API: bench:eval --kubeconfig) through the API server.
+ */
+export async function containerLog(
+  env: Pick<StackEnv, "cluster" | "core">,
+  ns: string,
+  pod: string,
+  container: string,
+  node: string,
+): Promise<string> {
+  if (!env.cluster) {
+    return env.core.readNamespacedPodLog({ namespace: ns, name: pod, container }).catch(() => "");
+  }
+  if (env.cluster.runtime === "real") return env.cluster.realNode(node).containerLog(ns, pod, container);
+  return env.cluster.node(node).containerLog(ns, pod, container);
 }
 
 export class TestProducer {
@@ -736,8 +795,9 @@ export async function finalAccounting(
 ): Promise<AccountingReport> {
   await producer.stop();
   await sleep(1_500);
-  await rm(w.stateDir, { recursive: true, force: true });
+  // Emptied, not recreated: real pods have the folder bind-mounted (a new folder would be unseen).
   await mkdir(w.stateDir, { recursive: true });
+  for (const f of await readdir(w.stateDir)) await rm(join(w.stateDir, f), { force: true });
   const before = (await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${w.name}` })).items
     .length;
   await stopAll();
@@ -835,7 +895,11 @@ export async function setupFile(
   };
 }
 
-/** How many checkpoints the node's kubelet took of a pod (from the simulator's log). */
+/**
+ * How many checkpoints the node's runtime took of a pod: from the simulator's log, or on a real
+ * node from CRI-O's ("Checkpointing container: <id>" / "Checkpointed container: <id>", matched
+ * against the container IDs the pod has had).
+ */
 export async function checkpointCount(
   env: ControllerTestEnv,
   node: string,
@@ -843,6 +907,15 @@ export async function checkpointCount(
   pod: string,
   event: "checkpointed" | "checkpoint started" = "checkpointed",
 ): Promise<number> {
+  if (env.cluster.runtime === "real") {
+    const p = await env.core.readNamespacedPod({ namespace: ns, name: pod }).catch(() => undefined);
+    const ids = (p?.status?.containerStatuses ?? [])
+      .map((c) => c.containerID?.replace(/^cri-o:\/\//, ""))
+      .filter((id): id is string => !!id);
+    const log = await readFile(join(env.cluster.realNode(node).dir, "crio.log"), "utf8").catch(() => "");
+    const word = event === "checkpointed" ? "Checkpointed container: " : "Checkpointing container: ";
+    return log.split("\n").filter((l) => ids.some((id) => l.includes(`${word}${id}`))).length;
+  }
   const log = await readFile(join(env.cluster.node(node).dir, "sim.log"), "utf8").catch(() => "");
   return log.split("\n").filter((l) => l.includes(`"msg":"${event}"`) && l.includes(`"pod":"${ns}/${pod}"`))
     .length;
