@@ -8,7 +8,7 @@ CONTROLLER_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-controller:$(VERSION)
 AGENT_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-agent:$(VERSION)
 WORKLOAD_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-workload:$(VERSION)
 
-.PHONY: help setup test test-unit test-component test-cluster test-long lint format typecheck manifests \
+.PHONY: help setup test test-unit test-component test-cluster test-real test-long lint format typecheck manifests \
 	build bundle images images-push docker-build docker-push cluster-up cluster-down clean
 
 help: ## Show the targets.
@@ -29,6 +29,9 @@ test-component: ## Tests against real RabbitMQ, skopeo, containers-storage and a
 
 test-cluster: ## Tests against a real control plane with simulated nodes.
 	$(ENV) vitest run --project cluster --no-file-parallelism
+
+test-real: ## Tests against a real control plane with real nodes (kubelet + CRI-O + runc + CRIU).
+	$(ENV) vitest run --project real --no-file-parallelism
 
 test-long: ## Long matrices (chaos suite) on a real control plane; not part of `make test`.
 	$(ENV) MS2M_TEST_LONG=1 vitest run --project long --no-file-parallelism

@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 //  - unit:      nothing outside the process (fakes only)
 //  - component: real RabbitMQ, skopeo, containers-storage, registry; no Kubernetes
 //  - cluster:   a real control plane, started once per run by test/harness/global-setup.ts
+//  - real:      the same with real nodes (kubelet + CRI-O + runc + CRIU) and the project's images
 //  - long:      chaos matrices on the same kind of control plane (`make test-long`; not in `make test`)
 export default defineConfig({
   test: {
@@ -23,6 +24,16 @@ export default defineConfig({
           // one after another. Per-project fileParallelism is not honoured when several
           // projects run together, so hack/run-tests.ts and the Makefile also pass
           // --no-file-parallelism to the cluster pass.
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "real",
+          include: ["test/real/**/*.test.ts"],
+          globalSetup: ["test/harness/global-setup-real.ts"],
+          // Real nodes: one shared pair, one controller per file (as the cluster project).
           fileParallelism: false,
         },
       },

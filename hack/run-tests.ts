@@ -1,7 +1,8 @@
 // Runs every vitest project of `make test` and ends with the plain closing line CI reads:
 // "N passed, N failed, N skipped". Exits non-zero when anything failed.
 //
-// Two passes: unit + component in parallel, then the cluster project one file at a time.
+// Three passes: unit + component in parallel, then the cluster project (simulated nodes) one file
+// at a time, then the real project (real nodes) one file at a time.
 // Cluster test files share one control plane and each runs its own controller; run side by
 // side, two controllers would reconcile each other's migrations (vitest's per-project
 // fileParallelism is not honoured when several projects run, hence the separate pass).
@@ -20,6 +21,8 @@ const extra = process.argv.slice(2);
 const passes: { name: string; args: string[] }[] = [
   { name: "unit-component", args: ["--project", "unit", "--project", "component"] },
   { name: "cluster", args: ["--project", "cluster", "--no-file-parallelism"] },
+  // Real nodes: checkpoint, restore, images and timings as a user's cluster does them.
+  { name: "real", args: ["--project", "real", "--no-file-parallelism"] },
 ];
 
 let passed = 0;

@@ -3,8 +3,10 @@ import * as k8s from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../../src/kube/config.ts";
 import { deleteBrokerObjects, runMatcher } from "./broker-cleanup.ts";
 import { startLocalCluster } from "./local-cluster.ts";
-import { SYSTEM_NS } from "./stack.ts";
-import type { ClusterInfo } from "./nodes.ts";
+import { join } from "node:path";
+import { pushProjectImages } from "./images.ts";
+import { REGISTRY_PORT, startRegistry, SYSTEM_NS } from "./stack.ts";
+import type { ClusterInfo, NodeRuntime } from "./nodes.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -13,13 +15,38 @@ declare module "vitest" {
 }
 
 /** One real control plane with two simulated workers (node-a, node-b) for the `cluster` project. */
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+export default function setup(project: TestProject): Promise<() => Promise<void>> {
+  return setupLocalCluster(project, "simulated");
+}
+
+/**
+ * The control plane with two workers of the given runtime, provided to the test files as
+ * `inject("cluster")`. Real nodes (kubelet + CRI-O + runc + CRIU) also get the cluster's
+ * registry with the project's images, built by `make images` (a no-op when up to date).
+ */
+export async function setupLocalCluster(
+  project: TestProject,
+  runtime: NodeRuntime,
+): Promise<() => Promise<void>> {
   const started = Date.now();
-  const { cp, cluster, controlPlaneMs, stop } = await startLocalCluster();
-  console.log(
-    `[harness] control plane up in ${controlPlaneMs} ms, with nodes ${cluster.nodeNames().join(", ")} Ready ` +
-      `in ${Date.now() - started} ms on ${cp.server}`,
-  );
+  const { cp, cluster, controlPlaneMs, stop } = await startLocalCluster({ nodes: { runtime } });
+  let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
+  try {
+    console.log(
+      `[harness] control plane up in ${controlPlaneMs} ms, with ${runtime} nodes ${cluster.nodeNames().join(", ")} ` +
+        `Ready in ${Date.now() - started} ms on ${cp.server}`,
+    );
+    if (runtime === "real") {
+      const t = Date.now();
+      registry = await startRegistry(cp.net.hostIp, { dir: join(cp.dir, "registry"), pidFile: cp.pidFile });
+      cluster.info.images = await pushProjectImages(`${cp.net.hostIp}:${REGISTRY_PORT}`);
+      console.log(`[harness] images built and pushed to the cluster's registry in ${Date.now() - t} ms`);
+    }
+  } catch (err) {
+    await registry?.stop();
+    await stop();
+    throw err;
+  }
   project.provide("cluster", cluster.info);
   return async () => {
     // The tests' primary queues and exchanges (q.<ns>.…, ex.<ns>.…) and their migrations' replay
@@ -30,6 +57,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     });
     if (gone)
       console.log(`[harness] broker: deleted ${gone.queues} queues, ${gone.exchanges} exchanges of this run`);
+    await registry?.stop();
     await stop();
   };
 }

@@ -176,20 +176,42 @@ export class RealNode {
     else await rm(file, { force: true });
   }
 
-  /** The container log the kubelet keeps (CRI format lines, as `kubectl logs` reads them). */
+  /**
+   * A container's log, every instance of it in that pod, oldest first (CRI format lines reduced
+   * to their messages, as `kubectl logs` shows them). The path comes from CRI-O: a restored
+   * container logs to `<pod log dir>/<container ID>.log`, not `<container>/<n>.log`.
+   */
   async containerLog(namespace: string, pod: string, container: string): Promise<string> {
-    const podsDir = this.hostPath("/var/log/pods");
-    const dirs = (await readdir(podsDir).catch(() => [] as string[])).filter((d) =>
-      d.startsWith(`${namespace}_${pod}_`),
-    );
-    let text = "";
-    for (const d of dirs) {
-      const cdir = join(podsDir, d, container);
-      const files = (await readdir(cdir).catch(() => [] as string[])).sort();
-      for (const f of files) text += await readFile(join(cdir, f), "utf8").catch(() => "");
+    const ids = (
+      await this.crictl([
+        "ps",
+        "-a",
+        "-q",
+        "--name",
+        `^${container}$`,
+        "--label",
+        `io.kubernetes.pod.name=${pod}`,
+        "--label",
+        `io.kubernetes.pod.namespace=${namespace}`,
+      ]).catch(() => "")
+    )
+      .split("\n")
+      .filter(Boolean);
+    const logs: { created: string; text: string }[] = [];
+    for (const id of ids) {
+      const info = JSON.parse(await this.crictl(["inspect", id])) as {
+        status?: { createdAt?: string; logPath?: string };
+      };
+      const path = info.status?.logPath;
+      if (!path) continue;
+      const text = await readFile(this.hostPath(path), "utf8").catch(() => "");
+      logs.push({ created: info.status?.createdAt ?? "", text });
     }
     // "<time> <stream> <P|F> <message>" per line: keep the message.
-    return text
+    return logs
+      .sort((a, b) => a.created.localeCompare(b.created))
+      .map((l) => l.text)
+      .join("")
       .split("\n")
       .map((l) => l.split(" ").slice(3).join(" "))
       .join("\n");
