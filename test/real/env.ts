@@ -4,6 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "vitest";
+import { waitFor } from "../harness/exec.ts";
 import { clusterContext } from "../harness/context.ts";
 import { stackEnv, type StackEnv } from "../harness/stack.ts";
 
@@ -85,4 +86,22 @@ export function expectNoLoss(report: {
   expect(report.appliedTwice).toEqual([]);
   expect(report.checksumOk).toBe(true);
   expect(report.processed).toBe(report.published);
+}
+
+/** Waits until the workload's pods (terminating ones included) are exactly `names`. */
+export async function waitForPodsExactly(
+  env: StackEnv,
+  ns: string,
+  app: string,
+  names: string[],
+): Promise<void> {
+  await waitFor(
+    `pods of ${app} = ${names.join(", ")}`,
+    async () => {
+      const list = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app=${app}` });
+      const got = list.items.map((p) => p.metadata?.name ?? "").sort();
+      return JSON.stringify(got) === JSON.stringify([...names].sort()) ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
 }

@@ -14,6 +14,7 @@ import {
   phaseMillis,
   readAppliedLogs,
   realTestEnv,
+  waitForPodsExactly,
   restoredFromCheckpointAt,
   setupFile,
   stopper,
@@ -106,6 +107,7 @@ describe.each([
     console.log(`[real] ${kind}: longest gap in processing ${gap.gapMs} ms (normal ${gap.normalGapMs} ms)`);
     if (strategy === "ShadowPod") expect(gap.gapMs).toBeLessThan(3_000);
 
+    await waitForPodsExactly(env, ns, w.name, [target]); // the source has stopped
     // Only the target's state is left, and it holds every message since the start: the ones
     // the source applied before the checkpoint came with its memory.
     const report = await finalAccounting(
