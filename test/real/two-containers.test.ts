@@ -34,8 +34,10 @@ afterAll(async () => {
   await setup?.teardown();
 });
 
+// PID 1 of its container: without a handler SIGTERM would be ignored until the grace period ends.
 const TICKER =
-  "let n = 0; setInterval(() => console.log(JSON.stringify({ tick: ++n, at: Date.now() })), 100);";
+  "let n = 0; setInterval(() => console.log(JSON.stringify({ tick: ++n, at: Date.now() })), 100);" +
+  "process.on('SIGTERM', () => process.exit(0));";
 
 it("checkpoints and restores both containers; the sidecar's in-memory counter continues", async () => {
   const { ns, work } = setup;
