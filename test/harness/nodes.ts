@@ -25,6 +25,7 @@ import { ManagedProcess } from "./process.ts";
 import {
   linkRealNodes,
   RealNode,
+  unlinkRealNode,
   startRealNode,
   type RealNodeInfo,
   type RealNodeOptions,
@@ -560,8 +561,10 @@ export class TestCluster {
   /** Stops a node and deletes its Node object. */
   async stopNode(name: string): Promise<void> {
     const real = this.realNodes.get(name);
-    if (real) await real.stop(this.kubeConfig());
-    else await this.node(name).stop(this.kubeConfig());
+    if (real) {
+      await unlinkRealNode(real, this.realNodeList());
+      await real.stop(this.kubeConfig());
+    } else await this.node(name).stop(this.kubeConfig());
     this.nodes.delete(name);
     this.realNodes.delete(name);
     this.owned.delete(name);

@@ -551,6 +551,13 @@ async function configureNetwork(node: RealNode, cluster: RealClusterContext): Pr
   await run("ip", ["route", "replace", node.info.podCidr, "via", node.ip, "dev", node.net.bridge]);
 }
 
+/** Removes the other nodes' routes to a node's pods (the node is going). */
+export async function unlinkRealNode(gone: RealNode, others: RealNode[]): Promise<void> {
+  for (const n of others) {
+    if (n !== gone) await tryRun("ip", ["netns", "exec", n.netns, "ip", "route", "del", gone.info.podCidr]);
+  }
+}
+
 /** Routes between the pod CIDRs of real nodes of one cluster (each node to every other). */
 export async function linkRealNodes(nodes: RealNode[]): Promise<void> {
   for (const a of nodes) {
@@ -635,6 +642,13 @@ async function loadPauseImage(node: RealNode, bins: NodeBinaries): Promise<void>
  */
 export async function teardownRealNode(slot: number, dir: string, name: string): Promise<void> {
   const node = new RealNode({ name, ip: "", dir, index: 0, podCidr: "", runtime: "real" }, slot);
+  // The host's route to the node's pods (the bridge stays with the cluster).
+  const recorded = await readFile(join(dir, "real-node.json"), "utf8")
+    .then((t) => JSON.parse(t) as Partial<RealNodeInfo>)
+    .catch(() => undefined);
+  if (recorded?.podCidr && recorded.ip) {
+    await tryRun("ip", ["route", "del", recorded.podCidr, "via", recorded.ip]);
+  }
   const hasMountNs = existsSync(node.mountNs) && (await tryRun("mountpoint", ["-q", join(dir, "ns")]));
   const nsUsable = hasMountNs && (await tryRun("nsenter", [`--mount=${node.mountNs}`, "true"]));
   if (nsUsable) {
