@@ -12,8 +12,8 @@ export const BUNDLE_DIR = join(ROOT, "dist", "bundle");
 
 /** Bundle name -> entry point. The names are the files the Dockerfiles copy. */
 export const ENTRY_POINTS = {
-  controller: "src/cmd/controller.ts",
-  agent: "agent/main.ts",
+  controller: "cmd/ms2m-controller/main.ts",
+  agent: "cmd/ms2m-agent/main.ts",
   consumer: "workload/consumer.ts",
   producer: "workload/producer.ts",
 } as const;

@@ -14,7 +14,7 @@ import {
   runtimeOf,
   type Capability,
   type RuntimeVersion,
-} from "../../agent/runtime-config.ts";
+} from "../agent/runtime-config.ts";
 import type { TransferMode } from "../api/v1alpha1/index.ts";
 import type { PhaseContext } from "./context.ts";
 import type { EventType, RuntimeProbe } from "./ports.ts";

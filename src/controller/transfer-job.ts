@@ -1,8 +1,8 @@
 // The transfer Job: the send side for a source node where no ms2m-agent runs. One Job per
 // (migration, container), named from the migration UID so a restarted controller finds it, pinned
-// to the source node, running the agent image's one-shot `send` (agent/send-job.ts) with the
+// to the source node, running the agent image's one-shot `send` (src/agent/jobs/send.ts) with the
 // kubelet checkpoints folder mounted read-only. Its result comes back in the termination message.
-// The cleanup Job (buildCleanupJob) runs the same image's one-shot `cleanup` (agent/cleanup-job.ts)
+// The cleanup Job (buildCleanupJob) runs the same image's one-shot `cleanup` (src/agent/jobs/cleanup.ts)
 // with the same pod template: it deletes what a send Job leaves behind on a node without an agent
 // (the archives: only this Job mounts the folder read-write) and the registry images it pushed.
 import { createHash } from "node:crypto";

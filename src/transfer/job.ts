@@ -1,6 +1,6 @@
-// The transfer Job's contract (agent/send-job.ts writes it, the controller reads it): the
+// The transfer Job's contract (src/agent/jobs/send.ts writes it, the controller reads it): the
 // outcome the Job leaves in its termination message, at most 4096 bytes (the kubelet's limit).
-// Below it the cleanup Job's (agent/cleanup-job.ts): its request and the result it leaves.
+// Below it the cleanup Job's (src/agent/jobs/cleanup.ts): its request and the result it leaves.
 import { z } from "zod";
 import { pullRequestSchema, sendRequestSchema, type SendResponse } from "./types.ts";
 
@@ -44,7 +44,7 @@ export function parseSendJobResult(text: string | undefined): SendJobResult | un
   return parsed.success ? (parsed.data as SendJobResult) : undefined;
 }
 
-// ---- the cleanup Job (agent/cleanup-job.ts): removes what a transfer Job leaves behind ----
+// ---- the cleanup Job (src/agent/jobs/cleanup.ts): removes what a transfer Job leaves behind ----
 
 /** The agent image's subcommand that deletes a migration's leftovers and exits. */
 export const CLEANUP_JOB_SUBCOMMAND = "cleanup";

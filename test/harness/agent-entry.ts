@@ -34,4 +34,4 @@ if (process.argv[2] !== "send" && process.argv[2] !== "cleanup") {
   };
 }
 
-await import("../../agent/main.ts");
+await import("../../cmd/ms2m-agent/main.ts");

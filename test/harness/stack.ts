@@ -249,7 +249,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** The controller binary (`node src/cmd/controller.ts`) with the ms2m-controller ServiceAccount's tokens. */
+/** The controller binary (`node cmd/ms2m-controller/main.ts`) with the ms2m-controller ServiceAccount's tokens. */
 export class ControllerProcess {
   readonly env: ControllerTestEnv;
   readonly dir: string;
@@ -294,7 +294,7 @@ export class ControllerProcess {
     this.metricsPort = metrics;
     this.starts++;
     this.proc = new ManagedProcess(`controller-${this.starts}`, join(this.dir, "controller.log"));
-    await this.proc.start(process.execPath, [repoPath("src/cmd/controller.ts")], this.pidFile, {
+    await this.proc.start(process.execPath, [repoPath("cmd/ms2m-controller/main.ts")], this.pidFile, {
       ...process.env,
       KUBECONFIG: kubeconfig,
       POD_NAMESPACE: SYSTEM_NS,

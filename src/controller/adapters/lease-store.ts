@@ -1,7 +1,7 @@
 // LeaseStore over coordination.k8s.io/v1 Leases.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import { getOrUndefined, kubeCall } from "../../kube/errors.ts";
-import type { LeaseRecord, LeaseStore } from "../engine/leaderelection.ts";
+import type { LeaseRecord, LeaseStore } from "../../engine/leaderelection.ts";
 
 const toRecord = (l: V1Lease): LeaseRecord => ({
   ...(l.spec?.holderIdentity !== undefined ? { holderIdentity: l.spec.holderIdentity } : {}),

@@ -6,7 +6,7 @@
 import { request } from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Ms2mError, type StatusReason } from "../../common/errors.ts";
-import { checkpointArchivePattern, KUBELET_CHECKPOINTS_DIR } from "../../../agent/archives.ts";
+import { checkpointArchivePattern, KUBELET_CHECKPOINTS_DIR } from "../../checkpoint/kubelet-archives.ts";
 import type {
   CheckpointLookup,
   CheckpointPort,

@@ -8,7 +8,7 @@ import { sleep, waitFor } from "../../harness/exec.ts";
 import { mustSucceed, repoPath } from "../../harness/fixtures.ts";
 import { SYSTEM_NS, controllerKubeConfig, engineEnv, installApi, randomSuffix } from "./env.ts";
 
-// The real binary, `node src/cmd/controller.ts`, acting as the ms2m-controller ServiceAccount
+// The real binary, `node cmd/ms2m-controller/main.ts`, acting as the ms2m-controller ServiceAccount
 // with leader election on: two replicas, health/readiness/metrics, SIGTERM.
 const env = engineEnv();
 const LEASE = `engine-bin-${randomSuffix()}`;
@@ -41,7 +41,7 @@ async function startReplica(name: string): Promise<Replica> {
   const health = await freePort();
   const metrics = await freePort();
   const spawnedAt = Date.now();
-  const child = spawn(process.execPath, [repoPath("src/cmd/controller.ts")], {
+  const child = spawn(process.execPath, [repoPath("cmd/ms2m-controller/main.ts")], {
     stdio: ["ignore", "pipe", "pipe"],
     env: {
       ...process.env,

@@ -1,11 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KubeLeaseStore } from "../../../src/controller/adapters/lease-store.ts";
-import {
-  LeaderElector,
-  type LeaseRecord,
-  type LeaseStore,
-} from "../../../src/controller/engine/leaderelection.ts";
-import { realTimerClock } from "../../../src/controller/engine/timers.ts";
+import { LeaderElector, type LeaseRecord, type LeaseStore } from "../../../src/engine/leaderelection.ts";
+import { realTimerClock } from "../../../src/engine/timers.ts";
 import { sleep, waitFor } from "../../harness/exec.ts";
 import { mustSucceed } from "../../harness/fixtures.ts";
 import { SYSTEM_NS, controllerKubeConfig, engineEnv, installApi, memoryLogger, randomSuffix } from "./env.ts";

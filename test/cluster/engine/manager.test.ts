@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import { createControllerMetrics, createRegistry } from "../../../src/common/metrics.ts";
-import { Manager } from "../../../src/controller/engine/manager.ts";
+import { Manager } from "../../../src/engine/manager.ts";
 import type { Reconciler } from "../../../src/controller/reconciler.ts";
 import { sleep, waitFor } from "../../harness/exec.ts";
 import {

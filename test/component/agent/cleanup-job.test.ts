@@ -1,4 +1,4 @@
-// The cleanup Job's one-shot (`ms2m-agent cleanup`, agent/cleanup-job.ts) against a temp
+// The cleanup Job's one-shot (`ms2m-agent cleanup`, src/agent/jobs/cleanup.ts) against a temp
 // checkpoints folder and a loopback docker-registry: what a transfer Job pushed (`ms2m-agent
 // send`, run here too) is deleted from the registry, the named archive is removed, a missing one
 // is "absent", and anything the request names that is not the checkpoint of exactly that
@@ -18,8 +18,8 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCleanupJob } from "../../../agent/cleanup-job.ts";
-import { runSendJob } from "../../../agent/send-job.ts";
+import { runCleanupJob } from "../../../src/agent/jobs/cleanup.ts";
+import { runSendJob } from "../../../src/agent/jobs/send.ts";
 import { writeFakeCheckpointArchive } from "../../../src/checkpoint/fake-archive.ts";
 import { parseCleanupJobResult, parseSendJobResult, type CleanupRequest } from "../../../src/transfer/job.ts";
 import { repoPath } from "../../harness/fixtures.ts";
@@ -80,10 +80,10 @@ async function cleanupInProcess(req: CleanupRequest | string) {
   return { code, result: existsSync(file) ? parseCleanupJobResult(readFileSync(file, "utf8")) : undefined };
 }
 
-/** `node agent/main.ts cleanup`, as the Job's container runs it. */
+/** `node cmd/ms2m-agent/main.ts cleanup`, as the Job's container runs it. */
 async function cleanupProcess(req: CleanupRequest) {
   const file = join(work, `result-${n++}`);
-  const child = spawn(process.execPath, [repoPath("agent/main.ts"), "cleanup"], {
+  const child = spawn(process.execPath, [repoPath("cmd/ms2m-agent/main.ts"), "cleanup"], {
     env: { PATH: process.env.PATH, ...baseEnv(file), CLEANUP_REQUEST: JSON.stringify(req) },
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { Authenticator } from "../../../agent/auth.ts";
-import { checkpointArchivePattern, resolveArchiveName } from "../../../agent/archives.ts";
-import { parseAgentConfig } from "../../../agent/config.ts";
+import { Authenticator } from "../../../src/agent/auth.ts";
+import { checkpointArchivePattern, resolveArchiveName } from "../../../src/checkpoint/kubelet-archives.ts";
+import { parseAgentConfig } from "../../../src/agent/config.ts";
 import { ConfigError } from "../../../src/common/config.ts";
 import {
   parseImageReference,

@@ -3,7 +3,7 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { CheckpointRecords, type CheckpointRecord } from "../../../agent/records.ts";
+import { CheckpointRecords, type CheckpointRecord } from "../../../src/agent/records.ts";
 
 let root: string;
 let records: CheckpointRecords;

@@ -10,8 +10,8 @@ import {
   parseRuntimeVersion,
   runtimeReport,
   type ConfigFile,
-} from "../../../agent/runtime-config.ts";
-import { inspectRuntime, requestedRuntime } from "../../../agent/runtime.ts";
+} from "../../../src/agent/runtime-config.ts";
+import { inspectRuntime, requestedRuntime } from "../../../src/agent/runtime.ts";
 
 const DROP_IN = "/etc/crio/crio.conf.d/10-crio.conf";
 const crio = (...files: [string, string][]): ConfigFile[] => files.map(([path, text]) => ({ path, text }));

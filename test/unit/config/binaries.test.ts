@@ -23,7 +23,7 @@ interface Case {
 const binaries: { binary: string; entry: string; cases: Case[] }[] = [
   {
     binary: "ms2m-controller",
-    entry: "src/cmd/controller.ts",
+    entry: "cmd/ms2m-controller/main.ts",
     cases: [
       { name: "a port out of range", env: { METRICS_PORT: "70000" }, mentions: ["METRICS_PORT"] },
       { name: "a port that is not a number", env: { HEALTH_PORT: "eighty" }, mentions: ["HEALTH_PORT"] },
@@ -38,7 +38,7 @@ const binaries: { binary: string; entry: string; cases: Case[] }[] = [
   },
   {
     binary: "ms2m-agent",
-    entry: "agent/main.ts",
+    entry: "cmd/ms2m-agent/main.ts",
     cases: [
       {
         name: "missing TLS files and node name",

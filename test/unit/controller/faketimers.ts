@@ -1,4 +1,4 @@
-import type { TimerClock } from "../../../src/controller/engine/timers.ts";
+import type { TimerClock } from "../../../src/engine/timers.ts";
 
 /** Manual time: timers fire only in advance(). */
 export class ManualClock implements TimerClock {

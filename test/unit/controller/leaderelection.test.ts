@@ -1,11 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Ms2mError } from "../../../src/common/errors.ts";
-import {
-  LeaderElector,
-  type LeaseRecord,
-  type LeaseStore,
-} from "../../../src/controller/engine/leaderelection.ts";
+import { LeaderElector, type LeaseRecord, type LeaseStore } from "../../../src/engine/leaderelection.ts";
 import { ManualClock } from "./faketimers.ts";
 
 /** One Lease with optimistic concurrency, and injectable failures. */

@@ -4,8 +4,8 @@ import {
   BucketLimiter,
   ItemExponentialLimiter,
   defaultControllerRateLimiter,
-} from "../../../src/controller/engine/ratelimiter.ts";
-import { WorkQueue } from "../../../src/controller/engine/workqueue.ts";
+} from "../../../src/engine/ratelimiter.ts";
+import { WorkQueue } from "../../../src/engine/workqueue.ts";
 import { ManualClock } from "./faketimers.ts";
 
 const keys = ["a", "b", "c", "d"];

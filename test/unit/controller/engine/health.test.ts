@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
 import { createControllerMetrics, createRegistry } from "../../../../src/common/metrics.ts";
-import { startHttp } from "../../../../src/controller/engine/health.ts";
+import { startHttp } from "../../../../src/engine/health.ts";
 
 const servers: Server[] = [];
 afterEach(async () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { KubeConfig } from "@kubernetes/client-node";
 import { createLogger } from "../../../../src/common/logger.ts";
 import { createControllerMetrics, createRegistry } from "../../../../src/common/metrics.ts";
-import { Manager } from "../../../../src/controller/engine/manager.ts";
+import { Manager } from "../../../../src/engine/manager.ts";
 import { RetryAfter, type Reconciler } from "../../../../src/controller/reconciler.ts";
 
 // The manager's workers against a scripted reconciler (no informers: keys are added directly).

@@ -6,13 +6,13 @@
 // the pod status, where the controller reads it: no API access is needed from the Job.
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import { env } from "../src/common/config.ts";
-import { Ms2mError, describeError } from "../src/common/errors.ts";
-import { SEND_JOB_SUBCOMMAND, type SendJobResult } from "../src/transfer/job.ts";
-import { sendRequestSchema } from "../src/transfer/types.ts";
-import { agentConfigSchema } from "./config.ts";
+import { env } from "../../common/config.ts";
+import { Ms2mError, describeError } from "../../common/errors.ts";
+import { SEND_JOB_SUBCOMMAND, type SendJobResult } from "../../transfer/job.ts";
+import { sendRequestSchema } from "../../transfer/types.ts";
+import { agentConfigSchema } from "../config.ts";
 import { JOB_CONFIG_KEYS, jobRequest, runOneShot } from "./one-shot.ts";
-import { sendCheckpoint } from "./send.ts";
+import { sendCheckpoint } from "../send.ts";
 
 export const sendJobConfigSchema = agentConfigSchema
   .pick({ ...JOB_CONFIG_KEYS, AGENT_TOKEN_FILE: true, AGENT_MAX_ARCHIVE_BYTES: true })

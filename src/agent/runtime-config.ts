@@ -19,7 +19,7 @@
 //    `enable_criu = false` in the same table (containerd#13664) turns checkpoint and restore off.
 //    /etc/containerd/config.toml, then its `imports` in order, each overriding what it sets.
 import { parse } from "smol-toml";
-import type { RuntimeName, RuntimeReport, RuntimeSetting } from "../src/transfer/types.ts";
+import type { RuntimeName, RuntimeReport, RuntimeSetting } from "../transfer/types.ts";
 
 export interface ConfigFile {
   /** The file's path on the node (what messages name). */

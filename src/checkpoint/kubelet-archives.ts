@@ -4,7 +4,7 @@
 import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { Ms2mError } from "../src/common/errors.ts";
+import { Ms2mError } from "../common/errors.ts";
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 

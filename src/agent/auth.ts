@@ -13,7 +13,7 @@
 // RBAC needs no CRD for that: a ClusterRole rule on resources ["agents/receive"] etc. is enough,
 // and resourceNames can pin a caller to nodes.
 import { createHash } from "node:crypto";
-import { Ms2mError } from "../src/common/errors.ts";
+import { Ms2mError } from "../common/errors.ts";
 
 export const AGENT_AUDIENCE = "ms2m-agent";
 export const AGENT_API_GROUP = "migration.ms2m.io";

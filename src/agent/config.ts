@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { env, parseEnv } from "../src/common/config.ts";
+import { env, parseEnv } from "../common/config.ts";
 
 const csv = () =>
   z.string().transform((v) =>

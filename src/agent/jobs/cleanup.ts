@@ -2,16 +2,16 @@
 // where no ms2m-agent runs (src/controller/transfer-job.ts buildCleanupJob): checkpoint archives
 // in the source node's kubelet checkpoints folder and checkpoint images a transfer Job pushed to
 // a registry. The controller names them in CLEANUP_REQUEST (src/transfer/job.ts); an archive is
-// checked exactly as the agent checks the archive of a send (agent/archives.ts: directly in the
+// checked exactly as the agent checks the archive of a send (src/checkpoint/kubelet-archives.ts: directly in the
 // folder, the checkpoint of exactly this namespace/pod/container) and only a regular file is
 // removed, never what a symlink points to. The outcome of every item goes to the termination
 // message file (CLEANUP_RESULT_FILE); exit 0 when everything is deleted or was already gone.
 import { lstat, unlink } from "node:fs/promises";
 import { basename } from "node:path";
 import { z } from "zod";
-import { deleteCheckpointImage } from "../src/checkpoint/registry.ts";
-import { env } from "../src/common/config.ts";
-import { describeError } from "../src/common/errors.ts";
+import { deleteCheckpointImage } from "../../checkpoint/registry.ts";
+import { env } from "../../common/config.ts";
+import { describeError } from "../../common/errors.ts";
 import {
   CLEANUP_JOB_SUBCOMMAND,
   cleanupRequestSchema,
@@ -19,11 +19,11 @@ import {
   type CleanupItem,
   type CleanupJobResult,
   type CleanupRequest,
-} from "../src/transfer/job.ts";
-import { resolveArchiveName } from "./archives.ts";
-import { agentConfigSchema } from "./config.ts";
+} from "../../transfer/job.ts";
+import { resolveArchiveName } from "../../checkpoint/kubelet-archives.ts";
+import { agentConfigSchema } from "../config.ts";
 import { JOB_CONFIG_KEYS, jobRequest, runOneShot } from "./one-shot.ts";
-import { registryOptions } from "./send.ts";
+import { registryOptions } from "../send.ts";
 
 export const cleanupJobConfigSchema = agentConfigSchema.pick(JOB_CONFIG_KEYS).extend({
   /** What to delete (JSON, src/transfer/job.ts cleanupRequestSchema): no secret in it. */

@@ -8,10 +8,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { Ms2mError } from "../src/common/errors.ts";
-import type { RegistryOptions } from "../src/checkpoint/registry.ts";
-import { runSkopeo, storageReference, storedManifest, type StorageConfig } from "../src/checkpoint/skopeo.ts";
-import type { BaseImageRequest, BaseImageResponse } from "../src/transfer/types.ts";
+import { Ms2mError } from "../common/errors.ts";
+import type { RegistryOptions } from "../checkpoint/registry.ts";
+import { runSkopeo, storageReference, storedManifest, type StorageConfig } from "../checkpoint/skopeo.ts";
+import type { BaseImageRequest, BaseImageResponse } from "../transfer/types.ts";
 
 /** host[:port]/path@sha256:<64 hex>: only digest references (a tag may have moved since). */
 const DIGEST_REF = /^([a-z0-9.-]+(?::[0-9]{1,5})?)\/[a-z0-9._/-]+@sha256:[a-f0-9]{64}$/;

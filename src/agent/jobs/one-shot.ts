@@ -1,13 +1,13 @@
-// What the agent image's one-shot Job subcommands share (`send`: agent/send-job.ts, `cleanup`:
-// agent/cleanup-job.ts): configuration from the environment (exit code 2 when invalid), a JSON
+// What the agent image's one-shot Job subcommands share (`send`: src/agent/jobs/send.ts, `cleanup`:
+// src/agent/jobs/cleanup.ts): configuration from the environment (exit code 2 when invalid), a JSON
 // request in one variable checked by a zod schema, optional Secret keys, and the result written
 // to the termination message file, where the kubelet picks it up for the pod status.
 import { access, writeFile } from "node:fs/promises";
 import type { z } from "zod";
-import { CONFIG_EXIT_CODE, ConfigError, parseEnv } from "../src/common/config.ts";
-import { Ms2mError, describeError } from "../src/common/errors.ts";
-import { createLogger, type Logger } from "../src/common/logger.ts";
-import type { agentConfigSchema } from "./config.ts";
+import { CONFIG_EXIT_CODE, ConfigError, parseEnv } from "../../common/config.ts";
+import { Ms2mError, describeError } from "../../common/errors.ts";
+import { createLogger, type Logger } from "../../common/logger.ts";
+import type { agentConfigSchema } from "../config.ts";
 
 /** The agent's settings every one-shot Job reads (each picks more of agentConfigSchema). */
 export const JOB_CONFIG_KEYS = {

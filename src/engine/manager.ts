@@ -13,13 +13,13 @@ import type {
   V1Deployment,
 } from "@kubernetes/client-node";
 import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
-import { group, plural, version, type StatefulMigration } from "../../api/v1alpha1/index.ts";
-import { describeError } from "../../common/errors.ts";
-import type { Logger } from "../../common/logger.ts";
-import type { ControllerMetrics } from "../../common/metrics.ts";
-import { CONTROLLER_NAME } from "../names.ts";
-import { LABEL_TRANSFER_MIGRATION_UID } from "../transfer-job.ts";
-import { RetryAfter, type Reconciler } from "../reconciler.ts";
+import { group, plural, version, type StatefulMigration } from "../api/v1alpha1/index.ts";
+import { describeError } from "../common/errors.ts";
+import type { Logger } from "../common/logger.ts";
+import type { ControllerMetrics } from "../common/metrics.ts";
+import { CONTROLLER_NAME } from "../controller/names.ts";
+import { LABEL_TRANSFER_MIGRATION_UID } from "../controller/transfer-job.ts";
+import { RetryAfter, type Reconciler } from "../controller/reconciler.ts";
 import { ResilientInformer } from "./informer.ts";
 import { defaultControllerRateLimiter } from "./ratelimiter.ts";
 import { WorkQueue } from "./workqueue.ts";

@@ -1,20 +1,20 @@
 // The send side, shared by the agent server (`POST /v1/send`) and the one-shot transfer Job
-// (`agent/send-job.ts`): reads one archive from the kubelet checkpoints folder — only the one the
+// (`src/agent/jobs/send.ts`): reads one archive from the kubelet checkpoints folder — only the one the
 // caller named, after checking it is directly in that folder and is the checkpoint of exactly
 // the request's pod/namespace/container — and streams it to the target node's agent (Direct) or
 // pushes it as an OCI checkpoint image (Registry). One read of the file either way.
 import { readFile } from "node:fs/promises";
-import { Ms2mError } from "../src/common/errors.ts";
-import { sendArchive } from "../src/checkpoint/direct.ts";
-import { parseImageReference } from "../src/checkpoint/image.ts";
+import { Ms2mError } from "../common/errors.ts";
+import { sendArchive } from "../checkpoint/direct.ts";
+import { parseImageReference } from "../checkpoint/image.ts";
 import {
   parseRegistryCredentials,
   pushCheckpointImage,
   type RegistryOptions,
-} from "../src/checkpoint/registry.ts";
-import { AGENT_SERVER_NAME } from "../src/transfer/client.ts";
-import type { SendRequest, SendResponse } from "../src/transfer/types.ts";
-import { openArchive, resolveArchiveName } from "./archives.ts";
+} from "../checkpoint/registry.ts";
+import { AGENT_SERVER_NAME } from "../transfer/client.ts";
+import type { SendRequest, SendResponse } from "../transfer/types.ts";
+import { openArchive, resolveArchiveName } from "../checkpoint/kubelet-archives.ts";
 
 /** The settings a sender needs (a subset of the agent's configuration). */
 export interface SenderConfig {

@@ -7,8 +7,8 @@
 // one of the runtimes its folder exists but is empty: an empty folder means "not this runtime".
 import { lstat, readFile, readdir, realpath, stat } from "node:fs/promises";
 import { join, posix, relative, sep } from "node:path";
-import { Ms2mError } from "../src/common/errors.ts";
-import { runtimeNames, type RuntimeName, type RuntimeReport } from "../src/transfer/types.ts";
+import { Ms2mError } from "../common/errors.ts";
+import { runtimeNames, type RuntimeName, type RuntimeReport } from "../transfer/types.ts";
 import {
   CONTAINERD_CONFIG,
   containerdImports,

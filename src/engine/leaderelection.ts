@@ -3,8 +3,8 @@
 // on its own clock, so clock skew between replicas does not matter); the leader renews every
 // retry period and steps down when it could not renew within the renew deadline, which is
 // shorter than the lease duration. On shutdown the leader releases the lease.
-import { describeError } from "../../common/errors.ts";
-import type { Logger } from "../../common/logger.ts";
+import { describeError } from "../common/errors.ts";
+import type { Logger } from "../common/logger.ts";
 import type { TimerClock } from "./timers.ts";
 
 export interface LeaseRecord {

@@ -2,13 +2,13 @@
 // environment (exit 2 when invalid), TLS from the operator-managed Secret (re-read when
 // re-issued), TokenReview/SubjectAccessReview against the API server, graceful shutdown on SIGTERM.
 import { readFile } from "node:fs/promises";
-import { PooledKubeConfig } from "../src/kube/config.ts";
-import { CONFIG_EXIT_CODE, ConfigError } from "../src/common/config.ts";
-import { createLogger } from "../src/common/logger.ts";
-import { parseAgentConfig, type AgentConfig } from "./config.ts";
-import { KubeReviewer } from "./kube-reviewer.ts";
-import { createMetrics } from "./metrics.ts";
-import { AgentServer } from "./server.ts";
+import { PooledKubeConfig } from "../../src/kube/config.ts";
+import { CONFIG_EXIT_CODE, ConfigError } from "../../src/common/config.ts";
+import { createLogger } from "../../src/common/logger.ts";
+import { parseAgentConfig, type AgentConfig } from "../../src/agent/config.ts";
+import { KubeReviewer } from "../../src/agent/kube-reviewer.ts";
+import { createMetrics } from "../../src/agent/metrics.ts";
+import { AgentServer } from "../../src/agent/server.ts";
 
 let config: AgentConfig;
 try {

@@ -8,8 +8,8 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
 } from "@kubernetes/client-node";
-import { describeError } from "../../common/errors.ts";
-import type { Logger } from "../../common/logger.ts";
+import { describeError } from "../common/errors.ts";
+import type { Logger } from "../common/logger.ts";
 
 export interface InformerOptions<T extends KubernetesObject> {
   kc: KubeConfig;

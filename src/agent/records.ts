@@ -11,8 +11,8 @@
 import { constants } from "node:fs";
 import { mkdir, open, readFile, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { Ms2mError } from "../src/common/errors.ts";
-import type { CheckpointRecord } from "../src/transfer/types.ts";
+import { Ms2mError } from "../common/errors.ts";
+import type { CheckpointRecord } from "../transfer/types.ts";
 
 export type { CheckpointRecord };
 

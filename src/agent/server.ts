@@ -8,14 +8,14 @@ import type { AddressInfo } from "node:net";
 import { basename, join } from "node:path";
 import { Agent as UndiciAgent, request } from "undici";
 import type { z } from "zod";
-import { Ms2mError, describeError } from "../src/common/errors.ts";
-import { createLogger, type Logger } from "../src/common/logger.ts";
+import { Ms2mError, describeError } from "../common/errors.ts";
+import { createLogger, type Logger } from "../common/logger.ts";
 import {
   HEADER_ARCHIVE_DIGEST,
   HEADER_ARCHIVE_SIZE,
   RECEIVE_PATH,
   readBounded,
-} from "../src/checkpoint/direct.ts";
+} from "../checkpoint/direct.ts";
 import {
   ARCHIVE_CONTENT_TYPE,
   assertContainerName,
@@ -25,20 +25,16 @@ import {
   isDigest,
   parseImageReference,
   writeLayout,
-} from "../src/checkpoint/image.ts";
-import {
-  deleteCheckpointImage,
-  pullCheckpointImage,
-  type RegistryOptions,
-} from "../src/checkpoint/registry.ts";
+} from "../checkpoint/image.ts";
+import { deleteCheckpointImage, pullCheckpointImage, type RegistryOptions } from "../checkpoint/registry.ts";
 import {
   deleteStoredImage,
   loadLayoutIntoStorage,
   storedManifest,
   type StorageConfig,
-} from "../src/checkpoint/skopeo.ts";
-import { digestFile, receiveArchive } from "../src/checkpoint/stream.ts";
-import { checkpointArchivePattern, resolveArchiveName } from "./archives.ts";
+} from "../checkpoint/skopeo.ts";
+import { digestFile, receiveArchive } from "../checkpoint/stream.ts";
+import { checkpointArchivePattern, resolveArchiveName } from "../checkpoint/kubelet-archives.ts";
 import { Authenticator, type AgentOperation, type Principal, type Reviewer } from "./auth.ts";
 import type { AgentConfig } from "./config.ts";
 import { createMetrics, type AgentMetrics, type Operation } from "./metrics.ts";
@@ -57,7 +53,7 @@ import {
   type ReleaseResponse,
   type SendRecord,
   type SendResponse,
-} from "../src/transfer/types.ts";
+} from "../transfer/types.ts";
 
 export interface AgentDeps {
   config: AgentConfig;
