@@ -72,15 +72,15 @@ docker-push: ## Push the images.
 	docker push $(AGENT_IMAGE)
 	docker push $(WORKLOAD_IMAGE)
 
+RUNTIME ?= simulated
 STRATEGY ?= ShadowPod
 TRANSFER ?= Direct
 RATE ?= 20
 KEEP ?= 0
 .PHONY: demo
-demo: setup ## The main job end to end: cluster, ms2m, workload, one migration, summary (STRATEGY=ShadowPod|Sequential TRANSFER=Direct|Registry RATE=20 KEEP=1).
-	$(ENV) node hack/demo.ts --strategy=$(STRATEGY) --transfer=$(TRANSFER) --rate=$(RATE) $(if $(filter 1 true yes,$(KEEP)),--keep)
+demo: setup ## The main job end to end: cluster, ms2m, workload, one migration, summary (RUNTIME=simulated|real STRATEGY=ShadowPod|Sequential TRANSFER=Direct|Registry RATE=20 KEEP=1).
+	$(ENV) node hack/demo.ts --runtime=$(RUNTIME) --strategy=$(STRATEGY) --transfer=$(TRANSFER) --rate=$(RATE) $(if $(filter 1 true yes,$(KEEP)),--keep)
 
-RUNTIME ?= simulated
 cluster-up: setup ## Start a local cluster (RUNTIME=simulated|real); prints the KUBECONFIG to use.
 	$(ENV) MS2M_RUNTIME=$(RUNTIME) node hack/cluster.ts up
 

@@ -1,10 +1,13 @@
 // `make demo`: the main job end to end on the local cluster. Brings up the cluster (`make
-// cluster-up`'s supervisor: real control plane, simulated node-a and node-b, the broker relay),
-// deploys ms2m from config/ (agents as the DaemonSet, the controller as its ServiceAccount, a
+// cluster-up`'s supervisor: real control plane, node-a and node-b, the broker relay; the nodes
+// simulated by sim/, or with --runtime=real real kubelets + CRI-O + runc + CRIU with the project's
+// images in the cluster's registry), deploys ms2m from config/ (agents as the DaemonSet, the controller as its ServiceAccount, a
 // registry on the bridge), runs the reference workload under a producer, applies a
 // StatefulMigration, shows its phases as `kubectl get smig -w` does, and ends with a summary:
-// per-phase timings, total, the consumer's downtime and the message accounting.
-//   node hack/demo.ts [--strategy=ShadowPod|Sequential] [--transfer=Direct|Registry] [--rate=N] [--keep]
+// the runtime, per-phase timings, total, the checkpoint archive's size, the consumer's downtime
+// and the message accounting.
+//   node hack/demo.ts [--runtime=simulated|real] [--strategy=ShadowPod|Sequential]
+//                     [--transfer=Direct|Registry] [--rate=N] [--keep]
 // Exits 1 when a message was lost or applied twice (or the migration failed), 2 on bad options.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -17,8 +20,9 @@ import { sleep, tryRun } from "../test/harness/exec.ts";
 import { mustSucceed } from "../test/harness/fixtures.ts";
 import { deleteBrokerObjects, runMatcher } from "../test/harness/broker-cleanup.ts";
 import { listSlotNamespaces, networkForSlot } from "../test/harness/network.ts";
-import type { ClusterInfo } from "../test/harness/nodes.ts";
+import type { ClusterInfo, NodeRuntime } from "../test/harness/nodes.ts";
 import { killGroup } from "../test/harness/process.ts";
+import { describeRuntime, runtimeVersions } from "../test/harness/runtime-info.ts";
 import {
   ControllerProcess,
   createDeployment,
@@ -48,14 +52,15 @@ const clusterScript = join(root, "hack", "cluster.ts");
 function usage(msg?: string): never {
   if (msg) console.error(`demo: ${msg}`);
   console.error(
-    "usage: node hack/demo.ts [--strategy=ShadowPod|Sequential] [--transfer=Direct|Registry] [--rate=N] [--keep]\n" +
-      "   or: make demo [STRATEGY=ShadowPod|Sequential] [TRANSFER=Direct|Registry] [RATE=N] [KEEP=1]",
+    "usage: node hack/demo.ts [--runtime=simulated|real] [--strategy=ShadowPod|Sequential] [--transfer=Direct|Registry] [--rate=N] [--keep]\n" +
+      "   or: make demo [RUNTIME=simulated|real] [STRATEGY=ShadowPod|Sequential] [TRANSFER=Direct|Registry] [RATE=N] [KEEP=1]",
   );
   process.exit(2);
 }
 
 const { values } = parseArgs({
   options: {
+    runtime: { type: "string", default: "simulated" },
     strategy: { type: "string", default: "ShadowPod" },
     transfer: { type: "string", default: "Direct" },
     rate: { type: "string", default: "20" },
@@ -78,6 +83,8 @@ const transfer =
 const rate = Number(values.rate);
 if (!Number.isFinite(rate) || rate <= 0 || rate > 2000) usage(`rate must be in (0, 2000] msg/s`);
 const keep = values.keep;
+const runtimes: Record<string, NodeRuntime> = { simulated: "simulated", sim: "simulated", real: "real" };
+const runtime = runtimes[values.runtime.toLowerCase()] ?? usage(`unknown runtime ${values.runtime}`);
 const workloadKind = strategy === "ShadowPod" ? "Deployment" : "StatefulSet";
 
 const t0 = Date.now();
@@ -107,7 +114,10 @@ function clusterRunning(): boolean {
 }
 
 function clusterCommand(cmd: "up" | "down"): string {
-  const res = spawnSync(process.execPath, [clusterScript, cmd], { encoding: "utf8" });
+  const res = spawnSync(process.execPath, [clusterScript, cmd], {
+    encoding: "utf8",
+    env: { ...process.env, MS2M_RUNTIME: runtime },
+  });
   if (res.status !== 0) throw new Error(`cluster ${cmd} failed:\n${res.stdout}${res.stderr}`);
   return res.stdout;
 }
@@ -156,7 +166,8 @@ function cleanup(): Promise<void> {
       }
       return;
     }
-    // A cluster from `make cluster-up`: leave it, remove the demo's parts.
+    // A cluster from `make cluster-up`: leave it, remove the demo's parts (if it got that far).
+    if (!env) return;
     await controller?.stop();
     await registry?.stop();
     if (env && ns) await env.core.deleteNamespace({ name: ns }).catch(() => undefined);
@@ -211,18 +222,32 @@ function migrationManifest(
 }
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
+const mib = (bytes: number) =>
+  bytes >= 1024 * 1024 ? `${(bytes / 1048576).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 
 async function main(): Promise<number> {
   console.log(
-    `ms2m demo: ${strategy} (${workloadKind}), transfer ${transfer}, ${rate} msg/s, ` +
+    `ms2m demo: ${strategy} (${workloadKind}), transfer ${transfer}, ${rate} msg/s, ${runtime} nodes, ` +
       `${keep ? "keeping the cluster afterwards" : "cleaning up afterwards"}\n`,
   );
 
   // 1. The cluster.
+  const nodesWhat =
+    runtime === "real"
+      ? "real node-a, node-b (kubelet + CRI-O + runc + CRIU), the project's images in its registry"
+      : "simulated node-a, node-b";
   if (clusterRunning()) {
+    const running = (JSON.parse(await readFile(join(stateDir, "info.json"), "utf8")) as ClusterInfo).runtime;
+    if ((running ?? "simulated") !== runtime) {
+      console.error(
+        `demo: the running cluster (make cluster-up) has ${running ?? "simulated"} nodes, not ${runtime}: ` +
+          `run make demo RUNTIME=${running ?? "simulated"}, or make cluster-down first`,
+      );
+      return 2;
+    }
     say("using the running cluster (make cluster-up)");
   } else {
-    say("starting the local cluster: control plane, node-a, node-b (make cluster-up)");
+    say(`starting the local cluster: control plane, ${nodesWhat} (make cluster-up RUNTIME=${runtime})`);
     ownCluster = true;
     clusterCommand("up");
   }
@@ -337,9 +362,16 @@ async function main(): Promise<number> {
   const rel = (t: number) => `+${((t - started) / 1000).toFixed(3)} s`;
   const maxMs = Math.max(1, ...timings.map((t) => t.durationMillis ?? 0));
   console.log(`\n=== ${name}: ${m.status?.phase} (${m.status?.strategy}, ${m.status?.transferMode}) ===`);
+  console.log(`runtime: ${describeRuntime(await runtimeVersions(e.core, runtime))}`);
   console.log(
     `source ${m.status?.sourceNode}/${sourcePod} -> target ${m.status?.targetNode}/${m.status?.targetPod ?? "?"}`,
   );
+  for (const c of m.status?.containers ?? []) {
+    console.log(
+      `checkpoint archive of ${c.name}: ${c.checkpointBytes !== undefined ? mib(c.checkpointBytes) : "?"}` +
+        (c.checkpointBytes !== undefined ? ` (${c.checkpointBytes} bytes)` : ""),
+    );
+  }
   console.log("\nphase timings");
   for (const t of timings) {
     const ms = t.durationMillis ?? 0;

@@ -11,6 +11,8 @@
 //   APPLIED_LOG_DIR=/dir  "<epoch ms> <seq>" per applied message in <dir>/<pod>.applied
 //   STATE_FILE=/path, APPLIED_LOG=/path  the same at a fixed path (a restored process inherits
 //                         the path, which the kubelet expanded with the *source* pod's name)
+// BALLAST_MB=N keeps N MiB of written (resident) buffers alive, so a checkpoint has that much
+// more memory to dump (bench/checkpoint: checkpoint and restore time against process memory).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -103,6 +105,9 @@ export class ReferenceConsumer {
   }
 }
 
+/** Memory held for the process's life (BALLAST_MB): referenced here so it is never collected. */
+const ballast: Buffer[] = [];
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const config = loadConfigOrExit(
     "consumer",
@@ -115,9 +120,14 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       APPLIED_LOG_DIR: z.string().optional(),
       STATE_FILE: z.string().optional(),
       APPLIED_LOG: z.string().optional(),
+      BALLAST_MB: z.coerce.number().int().min(0).max(65_536).default(0),
     }),
   );
   const log = createLogger("consumer");
+  if (config.BALLAST_MB > 0) {
+    ballast.push(...allocateBallast(config.BALLAST_MB));
+    log.info({ ballastMiB: config.BALLAST_MB }, "ballast allocated");
+  }
   const logError = (err: Error, path: string) => log.warn({ err: err.message, path }, "cannot write log");
   for (const dir of [config.STATE_DIR, config.APPLIED_LOG_DIR]) if (dir) mkdirSync(dir, { recursive: true });
   const fixedLog = config.APPLIED_LOG ? new LineLog(logError).open(config.APPLIED_LOG) : undefined;
@@ -175,6 +185,20 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       "state",
     );
   }, 10_000).unref();
+}
+
+/**
+ * `mib` MiB in 1 MiB buffers outside the V8 heap, every page written (non-zero: untouched or
+ * zero-mapped pages are not resident and CRIU would not dump them).
+ */
+export function allocateBallast(mib: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < mib; i++) {
+    const b = Buffer.allocUnsafeSlow(1 << 20);
+    b.fill((i % 255) + 1);
+    out.push(b);
+  }
+  return out;
 }
 
 /** The pod this process runs in now (read afresh: it may have been restored since it started). */

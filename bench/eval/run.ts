@@ -1,12 +1,16 @@
 // Evaluation harness: the seed publication's evaluation (three configurations × message rates ×
-// repetitions), on the local simulated cluster (default: started here the way the tests start it)
-// or on any cluster with ms2m deployed (--kubeconfig). Writes a CSV per migration run, one
-// results.csv, summary.md and SVG plots to --out. Progress on stderr, summary table on stdout.
+// repetitions), on a local cluster started here the way the tests start it — simulated nodes
+// (default, --runtime simulated: sim/ with --latencies) or real ones (--runtime real: kubelet +
+// CRI-O + runc + CRIU, the project's images in the cluster's registry) — or on any cluster with
+// ms2m deployed (--kubeconfig). Writes a CSV per migration run, one results.csv, summary.md and
+// SVG plots to --out, each saying which runtime produced it. Progress on stderr, summary on stdout.
 //
-//   node bench/eval/run.ts [--configs sts-seq-registry,deploy-shadow-registry,deploy-shadow-direct]
+//   node bench/eval/run.ts [--runtime simulated|real]
+//     [--configs sts-seq-registry,deploy-shadow-registry,deploy-shadow-direct]
 //     [--rates 1,4,7,10,13,16,19] [--reps 3] [--latencies real|zero] [--warmup 3] [--out DIR]
 //     [--kubeconfig FILE --namespace NS --source-node N --target-node N --broker-url URL
 //      --producer-url URL --consumer-image IMG --checkpoint-repo REPO]
+// --latencies applies to simulated nodes only (real nodes take what they take).
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
@@ -16,8 +20,10 @@ import * as k8s from "@kubernetes/client-node";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
 import { controlPlaneBinaries } from "../../test/harness/binaries.ts";
 import { startLocalCluster } from "../../test/harness/local-cluster.ts";
+import { pushProjectImages } from "../../test/harness/images.ts";
+import { describeRuntime, runtimeVersions } from "../../test/harness/runtime-info.ts";
 import { sleep, waitFor } from "../../test/harness/exec.ts";
-import type { TestCluster } from "../../test/harness/nodes.ts";
+import type { NodeRuntime, TestCluster } from "../../test/harness/nodes.ts";
 import {
   ControllerProcess,
   consumerTemplate,
@@ -67,6 +73,7 @@ const PHASES = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replay
 
 const { values: args } = parseArgs({
   options: {
+    runtime: { type: "string", default: "simulated" },
     configs: { type: "string", default: Object.keys(CONFIGS).join(",") },
     rates: { type: "string", default: "1,4,7,10,13,16,19" },
     reps: { type: "string", default: "3" },
@@ -110,6 +117,15 @@ const latencies: Latencies =
 const out = resolve(args.out);
 mkdirSync(join(out, "runs"), { recursive: true });
 const remote = args.kubeconfig !== undefined;
+if (args.runtime !== "simulated" && args.runtime !== "real")
+  throw new Error(`--runtime must be simulated or real (got ${args.runtime})`);
+const runtime: NodeRuntime = args.runtime;
+if (remote && runtime === "real")
+  throw new Error("--runtime real starts a local cluster: not with --kubeconfig");
+/** The CSV's runtime column: what ran the nodes. */
+const runtimeTag = remote ? "remote" : runtime;
+/** Said in summary.md, the plots and on stdout (set once the cluster is up). */
+let runtimeText = runtimeTag;
 
 interface Row {
   config: ConfigName;
@@ -158,19 +174,31 @@ function kubectlWith(kubeconfig: string) {
 
 async function localEnv(work: string): Promise<ControllerTestEnv> {
   const t0 = Date.now();
-  process.stderr.write("starting the local control plane and two simulated nodes…\n");
-  const local = await startLocalCluster();
+  process.stderr.write(`starting the local control plane and two ${runtime} nodes…\n`);
+  const local = await startLocalCluster({ nodes: { runtime } });
   cleanups.push(() => local.stop());
-  const { cluster } = local;
+  const { cluster, cp } = local;
   const env = makeEnv(cluster.info.kubeconfig, cluster, cluster.info.hostIp);
-  const registry = await startRegistry(env.hostIp);
+  // Real nodes pull the project's images from the cluster's registry (built if needed, pushed).
+  const registry = await startRegistry(
+    env.hostIp,
+    runtime === "real" ? { dir: join(cp.dir, "registry"), pidFile: cp.pidFile } : {},
+  );
   cleanups.push(() => registry.stop());
+  if (runtime === "real") cluster.info.images = await pushProjectImages(env.registry);
   const { caFile } = await deployMs2m(env, work);
   const controller = new ControllerProcess(env, work, caFile, { LOG_LEVEL: "info" });
   await controller.start();
   cleanups.push(() => controller.stop());
-  for (const n of cluster.nodeNames()) await cluster.node(n).setLatencies(latencies);
+  if (runtime === "simulated")
+    for (const n of cluster.nodeNames()) await cluster.node(n).setLatencies(latencies);
+  const versions = describeRuntime(await runtimeVersions(env.core, runtime));
+  runtimeText =
+    runtime === "simulated"
+      ? `${versions}, latencies ${args.latencies === "real" ? "REAL_CLUSTER_LATENCIES " : ""}${JSON.stringify(latencies)}`
+      : versions;
   process.stderr.write(`cluster, ms2m and controller ready in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(`runtime: ${runtimeText}\n`);
   return env;
 }
 
@@ -222,13 +250,20 @@ async function createWorkload(
   kind: "sts" | "deploy",
   appliedDir: string,
 ) {
-  const template = consumerTemplate(w, env, args["source-node"]);
+  // Real nodes: the folder is a hostPath volume (consumerTemplate mounts appliedLogDir) and the
+  // consumer writes <pod>.applied there, named after the pod it runs in at that moment.
+  const template = consumerTemplate(
+    runtime === "real" ? { ...w, appliedLogDir: appliedDir } : w,
+    env,
+    args["source-node"],
+  );
   const c = template.spec?.containers[0];
   if (!c) throw new Error("no container");
-  c.env = [...(c.env ?? []), { name: "APPLIED_LOG", value: `${appliedDir}/$(POD_NAME).log` }];
+  if (runtime !== "real")
+    c.env = [...(c.env ?? []), { name: "APPLIED_LOG", value: `${appliedDir}/$(POD_NAME).log` }];
   if (remote) {
     c.image = args["consumer-image"];
-    c.env = c.env.filter((e) => e.name !== "STATE_FILE" && e.name !== "APPLIED_LOG");
+    c.env = (c.env ?? []).filter((e) => e.name !== "STATE_FILE" && e.name !== "APPLIED_LOG");
   }
   const metadata = { name: w.name };
   const selector = { matchLabels: { app: w.name } };
@@ -249,7 +284,10 @@ async function createWorkload(
 }
 
 async function appliedTimes(dir: string): Promise<number[]> {
-  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(".log"));
+  // <pod>.log (APPLIED_LOG, simulated nodes) or <pod>.applied (APPLIED_LOG_DIR, real nodes).
+  const files = (await readdir(dir).catch(() => [] as string[])).filter(
+    (f) => f.endsWith(".log") || f.endsWith(".applied"),
+  );
   const out: number[] = [];
   for (const f of files) {
     for (const line of (await readFile(join(dir, f), "utf8")).split("\n")) {
@@ -381,6 +419,7 @@ async function runOnce(
 }
 
 const CSV_HEADER = [
+  "runtime",
   "config",
   "rate",
   "rep",
@@ -397,6 +436,7 @@ const CSV_HEADER = [
 function csvLine(r: Row): string {
   const f = (n: number | undefined) => (n === undefined ? "" : n.toFixed(3));
   return [
+    runtimeTag,
     r.config,
     r.rate,
     r.rep,
@@ -448,6 +488,7 @@ function plots(rows: Row[]): void {
     join(out, "total-boxplot.svg"),
     boxPlot({
       title: "Total migration time per configuration and message rate",
+      subtitle: `runtime: ${runtimeText}`,
       yLabel: "total migration time (s)",
       xLabel: "message rate (msg/s)",
       groups: rates.map(String),
@@ -462,6 +503,7 @@ function plots(rows: Row[]): void {
     join(out, "phases-stacked.svg"),
     stackedBars({
       title: "Median phase durations per configuration (all rates)",
+      subtitle: `runtime: ${runtimeText}`,
       xLabel: "seconds",
       segments,
       rows: configs.map((c) => ({
@@ -474,6 +516,38 @@ function plots(rows: Row[]): void {
   );
 }
 
+/**
+ * The kubelets' pull times on real nodes, from their Pulled events ("Successfully pulled image
+ * … in 1.234s …"): the checkpoint images of Registry mode (pulled by the target's kubelet in
+ * Restoring) apart from the others.
+ */
+async function kubeletPulls(env: ControllerTestEnv, ns: string): Promise<string> {
+  const pulls: { image: string; s: number }[] = [];
+  for (const namespace of [ns, "ms2m-system"]) {
+    const events = await env.core.listNamespacedEvent({ namespace }).catch(() => ({ items: [] }));
+    for (const e of events.items as k8s.CoreV1Event[]) {
+      const m = /^Successfully pulled image "([^"]+)" in ([\d.]+)(ms|s)/.exec(e.message ?? "");
+      if (m) pulls.push({ image: m[1]!, s: Number(m[2]) / (m[3] === "ms" ? 1000 : 1) });
+    }
+  }
+  const describe = (what: string, xs: number[]) =>
+    xs.length
+      ? `${what}: median ${median(xs).toFixed(2)} s [${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}], ${xs.length} pulls`
+      : `${what}: none`;
+  const isCheckpoint = (image: string) => image.includes("/ms2m/checkpoints:");
+  return [
+    "kubelet image pulls (Pulled events):",
+    `- ${describe(
+      "checkpoint images (Registry mode, target node, Restoring)",
+      pulls.filter((p) => isCheckpoint(p.image)).map((p) => p.s),
+    )}`,
+    `- ${describe(
+      "project images (workload, agent; first use on a node)",
+      pulls.filter((p) => !isCheckpoint(p.image)).map((p) => p.s),
+    )}`,
+  ].join("\n");
+}
+
 // ---- main ----
 /** What the run made on the shared broker, removed at the end (local runs: 127.0.0.1:5672). */
 const usedWorkloads = new Set<string>();
@@ -482,6 +556,8 @@ let runNamespace = "";
 const work = resolve(join(out, "work"));
 await mkdir(work, { recursive: true });
 const rows: Row[] = [];
+/** Real nodes: the kubelets' own image pull times (their Pulled events), said in summary.md. */
+let pullText = "";
 try {
   let env: ControllerTestEnv;
   let ns: string;
@@ -509,6 +585,7 @@ try {
   }
   progress(rows.length, total, startedAt, "done");
   process.stderr.write("\n");
+  if (runtime === "real" && !remote) pullText = await kubeletPulls(env, ns);
 } finally {
   writeFileSync(join(out, "results.csv"), `${CSV_HEADER}\n${rows.map(csvLine).join("\n")}\n`);
   if (rows.length) {
@@ -516,10 +593,12 @@ try {
     const summary = summarize(rows);
     const latText = remote
       ? `remote cluster ${args.kubeconfig} (its own latencies; downtime not measured: lost = published − the consumer's last logged count, duplicates not counted)`
-      : `latencies: ${JSON.stringify(latencies)}`;
-    writeFileSync(join(out, "summary.md"), `${summary}\n\n${latText}\n`);
+      : `runtime: ${runtimeText}`;
+    const extra = pullText ? `\n${pullText}\n` : "";
+    writeFileSync(join(out, "summary.md"), `runtime: ${runtimeTag}\n\n${summary}\n\n${latText}\n${extra}`);
+    console.log(`runtime: ${runtimeTag}\n`);
     console.log(summary);
-    console.log(latText);
+    console.log(latText + extra);
     const errors = rows.filter((r) => r.error);
     for (const e of errors) console.log(`error: ${e.config} @${e.rate} #${e.rep}: ${e.error}`);
     console.log(

@@ -40,6 +40,8 @@ export interface BoxSeries {
 /** Box plots: whiskers at min/max, box at the quartiles, a line at the median, dots for samples. */
 export function boxPlot(opts: {
   title: string;
+  /** A second, smaller line under the title (e.g. which runtime produced the numbers). */
+  subtitle?: string;
   yLabel: string;
   groups: string[];
   xLabel: string;
@@ -47,7 +49,7 @@ export function boxPlot(opts: {
 }): string {
   const W = 900;
   const H = 520;
-  const m = { l: 70, r: 20, t: 50, b: 110 };
+  const m = { l: 70, r: 20, t: opts.subtitle ? 66 : 50, b: 110 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const all = opts.series.flatMap((s) => s.values.flat());
@@ -60,6 +62,7 @@ export function boxPlot(opts: {
   const parts: string[] = [];
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   parts.push(text(W / 2, 28, opts.title, 'text-anchor="middle" font-size="18" font-weight="bold"'));
+  if (opts.subtitle) parts.push(text(W / 2, 48, opts.subtitle, 'text-anchor="middle" font-size="12"'));
   for (const t of yt) {
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${y(t)}" y2="${y(t)}" stroke="#ddd"/>`);
     parts.push(text(m.l - 8, y(t) + 4, fmt(t), 'text-anchor="end" font-size="12"'));
@@ -123,13 +126,15 @@ export interface StackRow {
 /** One horizontal bar per row, stacked by segment (phase), with the total at the end. */
 export function stackedBars(opts: {
   title: string;
+  /** A second, smaller line under the title (e.g. which runtime produced the numbers). */
+  subtitle?: string;
   xLabel: string;
   segments: string[];
   rows: StackRow[];
 }): string {
   const W = 900;
   const rowH = 44;
-  const m = { l: 250, r: 70, t: 50, b: 110 };
+  const m = { l: 250, r: 70, t: opts.subtitle ? 66 : 50, b: 110 };
   const ph = opts.rows.length * rowH;
   const H = m.t + ph + m.b;
   const pw = W - m.l - m.r;
@@ -139,6 +144,7 @@ export function stackedBars(opts: {
   const x = (v: number) => m.l + (v / right) * pw;
   const parts: string[] = [`<rect width="${W}" height="${H}" fill="white"/>`];
   parts.push(text(W / 2, 28, opts.title, 'text-anchor="middle" font-size="18" font-weight="bold"'));
+  if (opts.subtitle) parts.push(text(W / 2, 48, opts.subtitle, 'text-anchor="middle" font-size="12"'));
   for (const t of xt) {
     parts.push(`<line x1="${x(t)}" x2="${x(t)}" y1="${m.t}" y2="${m.t + ph}" stroke="#ddd"/>`);
     parts.push(text(x(t), m.t + ph + 18, fmt(t), 'text-anchor="middle" font-size="12"'));
