@@ -5,15 +5,16 @@ import { hostname } from "node:os";
 import { loadConfigOrExit } from "../../src/common/config.ts";
 import { Ms2mError, describeError } from "../../src/common/errors.ts";
 import { createLogger } from "../../src/common/logger.ts";
-import { createControllerMetrics, createRegistry } from "../../src/common/metrics.ts";
+import { createRegistry } from "../../src/common/metrics.ts";
+import { createControllerMetrics } from "../../src/controller/metrics.ts";
 import { loadKubeConfig } from "../../src/kube/config.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../src/transfer/index.ts";
 import { AgentTlsManager, KubeSecretStore } from "../../src/controller/certs/index.ts";
 import { AgentCheckpointer, AgentLocator, AgentTransfer } from "../../src/controller/adapters/agent.ts";
 import { NodeProxyCheckpointer, RoutingCheckpointer } from "../../src/controller/adapters/node-proxy.ts";
 import { AgentRuntimeProbe, noRuntimeProbe } from "../../src/controller/adapters/runtime.ts";
-import { JobTransfer, RoutedTransfer } from "../../src/controller/adapters/transfer-job.ts";
-import { transferJobSettingsFrom } from "../../src/controller/transfer-job.ts";
+import { JobTransfer, RoutedTransfer } from "../../src/controller/adapters/transfer-job/transfer.ts";
+import { transferJobSettingsFrom } from "../../src/controller/adapters/transfer-job/jobs.ts";
 import { KubeCluster } from "../../src/controller/adapters/kube-cluster.ts";
 import { KubeEvents } from "../../src/controller/adapters/kube-events.ts";
 import { KubeLeaseStore } from "../../src/controller/adapters/lease-store.ts";
@@ -21,12 +22,12 @@ import { BrokerMessaging } from "../../src/controller/adapters/messaging.ts";
 import { controllerEnv, settingsFrom } from "../../src/controller/config.ts";
 import { startHttp } from "../../src/engine/health.ts";
 import { LeaderElector } from "../../src/engine/leaderelection.ts";
-import { Manager } from "../../src/engine/manager.ts";
 import { realTimerClock } from "../../src/engine/timers.ts";
 import type { BaseImagePort, CheckpointPort, RuntimePort, TransferPort } from "../../src/controller/ports.ts";
 import { AgentBaseImages } from "../../src/controller/adapters/base-images.ts";
 import { systemClock } from "../../src/controller/ports.ts";
-import { Reconciler } from "../../src/controller/reconciler.ts";
+import { StatefulMigrationReconciler } from "../../src/controller/reconciler.ts";
+import { setupStatefulMigrationController } from "../../src/controller/setup.ts";
 
 const cfg = loadConfigOrExit("ms2m-controller", controllerEnv);
 const log = createLogger("ms2m-controller", { level: cfg.LOG_LEVEL });
@@ -87,7 +88,7 @@ if (cfg.CHECKPOINT_MODE !== "disabled") {
         );
 }
 const messaging = new BrokerMessaging(log);
-const reconciler = new Reconciler({
+const reconciler = new StatefulMigrationReconciler({
   cluster: new KubeCluster(kc),
   checkpointer,
   transfer,
@@ -101,7 +102,7 @@ const reconciler = new Reconciler({
   settings: settingsFrom(cfg),
   sent: new Set(),
 });
-const manager = new Manager({
+const manager = setupStatefulMigrationController({
   kc,
   reconciler,
   log,

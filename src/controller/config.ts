@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { env } from "../common/config.ts";
 import type { ControllerSettings } from "./context.ts";
-import { transferJobEnvShape } from "./transfer-job.ts";
+import { transferJobEnvShape } from "./adapters/transfer-job/jobs.ts";
 
 export const controllerEnv = z.object({
   KUBECONFIG: env.path().optional(),

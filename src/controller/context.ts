@@ -2,7 +2,7 @@
 // write status and move between phases. Every write returns the stored object, which becomes
 // `ctx.m`: the next step always starts from what the API server has, never from a cache.
 import type { Logger } from "../common/logger.ts";
-import type { ControllerMetrics } from "../common/metrics.ts";
+import type { ControllerMetrics } from "./metrics.ts";
 import type { Phase, StatefulMigration } from "../api/v1alpha1/index.ts";
 import type {
   BaseImagePort,
@@ -15,6 +15,9 @@ import type {
   RuntimePort,
   TransferPort,
 } from "./ports.ts";
+import { nextPhase, type ActivePhase } from "./phase-order.ts";
+import { strategyFor, type Strategy } from "./strategies/index.ts";
+import { transportFor, type Transport } from "./transfer-modes/index.ts";
 import {
   CONDITION_PROGRESSING,
   CONDITION_SUCCEEDED,
@@ -26,7 +29,7 @@ import {
   startPhaseTiming,
 } from "./status.ts";
 
-export type ActivePhase = Exclude<Phase, "Completed" | "Failed">;
+export type { ActivePhase } from "./phase-order.ts";
 
 export interface ControllerSettings {
   /** Deadline of each phase in ms (Replaying: added to the migration's replay cutoff). */
@@ -99,10 +102,25 @@ export const done = (): Outcome => ({ type: "done" });
 export class PhaseContext {
   m: StatefulMigration;
   readonly deps: PhaseDeps;
+  /** This reconcile's logger: the migration's key, its uid and the reconcile id on every line. */
+  readonly log: Logger;
 
-  constructor(m: StatefulMigration, deps: PhaseDeps) {
+  constructor(m: StatefulMigration, deps: PhaseDeps, log: Logger = deps.log) {
     this.m = m;
     this.deps = deps;
+    this.log = log;
+  }
+
+  /** The strategy Pending resolved (status.strategy); handlers after Pending only. */
+  get strategy(): Strategy {
+    const name = this.m.status?.strategy;
+    if (!name) throw new Error("strategy not resolved yet (Pending resolves it)");
+    return strategyFor(name);
+  }
+
+  /** The transfer mode Pending recorded (status.transferMode; the spec's before that). */
+  get transport(): Transport {
+    return transportFor(this.m.status?.transferMode ?? this.m.spec.transferMode);
   }
 
   get now(): number {
@@ -113,9 +131,6 @@ export class PhaseContext {
   }
   get name(): string {
     return this.m.metadata.name ?? "";
-  }
-  get log(): Logger {
-    return this.deps.log;
   }
 
   event(type: EventType, reason: string, message: string): void {
@@ -186,10 +201,13 @@ export class PhaseContext {
     }
     const text = message ?? (from ? `${from} -> ${to}` : to);
     this.event(to === "Failed" ? "Warning" : "Normal", to, text);
-    this.log.info(
-      { migration: `${this.namespace}/${this.name}`, from, to, durationMs: endedMs },
-      "phase change",
-    );
+    this.log.info({ from, to, durationMs: endedMs }, "phase change");
+  }
+
+  /** Ends the current phase and starts the next one in the phase table (phase-order.ts). */
+  advance(mutate?: (m: StatefulMigration) => void, message?: string): Promise<void> {
+    const phase = (this.m.status?.phase ?? "Pending") as ActivePhase;
+    return this.transition(nextPhase(phase), mutate, message);
   }
 
   /** Milliseconds left before the current phase's deadline. */

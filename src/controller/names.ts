@@ -8,7 +8,8 @@ export const HANDOVER_FINALIZER = "migration.ms2m.io/handover";
 
 export const LABEL_MIGRATION = "migration.ms2m.io/migration";
 export const LABEL_ROLE = "migration.ms2m.io/role";
-export const ANNOTATION_MIGRATION_UID = "migration.ms2m.io/migration-uid";
+/** The migration's UID: an annotation on target pods, a label on transfer and cleanup Jobs. */
+export const KEY_MIGRATION_UID = "migration.ms2m.io/migration-uid";
 /** JSON of the labels held back from a pod so it does not match its workload's selector yet. */
 export const ANNOTATION_HELD_LABELS = "migration.ms2m.io/held-labels";
 /** Read by the ReplicaSet controller when it picks a pod to delete (lower goes first). */
@@ -23,20 +24,9 @@ export function uidOf(m: StatefulMigration): string {
   return uid;
 }
 
-/** ShadowPod target pod name: beside the source, so it needs a name of its own. */
-export function shadowPodName(sourcePod: string, migrationUid: string): string {
-  const suffix = `-ms2m-${migrationUid.replaceAll("-", "").slice(0, 6)}`;
-  // Keep it a valid DNS label too (the kubelet uses the name as hostname, max 63).
-  return sourcePod.slice(0, 63 - suffix.length).replace(/[-.]+$/, "") + suffix;
-}
-
 /** Idempotency key for one container's checkpoint in one migration. */
 export const checkpointKey = (migrationUid: string, container: string) => `${migrationUid}/${container}`;
 
 /** Tag of the checkpoint image: unique per migration and container. */
 export const checkpointTag = (migrationUid: string, container: string) =>
   `${container}-${migrationUid.replaceAll("-", "").slice(0, 12)}`;
-
-/** Image name a Direct transfer loads into the target node's containers-storage. */
-export const directImageName = (namespace: string, pod: string, tag: string) =>
-  `localhost/ms2m-checkpoint/${namespace}-${pod}:${tag}`;

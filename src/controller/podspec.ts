@@ -5,13 +5,7 @@ import type { V1LabelSelector, V1Pod } from "@kubernetes/client-node";
 import type { StatefulMigration } from "../api/v1alpha1/index.ts";
 import { ownerReference } from "../kube/owners.ts";
 import { selectorMatches, type Labels } from "../kube/selectors.ts";
-import {
-  ANNOTATION_HELD_LABELS,
-  ANNOTATION_MIGRATION_UID,
-  LABEL_MIGRATION,
-  LABEL_ROLE,
-  uidOf,
-} from "./names.ts";
+import { ANNOTATION_HELD_LABELS, KEY_MIGRATION_UID, LABEL_MIGRATION, LABEL_ROLE, uidOf } from "./names.ts";
 import { MigrationFailure } from "./failures.ts";
 
 export interface TargetPodOptions {
@@ -73,7 +67,7 @@ export function buildTargetPod(source: V1Pod, m: StatefulMigration, opts: Target
 
   const annotations: Record<string, string> = {
     ...(source.metadata?.annotations ?? {}),
-    [ANNOTATION_MIGRATION_UID]: uidOf(m),
+    [KEY_MIGRATION_UID]: uidOf(m),
     [ANNOTATION_HELD_LABELS]: JSON.stringify(held),
   };
   return {
@@ -112,5 +106,5 @@ export function heldLabelsOf(pod: V1Pod): Labels {
 
 /** True when the pod was created (or taken over) by this migration. */
 export function isOurs(pod: V1Pod | undefined, migrationUid: string): boolean {
-  return pod?.metadata?.annotations?.[ANNOTATION_MIGRATION_UID] === migrationUid;
+  return pod?.metadata?.annotations?.[KEY_MIGRATION_UID] === migrationUid;
 }

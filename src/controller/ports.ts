@@ -163,8 +163,12 @@ export interface ReplayRef {
   brokerUrl: string;
 }
 export interface ReplayProgress {
-  /** Everything published since the checkpoint has been consumed and acknowledged by the target. */
-  drained: boolean;
+  /**
+   * What is left in the replay queue is small enough for the cutover's final, complete drain
+   * (src/messaging/drain.ts decideCutover: a short backlog at the measured rate, or a few
+   * messages). Not "empty": the cutover itself empties it with the source stopped.
+   */
+  readyForCutover: boolean;
   messagesReplayed: number;
   messagesRemaining: number;
 }

@@ -15,7 +15,7 @@ import {
   type Capability,
   type RuntimeVersion,
 } from "../agent/runtime-config.ts";
-import type { TransferMode } from "../api/v1alpha1/index.ts";
+import type { Transport } from "./transfer-modes/index.ts";
 import type { PhaseContext } from "./context.ts";
 import type { EventType, RuntimeProbe } from "./ports.ts";
 
@@ -91,7 +91,7 @@ function judge(side: Side): Judged {
  */
 export async function runtimePreflight(
   ctx: PhaseContext,
-  args: { sourceNode: string; target: V1Node; transferMode: TransferMode },
+  args: { sourceNode: string; target: V1Node; transport: Transport },
 ): Promise<PreflightResult> {
   const { runtime, cluster, settings } = ctx.deps;
   const targetName = args.target.metadata?.name ?? "";
@@ -104,10 +104,10 @@ export async function runtimePreflight(
       runtime: runtimeOf(sourceVersion),
       agentRequired: settings.sourceAgentRequired,
     }),
-    // Direct transfers load the image through the target's agent: it must be there anyway.
+    // A transfer through the target's agent (Direct) needs it there anyway.
     runtime.probe(targetName, {
       runtime: runtimeOf(targetVersion),
-      agentRequired: args.transferMode === "Direct",
+      agentRequired: args.transport.needsTargetAgent,
     }),
   ]);
   const sides: Side[] = [

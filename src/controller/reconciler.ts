@@ -1,20 +1,31 @@
-// The reconciler: reads the migration live, handles deletion (cancellation), failure
-// (rollback) and the phase state machine. A phase that completes synchronously hands the
-// object its write returned to the next phase within the same reconcile.
+// The StatefulMigration reconciler (the engine's Reconciler): reads the migration live, handles
+// deletion (cancellation), failure (rollback) and the phase state machine. A phase that
+// completes synchronously hands the object its write returned to the next phase within the
+// same reconcile; the phase order is phase-order.ts's table.
 import { describeError, isMs2mError } from "../common/errors.ts";
 import type { StatefulMigration } from "../api/v1alpha1/index.ts";
+import {
+  RetryAfter,
+  type ReconcileScope,
+  type Reconciler,
+  type Request,
+  type Result,
+} from "../engine/reconciler.ts";
 import { PhaseContext, type ActivePhase, type Outcome, type PhaseDeps } from "./context.ts";
 import { MigrationFailure } from "./failures.ts";
-import { FINALIZER, uidOf } from "./names.ts";
+import { FINALIZER } from "./names.ts";
 import { checkpointing } from "./phases/checkpointing.ts";
 import { finalizing } from "./phases/finalizing.ts";
 import { pending } from "./phases/pending.ts";
 import { replaying } from "./phases/replaying.ts";
-import { forgetSourceTemplate, restoring } from "./phases/restoring.ts";
+import { restoring } from "./phases/restoring.ts";
 import { rollback } from "./phases/rollback.ts";
-import { pastNoReturnLive, rollForward } from "./phases/rollforward.ts";
+import { rollForward } from "./phases/rollforward.ts";
 import { transferring } from "./phases/transferring.ts";
+import { pastNoReturnLive } from "./point-of-no-return.ts";
 import { recordFailure } from "./status.ts";
+
+export { RetryAfter };
 
 export const handlers: Record<ActivePhase, (ctx: PhaseContext) => Promise<Outcome>> = {
   Pending: pending,
@@ -25,24 +36,22 @@ export const handlers: Record<ActivePhase, (ctx: PhaseContext) => Promise<Outcom
   Finalizing: finalizing,
 };
 
-export interface ReconcileResult {
-  /** Reconcile again after this long even without an event (a deadline or a poll). */
-  requeueAfterMs?: number;
-}
-
 const MAX_STEPS = 16;
 
-export class Reconciler {
+export class StatefulMigrationReconciler implements Reconciler {
   readonly deps: PhaseDeps;
 
   constructor(deps: PhaseDeps) {
     this.deps = deps;
   }
 
-  async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
-    const m = await this.deps.cluster.getMigration(namespace, name);
+  async reconcile(req: Request, scope?: ReconcileScope): Promise<Result> {
+    const m = await this.deps.cluster.getMigration(req.namespace, req.name);
     if (!m) return {};
-    const ctx = new PhaseContext(m, this.deps);
+    const log = (scope?.log ?? this.deps.log.child({ migration: `${req.namespace}/${req.name}` })).child({
+      uid: m.metadata.uid,
+    });
+    const ctx = new PhaseContext(m, this.deps, log);
     // In Finalizing the cutover may already have moved the primary queue to the target (which
     // then holds acknowledged state no other pod has): a deletion there rolls forward to
     // Completed; the finalizer goes after that. The same holds for a Sequential migration whose
@@ -56,13 +65,10 @@ export class Reconciler {
     return this.drive(ctx);
   }
 
-  private async drive(ctx: PhaseContext): Promise<ReconcileResult> {
+  private async drive(ctx: PhaseContext): Promise<Result> {
     for (let step = 0; step < MAX_STEPS; step++) {
       const phase = ctx.m.status?.phase ?? "Pending";
-      if (phase === "Completed" || phase === "Failed") {
-        forgetSourceTemplate(uidOf(ctx.m));
-        return {};
-      }
+      if (phase === "Completed" || phase === "Failed") return {};
       if (ctx.m.status?.failure) {
         await rollback(ctx);
         continue;
@@ -113,14 +119,11 @@ export class Reconciler {
     const now = ctx.now;
     await ctx.update((m) => recordFailure(m, now, { phase, reason: err.reason, message: err.message }));
     ctx.event("Warning", err.reason, `${phase}: ${err.message}`);
-    this.deps.log.warn(
-      { migration: `${ctx.namespace}/${ctx.name}`, phase, reason: err.reason, err: err.message },
-      "migration failed",
-    );
+    ctx.log.warn({ phase, reason: err.reason, err: err.message }, "migration failed");
   }
 
   /** Deletion: a migration in flight is cancelled with a rollback; then the finalizer goes. */
-  private async cancel(ctx: PhaseContext): Promise<ReconcileResult> {
+  private async cancel(ctx: PhaseContext): Promise<Result> {
     const phase = ctx.m.status?.phase;
     if (
       phase !== "Completed" &&
@@ -136,21 +139,9 @@ export class Reconciler {
       }
       await rollback(ctx);
     }
-    forgetSourceTemplate(uidOf(ctx.m));
     if ((ctx.m.metadata.finalizers ?? []).includes(FINALIZER)) {
       await this.deps.cluster.removeMigrationFinalizer(ctx.m, FINALIZER);
     }
     return {};
-  }
-}
-
-/** A retriable error, with how long the phase deadline still allows retrying. */
-export class RetryAfter extends Error {
-  readonly deadlineMs: number;
-
-  constructor(cause: unknown, deadlineMs: number) {
-    super(describeError(cause), { cause });
-    this.name = "RetryAfter";
-    this.deadlineMs = deadlineMs;
   }
 }

@@ -2,7 +2,7 @@
 // being processed is never handed out again until done() (an add meanwhile is kept and
 // re-queued at done()); delayed adds keep the earliest time; rate-limited adds back off per
 // key; shutDown() stops new adds and lets get() drain what is queued.
-import type { WorkqueueMetrics } from "../common/metrics.ts";
+import type { WorkqueueMetrics } from "./metrics.ts";
 import type { RateLimiter } from "./ratelimiter.ts";
 import { realTimerClock, type TimerClock } from "./timers.ts";
 

@@ -51,7 +51,7 @@ export class BrokerMessaging implements MessagingPort {
     const status = await this.of(ref).drainStatus(targetPod);
     const decision = decideCutover(status, { replayStartedAt: 0, cutoffAfterMs: Infinity }, Date.now());
     return {
-      drained: decision.action === "handover",
+      readyForCutover: decision.action === "handover",
       messagesReplayed: status.replayed,
       messagesRemaining: status.depth,
     };

@@ -91,6 +91,6 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
     ctx.event("Normal", "Checkpointed", `container ${name} checkpointed on ${node}`);
   }
 
-  await ctx.transition("Transferring");
+  await ctx.advance();
   return next();
 }

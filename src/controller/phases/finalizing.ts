@@ -3,8 +3,7 @@
 // as Warning Events and do not fail a migration whose pod is already serving.
 import { describeError } from "../../common/errors.ts";
 import { done, wait, type Outcome, type PhaseContext } from "../context.ts";
-import { checkpointKey, uidOf } from "../names.ts";
-import type { ArtifactRef } from "../ports.ts";
+import { cleanupArtifacts } from "../artifacts.ts";
 import { CONDITION_CUTOVER, CONDITION_HANDED_OVER, isConditionTrue, setCondition } from "../status.ts";
 import { handOver } from "./handover.ts";
 import { replayRef } from "./shared.ts";
@@ -56,41 +55,6 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
       ctx.event("Warning", "CleanupFailed", `replay queue cleanup: ${describeError(err)}`);
     }
   }
-  await ctx.transition("Completed", undefined, `migrated to ${s.targetNode} as ${s.targetPod}`);
+  await ctx.advance(undefined, `migrated to ${s.targetNode} as ${s.targetPod}`);
   return done();
-}
-
-/**
- * Everything a checkpoint was requested for: the agent may hold a record even without a result.
- * `completed`: the target pod runs from the checkpoint image(s) on the target node, which are
- * therefore kept there (rollback and cancellation remove them).
- */
-export function artifactsOf(ctx: PhaseContext, opts: { completed?: boolean } = {}): ArtifactRef[] {
-  const s = ctx.m.status ?? {};
-  return (s.containers ?? [])
-    .filter((c) => c.checkpointPath || c.checkpointImage || c.checkpointRequestedAt)
-    .map((c) => ({
-      mode: s.transferMode ?? ctx.m.spec.transferMode,
-      sourceNode: s.sourceNode ?? "",
-      namespace: ctx.namespace,
-      pod: ctx.m.spec.sourcePod,
-      container: c.name,
-      key: checkpointKey(uidOf(ctx.m), c.name),
-      ...(s.targetNode ? { targetNode: s.targetNode } : {}),
-      ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
-      ...(c.checkpointImage ? { image: c.checkpointImage } : {}),
-      ...(opts.completed ? { keepTargetImage: true } : {}),
-    }));
-}
-
-export async function cleanupArtifacts(ctx: PhaseContext, opts: { completed?: boolean } = {}): Promise<void> {
-  const artifacts = artifactsOf(ctx, opts);
-  if (artifacts.length === 0) return;
-  try {
-    const report = await ctx.deps.transfer.cleanup(artifacts);
-    for (const m of report?.started ?? []) ctx.event("Normal", "CheckpointCleanupJob", m);
-    for (const w of report?.warnings ?? []) ctx.event("Warning", "CheckpointArtifactKept", w);
-  } catch (err) {
-    ctx.event("Warning", "CleanupFailed", `checkpoint artifacts: ${describeError(err)}`);
-  }
 }

@@ -14,7 +14,7 @@ import { fail } from "../failures.ts";
 import {
   ANNOTATION_DELETION_COST,
   ANNOTATION_HELD_LABELS,
-  ANNOTATION_MIGRATION_UID,
+  KEY_MIGRATION_UID,
   LABEL_MIGRATION,
   LABEL_ROLE,
   MIN_DELETION_COST,
@@ -32,7 +32,8 @@ export async function handOver(ctx: PhaseContext): Promise<boolean> {
   const target = await cluster.getPod(ctx.namespace, s.targetPod ?? "");
   if (!target || target.metadata?.deletionTimestamp)
     return fail("TargetPodLost", `target pod ${s.targetPod} is gone`);
-  const shadow = s.strategy === "ShadowPod";
+  // Beside the source (ShadowPod): the source goes once the workload has adopted the target.
+  const shadow = ctx.strategy.runsBesideSource;
   const source = shadow ? await currentSourcePod(ctx) : undefined;
 
   if (shadow && owner?.kind === "ReplicaSet" && source && !source.metadata?.deletionTimestamp) {
@@ -76,7 +77,7 @@ export async function releaseTarget(ctx: PhaseContext, target: V1Pod): Promise<v
     metadata: {
       resourceVersion: target.metadata?.resourceVersion,
       labels,
-      annotations: { [ANNOTATION_HELD_LABELS]: null, [ANNOTATION_MIGRATION_UID]: null },
+      annotations: { [ANNOTATION_HELD_LABELS]: null, [KEY_MIGRATION_UID]: null },
       ownerReferences: (target.metadata?.ownerReferences ?? []).filter((r) => r.uid !== migrationUid),
     },
   });

@@ -3,13 +3,15 @@
 // the runtime preflight: a source runtime that cannot checkpoint or a target runtime that cannot
 // restore fails the migration here, before anything is frozen (../preflight.ts).
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
-import type { MigrationStrategy, OwnerStatus } from "../../api/v1alpha1/index.ts";
+import type { OwnerStatus } from "../../api/v1alpha1/index.ts";
 import { controllerOf } from "../../kube/owners.ts";
 import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
-import { FINALIZER, shadowPodName, uidOf } from "../names.ts";
+import { FINALIZER } from "../names.ts";
 import { isNodeReady, isTerminating, nodeMismatch } from "../pods.ts";
 import { runtimePreflight } from "../preflight.ts";
+import { resolveStrategy } from "../strategies/index.ts";
+import { transportFor } from "../transfer-modes/index.ts";
 import {
   iso,
   setCondition,
@@ -49,16 +51,12 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
 
   const containers = selectContainers(pod, ctx.m.spec.containerName);
   const owner = await resolveOwner(ctx, pod);
+  // Resolved once, here: every later phase reads them from the status (ctx.strategy, ctx.transport).
   const strategy = resolveStrategy(ctx.m.spec.migrationStrategy, owner);
+  const transport = transportFor(ctx.m.spec.transferMode);
   const target = await resolveTargetNode(ctx, pod, sourceNode);
-  const targetPod =
-    strategy === "Sequential" ? ctx.m.spec.sourcePod : shadowPodName(ctx.m.spec.sourcePod, uidOf(ctx.m));
 
-  const preflight = await runtimePreflight(ctx, {
-    sourceNode,
-    target,
-    transferMode: ctx.m.spec.transferMode,
-  });
+  const preflight = await runtimePreflight(ctx, { sourceNode, target, transport });
   const runtimeReady = { type: CONDITION_RUNTIME_READY, ...preflight.condition };
   if (preflight.failure) {
     const now = ctx.now;
@@ -71,21 +69,20 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
     return fail(preflight.failure.reason, preflight.failure.message);
   }
 
-  await ctx.transition(
-    "Checkpointing",
+  await ctx.advance(
     (m) => {
       setCondition(m, ctx.now, runtimeReady);
       const s = (m.status ??= {});
-      s.strategy = strategy;
-      s.transferMode = m.spec.transferMode;
+      s.strategy = strategy.name;
+      s.transferMode = transport.name;
       s.sourceNode = sourceNode;
       s.targetNode = target.metadata?.name;
-      s.targetPod = targetPod;
+      s.targetPod = strategy.targetPodName(m);
       s.sourcePodUID = pod.metadata?.uid;
       if (owner) s.owner = owner;
       s.containers = containers.map((name) => ({ name, ...baseImageOf(pod, name) }));
     },
-    `${strategy} ${m(ctx)} from ${sourceNode} to ${target.metadata?.name} (${ctx.m.spec.transferMode})`,
+    `${strategy.name} ${m(ctx)} from ${sourceNode} to ${target.metadata?.name} (${transport.name})`,
   );
   for (const e of preflight.events) ctx.event(e.type, e.reason, e.message);
   return next();
@@ -133,32 +130,6 @@ async function resolveOwner(ctx: PhaseContext, pod: V1Pod): Promise<OwnerStatus 
     return { ...base, workloadKind: "StatefulSet", workloadName: ref.name };
   }
   return fail("UnsupportedOwner", `pods controlled by a ${ref.kind} cannot be migrated`);
-}
-
-/**
- * StatefulSet pods keep their name (Sequential); everything else runs a shadow beside the source.
- * ShadowPod cannot hand a differently named pod to a StatefulSet, and Sequential cannot make a
- * ReplicaSet adopt a pod without it creating a replacement in the gap: both are refused.
- */
-function resolveStrategy(
-  requested: MigrationStrategy | undefined,
-  owner: OwnerStatus | undefined,
-): MigrationStrategy {
-  const detected: MigrationStrategy = owner?.kind === "StatefulSet" ? "Sequential" : "ShadowPod";
-  const strategy = requested ?? detected;
-  if (owner?.kind === "StatefulSet" && strategy === "ShadowPod") {
-    return fail(
-      "StrategyNotSupported",
-      "a StatefulSet pod keeps its identity: use Sequential (or omit the strategy)",
-    );
-  }
-  if (owner?.kind === "ReplicaSet" && strategy === "Sequential") {
-    return fail(
-      "StrategyNotSupported",
-      "a ReplicaSet pod cannot keep its name: use ShadowPod (or omit the strategy)",
-    );
-  }
-  return strategy;
 }
 
 async function resolveTargetNode(ctx: PhaseContext, pod: V1Pod, sourceNode: string): Promise<V1Node> {

@@ -1,5 +1,5 @@
-// Replaying: the target consumes the replay queue until it is really drained (ready and
-// unacknowledged messages, as the messaging module measures it) or the cutoff fires. The queue
+// Replaying: the target consumes the replay queue until what is left is small enough for the
+// cutover's final, complete drain (messaging module: decideCutover) or the cutoff fires. The queue
 // depth cannot be watched, so this is the one place that polls, at a short interval.
 import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
@@ -7,7 +7,7 @@ import { uidOf } from "../names.ts";
 import { isPodReady, podFailure } from "../pods.ts";
 import { isOurs } from "../podspec.ts";
 import { iso, timingOf } from "../status.ts";
-import { pastNoReturn } from "./rollforward.ts";
+import { pastNoReturn } from "../point-of-no-return.ts";
 import { replayRef } from "./shared.ts";
 
 export async function replaying(ctx: PhaseContext): Promise<Outcome> {
@@ -15,7 +15,7 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
   const ref = await replayRef(ctx);
   const replayQueue = s.replay?.replayQueue;
   if (!ref || !replayQueue) {
-    await ctx.transition("Finalizing", undefined, "nothing to replay");
+    await ctx.advance(undefined, "nothing to replay");
     return next();
   }
   const target = await ctx.deps.cluster.getPod(ctx.namespace, s.targetPod ?? "");
@@ -47,11 +47,10 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
   const startedAt = timingOf(ctx.m.status, "Replaying")?.startTime;
   const elapsed = startedAt ? ctx.now - Date.parse(startedAt) : 0;
   const cutoffMs = ctx.m.spec.replayCutoffSeconds * 1000;
-  if (progress.drained || elapsed >= cutoffMs) {
-    const cutoffReached = !progress.drained;
+  if (progress.readyForCutover || elapsed >= cutoffMs) {
+    const cutoffReached = !progress.readyForCutover;
     ctx.deps.sent.delete(sentKey);
-    await ctx.transition(
-      "Finalizing",
+    await ctx.advance(
       (m) => {
         m.status!.replay = {
           ...m.status!.replay,

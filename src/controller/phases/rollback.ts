@@ -20,10 +20,9 @@ import {
   isConditionTrue,
   setCondition,
 } from "../status.ts";
-import { cleanupArtifacts } from "./finalizing.ts";
+import { cleanupArtifacts } from "../artifacts.ts";
+import { sourceGone } from "../point-of-no-return.ts";
 import { releaseTarget } from "./handover.ts";
-import { sourceGone } from "./rollforward.ts";
-import { forgetSourceTemplate } from "./restoring.ts";
 import { currentSourcePod, replayRef } from "./shared.ts";
 
 export async function rollback(ctx: PhaseContext): Promise<Outcome> {
@@ -110,7 +109,6 @@ async function undo(ctx: PhaseContext): Promise<string | undefined> {
     });
   }
 
-  forgetSourceTemplate(uid);
   if (cutOver) {
     // The target runs from the checkpoint image(s) on its node: kept there; the rest released.
     await cleanupArtifacts(ctx, { completed: true });

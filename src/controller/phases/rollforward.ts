@@ -36,37 +36,13 @@ import { describeError } from "../../common/errors.ts";
 import type { ActivePhase, PhaseContext } from "../context.ts";
 import type { MigrationFailure } from "../failures.ts";
 import { uidOf } from "../names.ts";
+import { pastNoReturnLive } from "../point-of-no-return.ts";
 import { isNodeReady, podFailure } from "../pods.ts";
 import { isOurs } from "../podspec.ts";
 import { CONDITION_CUTOVER, isConditionTrue } from "../status.ts";
-import type { StatefulMigrationStatus } from "../../api/v1alpha1/index.ts";
-import { currentSourcePod } from "./shared.ts";
 
 /** Roll-forwards before the migration gives up (and fails, keeping the checkpoint artifacts). */
 export const MAX_ROLL_FORWARDS = 5;
-
-/** Sequential after the source's deletion was requested: the source cannot come back. */
-export function sourceGone(s: StatefulMigrationStatus | undefined): boolean {
-  return s?.strategy === "Sequential" && s.sourceDeletionRequestedAt !== undefined;
-}
-
-/** Past the point of no return: a rollback would lose state, so the migration only goes forward. */
-export function pastNoReturn(s: StatefulMigrationStatus | undefined): boolean {
-  return sourceGone(s) || isConditionTrue(s, CONDITION_CUTOVER);
-}
-
-/**
- * The point of no return, read live: the intent alone is not enough, a delete that was refused
- * (or never sent before a crash) leaves the source running and untouched, and then the
- * rollback gives it back as before.
- */
-export async function pastNoReturnLive(ctx: PhaseContext): Promise<boolean> {
-  const s = ctx.m.status;
-  if (isConditionTrue(s, CONDITION_CUTOVER)) return true;
-  if (!sourceGone(s)) return false;
-  const source = await currentSourcePod(ctx);
-  return !source || source.metadata?.deletionTimestamp !== undefined;
-}
 
 /**
  * Instead of a rollback: recreate or retry so the migration can still complete. Returns false
@@ -139,10 +115,10 @@ export async function rollForward(
 }
 
 /**
- * The node to restore on: the target node while it is Ready. Registry images can be pulled
- * anywhere, so a target node that became unusable is replaced by the source node, else any
- * Ready schedulable node. Direct images exist only in the target node's storage: the target node
- * is kept (the restore waits for it until its deadline, then rolls forward again).
+ * The node to restore on: the target node while it is Ready. An image that can be pulled
+ * anywhere (Registry) lets a target node that became unusable be replaced by the source node,
+ * else any Ready schedulable node. An image only on the target node (Direct) keeps the target
+ * node (the restore waits for it until its deadline, then rolls forward again).
  */
 async function chooseNode(ctx: PhaseContext): Promise<string> {
   const s = ctx.m.status ?? {};
@@ -154,7 +130,7 @@ async function chooseNode(ctx: PhaseContext): Promise<string> {
     return node !== undefined && isNodeReady(node) && node.spec?.unschedulable !== true;
   };
   if (await usable(current)) return current;
-  if ((s.transferMode ?? ctx.m.spec.transferMode) !== "Registry") return current;
+  if (ctx.transport.imageOnTargetNodeOnly) return current;
   if (await usable(s.sourceNode)) return s.sourceNode!;
   try {
     for (const n of await cluster.listNodes()) {

@@ -5,15 +5,15 @@
 import { isMs2mError } from "../../common/errors.ts";
 import { next, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
-import { checkpointKey, checkpointTag, directImageName, uidOf } from "../names.ts";
-import { TransferInProgress } from "../transfer-job.ts";
+import { checkpointKey, checkpointTag, uidOf } from "../names.ts";
+import { TransferInProgress } from "../adapters/transfer-job/jobs.ts";
 
 /** Backstop re-check of a running transfer Job; its watch events normally come first. */
 const JOB_POLL_MS = 5000;
 
 export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   const s = ctx.m.status ?? {};
-  const mode = s.transferMode ?? ctx.m.spec.transferMode;
+  const mode = ctx.transport.name;
   const sourceNode = s.sourceNode ?? "";
   const targetNode = s.targetNode ?? "";
   const pending = (s.containers ?? []).filter((c) => !c.transferred);
@@ -27,11 +27,7 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   // One archive per container, all sent side by side (a multi-container pod's transfers overlap).
   const outcomes = await Promise.allSettled(
     pending.map((c) => {
-      const tag = checkpointTag(uidOf(ctx.m), c.name);
-      const image =
-        mode === "Registry"
-          ? `${ctx.m.spec.checkpointImageRepository}:${tag}`
-          : directImageName(ctx.namespace, ctx.m.spec.sourcePod, tag);
+      const image = ctx.transport.checkpointImage(ctx.m, c.name, checkpointTag(uidOf(ctx.m), c.name));
       return ctx.deps.transfer.transfer({
         mode,
         namespace: ctx.namespace,
@@ -77,7 +73,7 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   if (baseFailure) throw baseFailure.err;
   if (retry !== undefined) throw retry; // retried with backoff until the phase deadline
   if (running > 0) return { type: "wait", afterMs: JOB_POLL_MS };
-  await ctx.transition("Restoring");
+  await ctx.advance();
   return next();
 }
 

@@ -411,7 +411,7 @@ export class FakeMessaging implements MessagingPort {
   async progress(): Promise<ReplayProgress> {
     this.faults.hit("progress");
     return {
-      drained: this.drained,
+      readyForCutover: this.drained,
       messagesReplayed: this.replayed,
       messagesRemaining: this.drained ? 0 : this.remaining,
     };

@@ -185,7 +185,7 @@ describe("Pending: runtime preflight", () => {
       "probe",
       ...Array.from({ length: 50 }, () => new Ms2mError("ServiceUnavailable", "agent down")),
     );
-    const r = await w.reconciler.reconcile("default", "mig").catch((e: unknown) => e);
+    const r = await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch((e: unknown) => e);
     expect(r).toBeInstanceOf(RetryAfter);
     expect(statusOf(w).phase).toBe("Pending");
     w.clock.advance(w.deps.settings.phaseTimeoutMs.Pending + 1);

@@ -4,7 +4,7 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { controllerOf } from "../../../src/kube/owners.ts";
 import { selectorMatches } from "../../../src/kube/selectors.ts";
-import { Reconciler } from "../../../src/controller/reconciler.ts";
+import { StatefulMigrationReconciler as Reconciler } from "../../../src/controller/reconciler.ts";
 import { makeWorld, readyNode, type World } from "./fakes.ts";
 import type { StatefulMigrationSpecInput } from "../../../src/api/v1alpha1/index.ts";
 
@@ -136,7 +136,7 @@ export async function drive(
   for (let round = 0; round < (opts.maxRounds ?? 60); round++) {
     opts.between?.(round);
     try {
-      await w.reconciler.reconcile("default", "mig");
+      await w.reconciler.reconcile({ namespace: "default", name: "mig" });
     } catch (err) {
       // RetryAfter is what the engine retries; anything else is a simulated crash.
       errors.push(err);

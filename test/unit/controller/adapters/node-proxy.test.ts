@@ -6,10 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Ms2mError } from "../../../src/common/errors.ts";
-import { NodeProxyCheckpointer, RoutingCheckpointer } from "../../../src/controller/adapters/node-proxy.ts";
-import type { CheckpointRequest } from "../../../src/controller/ports.ts";
-import { FakeCheckpointer } from "./fakes.ts";
+import { Ms2mError } from "../../../../src/common/errors.ts";
+import {
+  NodeProxyCheckpointer,
+  RoutingCheckpointer,
+} from "../../../../src/controller/adapters/node-proxy.ts";
+import type { CheckpointRequest } from "../../../../src/controller/ports.ts";
+import { FakeCheckpointer } from "../fakes.ts";
 
 const req: CheckpointRequest = {
   node: "node-a",

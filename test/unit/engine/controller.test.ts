@@ -1,14 +1,25 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { KubeConfig } from "@kubernetes/client-node";
-import { createLogger } from "../../../../src/common/logger.ts";
-import { createControllerMetrics, createRegistry } from "../../../../src/common/metrics.ts";
-import { Manager } from "../../../../src/engine/manager.ts";
-import { RetryAfter, type Reconciler } from "../../../../src/controller/reconciler.ts";
+import { createLogger } from "../../../src/common/logger.ts";
+import { createRegistry } from "../../../src/common/metrics.ts";
+import { Controller } from "../../../src/engine/controller.ts";
+import { createEngineMetrics } from "../../../src/engine/metrics.ts";
+import {
+  RetryAfter,
+  TerminalError,
+  type Reconciler,
+  type ReconcileScope,
+} from "../../../src/engine/reconciler.ts";
 
-// The manager's workers against a scripted reconciler (no informers: keys are added directly).
-type Script = (ns: string, name: string, call: number) => Promise<{ requeueAfterMs?: number }>;
+// The engine's workers against a scripted reconciler (no informers: keys are added directly).
+type Script = (
+  ns: string,
+  name: string,
+  call: number,
+  scope: ReconcileScope,
+) => Promise<{ requeueAfterMs?: number }>;
 
-const managers: Manager[] = [];
+const managers: Controller[] = [];
 afterEach(async () => {
   await Promise.all(managers.splice(0).map((m) => m.stop()));
 });
@@ -18,8 +29,8 @@ function manager(script: Script, workers = 2) {
   const counts = new Map<string, number>();
   let running = 0;
   let maxRunning = 0;
-  const reconciler = {
-    reconcile: async (ns: string, name: string) => {
+  const reconciler: Reconciler = {
+    reconcile: async ({ namespace: ns, name }, scope) => {
       const key = `${ns}/${name}`;
       const n = (counts.get(key) ?? 0) + 1;
       counts.set(key, n);
@@ -27,14 +38,15 @@ function manager(script: Script, workers = 2) {
       running++;
       maxRunning = Math.max(maxRunning, running);
       try {
-        return await script(ns, name, n);
+        return await script(ns, name, n, scope);
       } finally {
         running--;
       }
     },
-  } as unknown as Reconciler;
-  const metrics = createControllerMetrics(createRegistry());
-  const m = new Manager({
+  };
+  const metrics = createEngineMetrics(createRegistry());
+  const m = new Controller({
+    name: "test",
     kc: new KubeConfig(),
     reconciler,
     log: createLogger("test", { level: "silent" }),
@@ -55,7 +67,7 @@ const until = async (cond: () => boolean, ms = 3000) => {
 };
 
 const value = async (
-  metrics: ReturnType<typeof createControllerMetrics>,
+  metrics: ReturnType<typeof createEngineMetrics>,
   name: string,
   labels: Record<string, string>,
 ) => {
@@ -64,7 +76,7 @@ const value = async (
   return v?.value ?? 0;
 };
 
-describe("Manager workers", () => {
+describe("Controller workers", () => {
   it("is not synced (not ready) before its informers have started", () => {
     const { m } = manager(async () => ({}));
     expect(m.synced).toBe(false);
@@ -135,6 +147,28 @@ describe("Manager workers", () => {
     m.queue.add("ns/a");
     await until(() => calls.length === 2, 2000);
     expect(calls[1]!.at - calls[0]!.at).toBeLessThan(1000);
+  });
+
+  it("gives each reconcile its own logger (key, reconcile id) and does not retry a TerminalError", async () => {
+    const seen: { key: string; id: string }[] = [];
+    const { m, calls, metrics } = manager(async (ns, name, _call, scope) => {
+      seen.push({ key: `${ns}/${name}`, id: scope.reconcileId });
+      expect(scope.log.bindings()).toMatchObject({
+        controller: "test",
+        key: `${ns}/${name}`,
+        reconcileId: scope.reconcileId,
+      });
+      throw new TerminalError("cannot be helped");
+    });
+    m.startWorkers();
+    m.queue.add("ns/a");
+    m.queue.add("ns/b");
+    await until(() => calls.length === 2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls.length).toBe(2); // not requeued
+    expect(new Set(seen.map((s) => s.id)).size).toBe(2);
+    expect(await value(metrics, "controller_runtime_reconcile_errors_total", {})).toBe(2);
+    expect(m.queue.numRequeues("ns/a")).toBe(0);
   });
 
   it("stop() waits for the reconciles in flight, then takes no more work", async () => {

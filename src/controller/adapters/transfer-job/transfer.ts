@@ -1,4 +1,4 @@
-// TransferPort over a Kubernetes Job (src/controller/transfer-job.ts) for source nodes where no
+// TransferPort over a Kubernetes Job (./jobs.ts) for source nodes where no
 // ms2m-agent runs, and the router that picks the agent or the Job per source node
 // (MS2M_TRANSFER_RUNNER). The Job is created once per (migration, container), watched (the
 // manager enqueues the migration on every change of a Job in the controller's namespace), read
@@ -6,19 +6,24 @@
 // behind where no agent runs (the archive on the source node, the registry images it pushed) is
 // deleted by a cleanup Job the router starts when the migration ends (fire-and-forget).
 import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job } from "@kubernetes/client-node";
-import { Ms2mError, describeError, statusReasons, type StatusReason } from "../../common/errors.ts";
-import { getOrUndefined, isAlreadyExists, kubeCall, toMs2mError } from "../../kube/errors.ts";
+import { Ms2mError, describeError, statusReasons, type StatusReason } from "../../../common/errors.ts";
+import { getOrUndefined, isAlreadyExists, kubeCall, toMs2mError } from "../../../kube/errors.ts";
 import {
   cleanupRequestSchema,
   parseSendJobResult,
   type CleanupRequest,
   type SendJobResult,
-} from "../../transfer/job.ts";
-import { sendRequestSchema, type SendRequest } from "../../transfer/types.ts";
-import type { ArtifactRef, CleanupReport, TransferPort, TransferRequest, TransferResult } from "../ports.ts";
+} from "../../../transfer/job.ts";
+import { sendRequestSchema, type SendRequest } from "../../../transfer/types.ts";
+import type {
+  ArtifactRef,
+  CleanupReport,
+  TransferPort,
+  TransferRequest,
+  TransferResult,
+} from "../../ports.ts";
 import {
   LABEL_COMPONENT,
-  LABEL_TRANSFER_MIGRATION_UID,
   SEND_CONTAINER,
   TRANSFER_COMPONENT,
   TransferInProgress,
@@ -28,8 +33,9 @@ import {
   type CleanupJobInput,
   type TransferJobSettings,
   type TransferRunner,
-} from "../transfer-job.ts";
-import { splitKey, type AgentLocator } from "./agent.ts";
+} from "./jobs.ts";
+import { KEY_MIGRATION_UID } from "../../names.ts";
+import { splitKey, type AgentLocator } from "../agent.ts";
 
 const isTrue = (job: V1Job, ...types: string[]) =>
   (job.status?.conditions ?? []).some((c) => types.includes(c.type) && c.status === "True");
@@ -76,7 +82,7 @@ export class JobTransfer implements TransferPort {
       await this.start(req, uid, name);
       throw new TransferInProgress(name, true, `transfer Job ${name} created on ${req.sourceNode}`);
     }
-    if (job.metadata?.labels?.[LABEL_TRANSFER_MIGRATION_UID] !== uid) {
+    if (job.metadata?.labels?.[KEY_MIGRATION_UID] !== uid) {
       throw new Ms2mError("Conflict", `Job ${name} exists and belongs to another migration`, {
         retriable: false,
       });
@@ -250,7 +256,7 @@ export class JobTransfer implements TransferPort {
       () =>
         this.batch.listNamespacedJob({
           namespace: this.namespace,
-          labelSelector: `${LABEL_TRANSFER_MIGRATION_UID}=${uid},${LABEL_COMPONENT}=${TRANSFER_COMPONENT}`,
+          labelSelector: `${KEY_MIGRATION_UID}=${uid},${LABEL_COMPONENT}=${TRANSFER_COMPONENT}`,
         }),
       "list transfer Jobs",
     );

@@ -1,9 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { parseEnv } from "../../../src/common/config.ts";
-import { Ms2mError } from "../../../src/common/errors.ts";
-import { RoutedTransfer, type JobTransfer } from "../../../src/controller/adapters/transfer-job.ts";
-import { controllerEnv } from "../../../src/controller/config.ts";
-import type { ArtifactRef, CleanupReport, TransferPort } from "../../../src/controller/ports.ts";
+import { parseEnv } from "../../../../../src/common/config.ts";
+import { Ms2mError } from "../../../../../src/common/errors.ts";
+import {
+  RoutedTransfer,
+  type JobTransfer,
+} from "../../../../../src/controller/adapters/transfer-job/transfer.ts";
+import { controllerEnv } from "../../../../../src/controller/config.ts";
+import type { ArtifactRef, CleanupReport, TransferPort } from "../../../../../src/controller/ports.ts";
 import {
   buildCleanupJob,
   buildTransferJob,
@@ -12,15 +15,15 @@ import {
   transferJobSettingsFrom,
   type CleanupJobInput,
   type TransferJobSettings,
-} from "../../../src/controller/transfer-job.ts";
+} from "../../../../../src/controller/adapters/transfer-job/jobs.ts";
 import {
   cleanupRequestSchema,
   encodeCleanupJobResult,
   parseCleanupJobResult,
   parseSendJobResult,
   type CleanupRequest,
-} from "../../../src/transfer/job.ts";
-import type { SendRequest } from "../../../src/transfer/types.ts";
+} from "../../../../../src/transfer/job.ts";
+import type { SendRequest } from "../../../../../src/transfer/types.ts";
 
 const uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 const settings: TransferJobSettings = {
@@ -186,8 +189,9 @@ describe("transfer Job spec", () => {
 
 describe("Transferring with a transfer Job", () => {
   it("waits for the Job (no error, no backoff), records one Event, then completes", async () => {
-    const { setup, drive } = await import("./scenario.ts");
-    const { TransferInProgress } = await import("../../../src/controller/transfer-job.ts");
+    const { setup, drive } = await import("../../scenario.ts");
+    const { TransferInProgress } =
+      await import("../../../../../src/controller/adapters/transfer-job/jobs.ts");
     const w = setup("Deployment");
     const real = w.transfer.transfer.bind(w.transfer);
     const calls = new Map<string, number>();
@@ -199,8 +203,8 @@ describe("Transferring with a transfer Job", () => {
     };
     const waits: (number | undefined)[] = [];
     const reconcile = w.reconciler.reconcile.bind(w.reconciler);
-    w.reconciler.reconcile = async (ns, name) => {
-      const r = await reconcile(ns, name);
+    w.reconciler.reconcile = async (req, scope) => {
+      const r = await reconcile(req, scope);
       if (w.cluster.migrations.get("default/mig")?.status?.phase === "Transferring")
         waits.push(r.requeueAfterMs);
       return r;
@@ -214,7 +218,7 @@ describe("Transferring with a transfer Job", () => {
   });
 
   it("cleanup handed to Jobs: a Normal Event each, the artifacts name their pod and container", async () => {
-    const { setup, drive } = await import("./scenario.ts");
+    const { setup, drive } = await import("../../scenario.ts");
     const w = setup("Deployment");
     const seen: ArtifactRef[] = [];
     (w.transfer as TransferPort).cleanup = (artifacts) => {
@@ -243,8 +247,8 @@ describe("Transferring with a transfer Job", () => {
   });
 
   it("a refusal from the Job fails the migration with TransferFailed and rolls back", async () => {
-    const { setup, drive } = await import("./scenario.ts");
-    const { Ms2mError } = await import("../../../src/common/errors.ts");
+    const { setup, drive } = await import("../../scenario.ts");
+    const { Ms2mError } = await import("../../../../../src/common/errors.ts");
     const w = setup("Deployment");
     w.transfer.transfer = () =>
       Promise.reject(

@@ -8,9 +8,10 @@
 import { createHash } from "node:crypto";
 import type { V1EnvVar, V1Job, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import { z } from "zod";
-import { env } from "../common/config.ts";
-import { CLEANUP_JOB_SUBCOMMAND, SEND_JOB_SUBCOMMAND, type CleanupRequest } from "../transfer/job.ts";
-import type { SendRequest } from "../transfer/types.ts";
+import { env } from "../../../common/config.ts";
+import { CLEANUP_JOB_SUBCOMMAND, SEND_JOB_SUBCOMMAND, type CleanupRequest } from "../../../transfer/job.ts";
+import type { SendRequest } from "../../../transfer/types.ts";
+import { KEY_MIGRATION_UID } from "../../names.ts";
 
 /** Where the send side runs: the source node's agent, a Job, or the agent where one is Ready (auto). */
 export const transferRunners = ["auto", "agent", "job"] as const;
@@ -73,7 +74,6 @@ export const TRANSFER_JOB_APP = "ms2m-transfer";
 /** app.kubernetes.io/component of the send Jobs (JobTransfer deletes these) and the cleanup Jobs. */
 export const TRANSFER_COMPONENT = "transfer";
 export const CLEANUP_COMPONENT = "cleanup";
-export const LABEL_TRANSFER_MIGRATION_UID = "migration.ms2m.io/migration-uid";
 export const LABEL_TRANSFER_CONTAINER = "migration.ms2m.io/container";
 export const ANNOTATION_TRANSFER_SOURCE = "migration.ms2m.io/source-pod";
 export const SEND_CONTAINER = "send";
@@ -182,7 +182,7 @@ function oneShotJob(j: OneShotJob, s: TransferJobSettings): V1Job {
     [LABEL_APP_NAME]: TRANSFER_JOB_APP,
     [LABEL_COMPONENT]: j.component,
     "app.kubernetes.io/part-of": "ms2m",
-    [LABEL_TRANSFER_MIGRATION_UID]: j.migrationUid,
+    [KEY_MIGRATION_UID]: j.migrationUid,
     ...j.labels,
   };
   return {

@@ -2,8 +2,9 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
-import { createControllerMetrics, createRegistry } from "../../../../src/common/metrics.ts";
-import { startHttp } from "../../../../src/engine/health.ts";
+import { createRegistry } from "../../../src/common/metrics.ts";
+import { createControllerMetrics } from "../../../src/controller/metrics.ts";
+import { startHttp } from "../../../src/engine/health.ts";
 
 const servers: Server[] = [];
 afterEach(async () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Ms2mError } from "../../../src/common/errors.ts";
 import { controllerOf } from "../../../src/kube/owners.ts";
-import { FINALIZER, HANDOVER_FINALIZER, shadowPodName } from "../../../src/controller/names.ts";
+import { FINALIZER, HANDOVER_FINALIZER } from "../../../src/controller/names.ts";
+import { shadowPodName } from "../../../src/controller/strategies/shadow-pod.ts";
 import { RetryAfter } from "../../../src/controller/reconciler.ts";
 import { crash } from "./fakes.ts";
 import { drive, playKubelet, setup } from "./scenario.ts";
@@ -277,7 +278,7 @@ describe("Pending", () => {
   it("waits for a source pod that is not running yet, within the deadline", async () => {
     const w = setup("Deployment");
     w.cluster.pod(w.source.metadata!.name!)!.status = { phase: "Pending" };
-    const r = await w.reconciler.reconcile("default", "mig");
+    const r = await w.reconciler.reconcile({ namespace: "default", name: "mig" });
     expect(r.requeueAfterMs).toBe(w.deps.settings.phaseTimeoutMs.Pending);
     w.clock.advance(w.deps.settings.phaseTimeoutMs.Pending + 1);
     await drive(w, { kubelet: false });
@@ -460,7 +461,7 @@ describe("Replaying", () => {
     const w = setup("Deployment");
     w.messaging.drained = false;
     await drive(w, { maxRounds: 12 });
-    const r = await w.reconciler.reconcile("default", "mig");
+    const r = await w.reconciler.reconcile({ namespace: "default", name: "mig" });
     expect(r.requeueAfterMs).toBe(w.deps.settings.replayPollMs);
     expect(w.messaging.started).toHaveLength(1);
   });
@@ -476,7 +477,7 @@ describe("cancellation", () => {
       // Walk until the phase of interest.
       w.cluster.migration("mig");
       for (let i = 0; i < 40 && phaseOf(w) !== phase; i++) {
-        await w.reconciler.reconcile("default", "mig").catch(() => undefined);
+        await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch(() => undefined);
         if (phase !== "Restoring") playKubelet(w);
       }
       if (phaseOf(w) !== phase) return; // phase passed synchronously (Checkpointing): covered by Restoring/Replaying
@@ -493,7 +494,7 @@ describe("cancellation", () => {
   it("deleting the migration in Finalizing rolls forward to the hand-over", async () => {
     const w = setup("Deployment");
     for (let i = 0; i < 60 && phaseOf(w) !== "Finalizing"; i++) {
-      await w.reconciler.reconcile("default", "mig").catch(() => undefined);
+      await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch(() => undefined);
       playKubelet(w);
     }
     if (phaseOf(w) !== "Finalizing") return; // Finalizing passed synchronously: nothing to cancel in it

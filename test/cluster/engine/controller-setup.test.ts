@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
-import { createControllerMetrics, createRegistry } from "../../../src/common/metrics.ts";
-import { Manager } from "../../../src/engine/manager.ts";
-import type { Reconciler } from "../../../src/controller/reconciler.ts";
+import { createRegistry } from "../../../src/common/metrics.ts";
+import type { Controller } from "../../../src/engine/controller.ts";
+import type { Reconciler } from "../../../src/engine/reconciler.ts";
+import { createControllerMetrics } from "../../../src/controller/metrics.ts";
+import { setupStatefulMigrationController } from "../../../src/controller/setup.ts";
 import { sleep, waitFor } from "../../harness/exec.ts";
 import {
   GROUP,
@@ -16,13 +18,13 @@ import {
   randomSuffix,
 } from "./env.ts";
 
-// The Manager's informers on the real API server as the controller's ServiceAccount, with a
+// The StatefulMigration controller's watches (src/controller/setup.ts on the generic engine) on the real API server as the controller's ServiceAccount, with a
 // reconciler that only counts: which changes enqueue which migration, and the periodic resync.
 const env = engineEnv();
 const NS = `engine-mgr-${randomSuffix()}`;
 const counts = new Map<string, number>();
 const count = (name: string) => counts.get(`${NS}/${name}`) ?? 0;
-let manager: Manager;
+let manager: Controller;
 
 async function createSm(name: string, sourcePod: string): Promise<void> {
   await env.custom.createNamespacedCustomObject({
@@ -57,13 +59,13 @@ beforeAll(async () => {
   await installApi(env);
   await createNamespace(env, NS);
   const kc = await controllerKubeConfig(env);
-  const reconciler = {
-    reconcile: async (ns: string, name: string) => {
+  const reconciler: Reconciler = {
+    reconcile: async ({ namespace: ns, name }) => {
       counts.set(`${ns}/${name}`, (counts.get(`${ns}/${name}`) ?? 0) + 1);
       return {};
     },
-  } as unknown as Reconciler;
-  manager = new Manager({
+  };
+  manager = setupStatefulMigrationController({
     kc,
     reconciler,
     log: memoryLogger().log,
@@ -82,7 +84,7 @@ afterAll(async () => {
   await env.core.deleteNamespace({ name: NS }).catch(() => undefined);
 });
 
-describe("Manager on a real API server", () => {
+describe("the StatefulMigration controller's watches on a real API server", () => {
   it("reconciles a new migration, and again when its source pod changes, not for other pods", async () => {
     await createSm("m1", "src-1");
     await waitFor("m1 reconciled", async () => (count("m1") >= 1 ? true : undefined), { timeoutMs: 10_000 });
@@ -123,14 +125,14 @@ describe("Manager on a real API server", () => {
       timeoutMs: 10_000,
     });
     const resynced = new Map<string, number>();
-    const second = new Manager({
+    const second = setupStatefulMigrationController({
       kc: await controllerKubeConfig(env),
       reconciler: {
-        reconcile: async (ns: string, name: string) => {
+        reconcile: async ({ namespace: ns, name }) => {
           resynced.set(`${ns}/${name}`, (resynced.get(`${ns}/${name}`) ?? 0) + 1);
           return {};
         },
-      } as unknown as Reconciler,
+      },
       log: memoryLogger().log,
       metrics: createControllerMetrics(createRegistry()),
       workers: 1,

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { V1Pod } from "@kubernetes/client-node";
-import { Ms2mError } from "../../../src/common/errors.ts";
-import { controllerOf } from "../../../src/kube/owners.ts";
-import { MAX_ROLL_FORWARDS } from "../../../src/controller/phases/rollforward.ts";
-import { crash } from "./fakes.ts";
-import { drive, playKubelet, setup } from "./scenario.ts";
+import { Ms2mError } from "../../../../src/common/errors.ts";
+import { controllerOf } from "../../../../src/kube/owners.ts";
+import { MAX_ROLL_FORWARDS } from "../../../../src/controller/phases/rollforward.ts";
+import { crash } from "../fakes.ts";
+import { drive, playKubelet, setup } from "../scenario.ts";
 
 // Roll-forward after the point of no return (src/controller/phases/rollforward.ts).
 type W = ReturnType<typeof setup>;
@@ -126,7 +126,7 @@ describe("Sequential past the point of no return", () => {
     const w = setup("StatefulSet");
     w.messaging.drained = false;
     for (let i = 0; i < 60 && !(phaseOf(w) === "Replaying" && w.messaging.started.length > 0); i++) {
-      await w.reconciler.reconcile("default", "mig").catch(() => undefined);
+      await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch(() => undefined);
       playKubelet(w);
       w.clock.advance(10);
     }
@@ -134,7 +134,7 @@ describe("Sequential past the point of no return", () => {
     const uid = w.cluster.pod("db-1")!.metadata!.uid;
     const st = w.cluster.pod("db-1")!.status!;
     st.conditions = [{ type: "Ready", status: "False" }];
-    await w.reconciler.reconcile("default", "mig");
+    await w.reconciler.reconcile({ namespace: "default", name: "mig" });
     expect(phaseOf(w)).toBe("Replaying");
     st.conditions = [{ type: "Ready", status: "True" }];
     w.messaging.drained = true;
@@ -149,7 +149,7 @@ describe("Sequential past the point of no return", () => {
       const w = setup("StatefulSet");
       w.messaging.drained = false;
       for (let i = 0; i < 60 && phaseOf(w) !== phase; i++) {
-        await w.reconciler.reconcile("default", "mig").catch(() => undefined);
+        await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch(() => undefined);
         if (phase !== "Restoring") playKubelet(w);
         w.clock.advance(10);
       }
@@ -157,7 +157,7 @@ describe("Sequential past the point of no return", () => {
       if (phase === "Restoring") {
         // Past the point of no return only once the source's deletion was requested.
         for (let i = 0; i < 5 && !statusOf(w).sourceDeletionRequestedAt; i++)
-          await w.reconciler.reconcile("default", "mig");
+          await w.reconciler.reconcile({ namespace: "default", name: "mig" });
         expect(statusOf(w).sourceDeletionRequestedAt).toBeDefined();
       }
       w.cluster.deleteMigration("mig");
@@ -238,7 +238,7 @@ describe("ShadowPod after the cutover", () => {
     w.messaging.drained = false;
     let armed = false;
     for (let i = 0; i < 60 && phaseOf(w) !== "Completed"; i++) {
-      await w.reconciler.reconcile("default", "mig").catch(() => undefined);
+      await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch(() => undefined);
       if (!armed && phaseOf(w) === "Replaying") {
         // Refused once: the next pod patch is the hand-over's, after the cutover.
         w.cluster.faults.inject("mergePatchPod", new Ms2mError("Invalid", "refused"));

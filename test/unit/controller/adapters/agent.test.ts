@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { Ms2mError } from "../../../src/common/errors.ts";
+import { Ms2mError } from "../../../../src/common/errors.ts";
 import {
   AgentCheckpointer,
   AgentTransfer,
   splitKey,
   type AgentLocator,
-} from "../../../src/controller/adapters/agent.ts";
-import type { CheckpointRequest } from "../../../src/controller/ports.ts";
-import type { AgentClient, CheckpointRecord, ReleaseResponse } from "../../../src/transfer/index.ts";
+} from "../../../../src/controller/adapters/agent.ts";
+import type { CheckpointRequest } from "../../../../src/controller/ports.ts";
+import type { AgentClient, CheckpointRecord, ReleaseResponse } from "../../../../src/transfer/index.ts";
 
 const UID = "6f0c1d2e-aaaa-bbbb-cccc-0123456789ab";
 const req: CheckpointRequest = {

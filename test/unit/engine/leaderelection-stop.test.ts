@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { Ms2mError } from "../../../../src/common/errors.ts";
-import { LeaderElector, type LeaseRecord, type LeaseStore } from "../../../../src/engine/leaderelection.ts";
-import { realTimerClock } from "../../../../src/engine/timers.ts";
+import { Ms2mError } from "../../../src/common/errors.ts";
+import { LeaderElector, type LeaseRecord, type LeaseStore } from "../../../src/engine/leaderelection.ts";
+import { realTimerClock } from "../../../src/engine/timers.ts";
 
 /** A Lease with optimistic concurrency whose writes take `delayMs`. */
 class SlowLease implements LeaseStore {

@@ -1,0 +1,132 @@
+// The StatefulMigration controller's wiring into the generic engine: what it watches and which
+// migrations a change concerns. A change to a migration, to a pod it moves or creates, to the
+// nodes it uses or to the workload that owns its pod enqueues that migration at once; the
+// engine's resync re-adds every migration as a safety net.
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1Deployment,
+  type V1Job,
+  type V1Node,
+  type V1Pod,
+  type V1ReplicaSet,
+  type V1StatefulSet,
+} from "@kubernetes/client-node";
+import { group, plural, version, type StatefulMigration } from "../api/v1alpha1/index.ts";
+import type { Logger } from "../common/logger.ts";
+import { Controller } from "../engine/controller.ts";
+import type { Reconciler, Request } from "../engine/reconciler.ts";
+import type { ControllerMetrics } from "./metrics.ts";
+import { CONTROLLER_NAME, KEY_MIGRATION_UID } from "./names.ts";
+
+export interface SetupOptions {
+  kc: KubeConfig;
+  reconciler: Reconciler;
+  log: Logger;
+  metrics: ControllerMetrics;
+  workers: number;
+  resyncMs: number;
+  /** Watch the transfer Jobs in this namespace (the controller's own; unset: no Job watch). */
+  jobNamespace?: string;
+}
+
+// The API types come from the zod schema (timestamps as strings), not from client-node's.
+const migrations = (objects: readonly KubernetesObject[]) =>
+  objects as unknown as readonly StatefulMigration[];
+const terminal = (m: StatefulMigration) => m.status?.phase === "Completed" || m.status?.phase === "Failed";
+
+export function setupStatefulMigrationController(opts: SetupOptions): Controller {
+  const { kc } = opts;
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const batch = kc.makeApiClient(BatchV1Api);
+
+  const c = new Controller({
+    name: CONTROLLER_NAME,
+    kc,
+    reconciler: opts.reconciler,
+    log: opts.log,
+    metrics: opts.metrics,
+    workers: opts.workers,
+    resyncMs: opts.resyncMs,
+    keyField: "migration",
+    onResync: (all) => opts.metrics.inFlight.set(migrations(all).filter((m) => !terminal(m)).length),
+  });
+
+  /** Unfinished migrations (in `ns`, if given) that a change to `match` concerns. */
+  const where = (ns: string | undefined, match: (m: StatefulMigration) => boolean): Request[] =>
+    migrations(c.list())
+      .filter((m) => (ns === undefined || m.metadata?.namespace === ns) && !terminal(m) && match(m))
+      .map((m) => ({ namespace: m.metadata?.namespace ?? "", name: m.metadata?.name ?? "" }));
+  const ownedBy = (kind: string) => (o: KubernetesObject) =>
+    where(
+      o.metadata?.namespace,
+      (m) => m.status?.owner?.kind === kind && m.status.owner.name === o.metadata?.name,
+    );
+
+  c.for({
+    path: `/apis/${group}/${version}/${plural}`,
+    list: () => custom.listClusterCustomObject({ group, version, plural }) as never,
+  });
+
+  c.watches<V1Pod>({ path: "/api/v1/pods", list: () => core.listPodForAllNamespaces() }, (p) => {
+    // A transfer Job's pod: its termination message is the result, before the Job says so.
+    const jobOf = opts.jobNamespace && p.metadata?.labels?.[KEY_MIGRATION_UID];
+    if (jobOf && p.metadata?.namespace === opts.jobNamespace)
+      return where(undefined, (m) => m.metadata.uid === jobOf);
+    return where(
+      p.metadata?.namespace,
+      (m) => m.spec.sourcePod === p.metadata?.name || m.status?.targetPod === p.metadata?.name,
+    );
+  });
+
+  c.watches<V1Node>({ path: "/api/v1/nodes", list: () => core.listNode() }, (n, type) =>
+    // Status heartbeats change nodes constantly; on updates only a restore waiting for its node cares.
+    type === "update"
+      ? where(undefined, (m) => m.status?.targetNode === n.metadata?.name && m.status?.phase === "Restoring")
+      : where(
+          undefined,
+          (m) => m.status?.targetNode === n.metadata?.name || m.status?.sourceNode === n.metadata?.name,
+        ),
+  );
+
+  c.watches<V1ReplicaSet>(
+    { path: "/apis/apps/v1/replicasets", list: () => apps.listReplicaSetForAllNamespaces() },
+    ownedBy("ReplicaSet"),
+  );
+  c.watches<V1StatefulSet>(
+    { path: "/apis/apps/v1/statefulsets", list: () => apps.listStatefulSetForAllNamespaces() },
+    ownedBy("StatefulSet"),
+  );
+  // A Deployment above the source's ReplicaSet (a rollout or scale during a migration).
+  c.watches<V1Deployment>(
+    { path: "/apis/apps/v1/deployments", list: () => apps.listDeploymentForAllNamespaces() },
+    (d) =>
+      where(
+        d.metadata?.namespace,
+        (m) =>
+          m.status?.owner?.workloadKind === "Deployment" && m.status.owner.workloadName === d.metadata?.name,
+      ),
+  );
+
+  // Transfer and cleanup Jobs (adapters/transfer-job) carry their migration's UID.
+  const jobNs = opts.jobNamespace;
+  if (jobNs) {
+    c.watches<V1Job>(
+      {
+        path: `/apis/batch/v1/namespaces/${jobNs}/jobs`,
+        list: () => batch.listNamespacedJob({ namespace: jobNs }),
+      },
+      (j) => {
+        const uid = j.metadata?.labels?.[KEY_MIGRATION_UID];
+        return uid ? where(undefined, (m) => m.metadata.uid === uid) : [];
+      },
+    );
+  }
+  return c;
+}
