@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Ms2mError } from "../common/errors.ts";
 
 /** Every label is from a fixed set: operation, outcome reason, HTTP route and code. */
 export type Operation = "receive" | "send_direct" | "send_registry" | "pull" | "checkpoint";
@@ -62,3 +63,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
 }
 
 export type AgentMetrics = ReturnType<typeof createMetrics>;
+
+/** Runs `fn`; a failure is counted under `operation` and its Status reason, then rethrown. */
+export async function countFailures<T>(
+  metrics: AgentMetrics,
+  operation: Operation,
+  fn: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const reason = err instanceof Ms2mError ? err.reason : "InternalError";
+    metrics.failures.inc({ operation, reason });
+    throw err;
+  }
+}

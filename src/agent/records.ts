@@ -63,7 +63,7 @@ export interface LoadedImageRecord {
   createdAt: string;
 }
 
-/** Files on disk; the agent's in-flight maps are in server.ts. */
+/** Files on disk; what is in flight right now is in inflight.ts. */
 export class CheckpointRecords {
   readonly dir: string;
   readonly checkpointsDir: string;

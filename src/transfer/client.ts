@@ -7,10 +7,10 @@ import { Ms2mError } from "../common/errors.ts";
 import { readBounded, statusError } from "../checkpoint/direct.ts";
 import {
   runtimeReportSchema,
+  type AgentCheckpointRequest,
   type BaseImageRequest,
   type BaseImageResponse,
   type CheckpointRecord,
-  type CheckpointRequest,
   type CheckpointResponse,
   type PullRequest,
   type PullResponse,
@@ -69,7 +69,11 @@ export class AgentClient {
   }
 
   /** Source agent: checkpoint a container through the local kubelet. */
-  checkpoint(agentUrl: string, req: CheckpointRequest, signal?: AbortSignal): Promise<CheckpointResponse> {
+  checkpoint(
+    agentUrl: string,
+    req: AgentCheckpointRequest,
+    signal?: AbortSignal,
+  ): Promise<CheckpointResponse> {
     return this.post(agentUrl, "/v1/checkpoint", req, signal);
   }
 

@@ -85,14 +85,18 @@ export interface BaseImageResponse {
   pullSeconds: number;
 }
 
-export const checkpointRequestSchema = z.strictObject({
+/**
+ * `POST /v1/checkpoint`. Named for the agent: the controller's `CheckpointRequest`
+ * (src/controller/ports.ts) is what its phases ask of a checkpoint route, not this body.
+ */
+export const agentCheckpointRequestSchema = z.strictObject({
   migration: dnsSubdomain.optional(),
   namespace: dnsLabel,
   pod: dnsSubdomain,
   container: dnsLabel,
   timeoutSeconds: z.number().int().positive().max(3600).optional(),
 });
-export type CheckpointRequest = z.infer<typeof checkpointRequestSchema>;
+export type AgentCheckpointRequest = z.infer<typeof agentCheckpointRequestSchema>;
 
 export interface CheckpointResponse {
   /** Archive file name in the node's kubelet checkpoints folder. */
@@ -168,7 +172,7 @@ export type RuntimeSetting = z.infer<typeof runtimeSettingSchema>;
 
 /**
  * `GET /v1/runtime`: what the node's container runtime is configured to do, read by the agent from
- * the runtime's configuration files (agent/runtime-config.ts). `checkpoint`/`restore` are what
+ * the runtime's configuration files (src/agent/runtime-config.ts). `checkpoint`/`restore` are what
  * the files alone decide; absent when that depends on the runtime's version (the controller
  * re-assesses `settings` with the version from Node.status.nodeInfo) or cannot be told.
  */

@@ -358,9 +358,11 @@ describe("expiry sweep", () => {
     try {
       const ck = await controller.checkpoint(a.url, { migration: "m-ttl", ...ids("web-9") });
       expect(existsSync(join(a.checkpointsDir, ck.archive))).toBe(true);
+      // The release removes the archive, then the records: wait for the whole sweep, not only
+      // its first step, before looking the record up.
+      const swept = () => !existsSync(join(a.agent.records.dir, "m-ttl"));
       const deadline = Date.now() + 5000;
-      while (existsSync(join(a.checkpointsDir, ck.archive)) && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 100));
+      while (!swept() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       expect(existsSync(join(a.checkpointsDir, ck.archive))).toBe(false);
       expect(await controller.lookupCheckpoint(a.url, "m-ttl", "app")).toBeUndefined();
     } finally {

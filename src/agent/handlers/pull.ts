@@ -1,0 +1,54 @@
+// `POST /v1/pull` (Registry mode, target side): fetches the checkpoint image a send pushed,
+// streams its layer through the same checks as a receive, and loads it into this node's
+// containers-storage (config and manifest are rebuilt locally, never trusted).
+import { randomUUID } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../../common/logger.ts";
+import { pullCheckpointImage } from "../../checkpoint/registry.ts";
+import type { PullRequest, PullResponse } from "../../transfer/types.ts";
+import type { AgentContext } from "../context.ts";
+import { countFailures } from "../metrics.ts";
+import { registryOptions } from "../send.ts";
+import { loadAndVerify, localImage, recordLoaded } from "./load.ts";
+
+export function pull(ctx: AgentContext, body: PullRequest, log: Logger): Promise<PullResponse> {
+  return countFailures(ctx.metrics, "pull", () =>
+    // A release of the migration waits for it.
+    ctx.inflight.track(body.migration, () => pullAndLoad(ctx, body, log)),
+  );
+}
+
+async function pullAndLoad(ctx: AgentContext, body: PullRequest, log: Logger): Promise<PullResponse> {
+  const ref = localImage(body.image);
+  const dir = join(ctx.tmpDir, randomUUID());
+  const started = performance.now();
+  try {
+    const got = await pullCheckpointImage(body.source, dir, ref.tag, {
+      ...(await registryOptions(ctx.config)),
+      maxBytes: ctx.config.AGENT_MAX_ARCHIVE_BYTES,
+      expectedDigest: body.expectedDigest,
+      signal: ctx.signal,
+      onBytes: (n) => ctx.metrics.bytes.inc({ operation: "pull" }, n),
+    });
+    const pullSeconds = (performance.now() - started) / 1000;
+    ctx.metrics.transferDuration.observe({ operation: "pull" }, pullSeconds);
+    ctx.metrics.transferSize.observe({ operation: "pull" }, got.size);
+    await recordLoaded(ctx, body.migration, got.containerName, body.image, "pull");
+    const loadSeconds = await loadAndVerify(ctx, dir, ref.tag, body.image, got.layerDigest, got.size);
+    log.info(
+      { image: body.image, digest: got.layerDigest, pullSeconds, loadSeconds },
+      "checkpoint image pulled",
+    );
+    return {
+      image: body.image,
+      digest: got.layerDigest,
+      size: got.size,
+      containerName: got.containerName,
+      pullSeconds,
+      loadSeconds,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,112 @@
+// `POST /v1/send` (source side): sends one archive of the kubelet checkpoints folder to the
+// target node's agent or a registry (the send itself is ../send.ts, shared with the transfer Job).
+//
+// An archive this agent recorded for the migration (`/v1/checkpoint` with a migration key) is
+// kept until the migration is released or expires, and a send to the same destination is done
+// once: a repeat returns the recorded result, a concurrent repeat joins the first. Any other
+// archive is read once and removed afterwards (unless `retainArchiveOnFailure` and the send failed).
+import { rm } from "node:fs/promises";
+import { basename } from "node:path";
+import { Ms2mError } from "../../common/errors.ts";
+import type { Logger } from "../../common/logger.ts";
+import { resolveArchiveName } from "../../checkpoint/kubelet-archives.ts";
+import type { CheckpointRecord, SendRecord, SendRequest, SendResponse } from "../../transfer/types.ts";
+import type { AgentContext } from "../context.ts";
+import { countFailures } from "../metrics.ts";
+import { sendCheckpoint } from "../send.ts";
+
+/** Identity of a send destination in the record: the same migration+container+destination is sent once. */
+function destinationKey(d: SendRequest["destination"]): string {
+  return d.type === "agent" ? `agent ${d.url} ${d.image}` : `registry ${d.image}`;
+}
+
+const operationOf = (body: SendRequest) =>
+  body.destination.type === "agent" ? "send_direct" : "send_registry";
+
+export function send(ctx: AgentContext, body: SendRequest, log: Logger): Promise<SendResponse> {
+  return countFailures(ctx.metrics, operationOf(body), () => sendOnce(ctx, body, log));
+}
+
+async function sendOnce(ctx: AgentContext, body: SendRequest, log: Logger): Promise<SendResponse> {
+  const path = resolveArchiveName(ctx.config.AGENT_CHECKPOINTS_DIR, body.archive, body);
+  const rec = await ctx.records.get(body.migration, body.container);
+  const owned =
+    rec?.state === "Done" &&
+    rec.archive === basename(path) &&
+    rec.namespace === body.namespace &&
+    rec.pod === body.pod;
+  if (!owned) return (await transmit(ctx, body, path, log, undefined)).result;
+  const dest = destinationKey(body.destination);
+  return ctx.inflight.join(body.migration, `send ${body.container} ${dest}`, () =>
+    recordedSend(ctx, body, path, rec, dest, log),
+  );
+}
+
+async function recordedSend(
+  ctx: AgentContext,
+  body: SendRequest,
+  path: string,
+  rec: CheckpointRecord,
+  dest: string,
+  log: Logger,
+): Promise<SendResponse> {
+  const done = rec.sends?.find((s) => s.destination === dest && s.state === "Done");
+  if (done?.result) {
+    log.info({ archive: rec.archive, destination: body.destination.type }, "repeated send: recorded result");
+    return done.result;
+  }
+  const registryImage = body.destination.type === "registry" ? body.destination.image : undefined;
+  // Pending before the first byte: a release knows the registry image even if the agent dies mid-push.
+  await updateSend(ctx, rec, dest, {
+    destination: dest,
+    state: "Pending",
+    ...(registryImage ? { registryImage } : {}),
+  });
+  const { result, manifestDigest } = await transmit(ctx, body, path, log, rec);
+  await updateSend(ctx, rec, dest, {
+    destination: dest,
+    state: "Done",
+    ...(registryImage ? { registryImage } : {}),
+    ...(manifestDigest ? { manifestDigest } : {}),
+    result,
+  });
+  return result;
+}
+
+function updateSend(ctx: AgentContext, rec: CheckpointRecord, dest: string, send: SendRecord): Promise<void> {
+  return ctx.recordLocks.run(`${rec.migration}/${rec.container}`, async () => {
+    const current = await ctx.records.get(rec.migration, rec.container);
+    if (!current)
+      throw new Ms2mError("Conflict", "the checkpoint was released during the send", { retriable: false });
+    current.sends = [...(current.sends ?? []).filter((s) => s.destination !== dest), send];
+    current.updatedAt = new Date().toISOString();
+    await ctx.records.put(current);
+  });
+}
+
+async function transmit(
+  ctx: AgentContext,
+  body: SendRequest,
+  path: string,
+  log: Logger,
+  rec: CheckpointRecord | undefined,
+): Promise<{ result: SendResponse; manifestDigest?: string }> {
+  let ok = false;
+  const operation = operationOf(body);
+  try {
+    const { result, manifestDigest } = await sendCheckpoint(ctx.config, body, {
+      token: ctx.outboundToken,
+      signal: ctx.signal,
+      onBytes: (n) => ctx.metrics.bytes.inc({ operation }, n),
+      expected: { size: rec?.size, digest: rec?.digest },
+    });
+    ok = true;
+    ctx.metrics.transferDuration.observe({ operation }, result.seconds);
+    ctx.metrics.transferSize.observe({ operation }, result.size);
+    log.info({ ...result, archive: body.archive }, "checkpoint sent");
+    return manifestDigest ? { result, manifestDigest } : { result };
+  } finally {
+    // A recorded archive lives until the migration's release (or the expiry sweep).
+    if (!rec && (ok || !body.retainArchiveOnFailure)) await rm(path, { force: true });
+  }
+}
