@@ -8,7 +8,7 @@ import { connect, type ChannelModel, type ConfirmChannel } from "amqplib";
 import { z } from "zod";
 import { loadConfigOrExit } from "../src/common/config.ts";
 import { createLogger } from "../src/common/logger.ts";
-import { backoffDelay, sleep } from "../src/sdk/backoff.ts";
+import { backoffDelay, sleep } from "../src/common/backoff.ts";
 import { declareWorkloadTopology, messageId, type SequencedMessage } from "./topology.ts";
 
 export const MAX_RATE = 200;

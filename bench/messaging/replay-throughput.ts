@@ -8,7 +8,7 @@ import { connect } from "amqplib";
 import { BrokerPool } from "../../src/messaging/broker-pool.ts";
 import { ReplayMigration } from "../../src/messaging/migration.ts";
 import { MigratingConsumer } from "../../src/sdk/consumer.ts";
-import { controlQueueName } from "../../src/sdk/protocol.ts";
+import { controlQueueName } from "../../src/protocol/replay.ts";
 
 const total = Number(process.argv[2] ?? 20_000);
 const url = process.argv[3] ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";

@@ -101,6 +101,7 @@ const reconciler = new StatefulMigrationReconciler({
   metrics,
   settings: settingsFrom(cfg),
   sent: new Set(),
+  brokerUrls: new Map(),
 });
 const manager = setupStatefulMigrationController({
   kc,

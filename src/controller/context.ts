@@ -81,6 +81,11 @@ export interface PhaseDeps {
   settings: ControllerSettings;
   /** One-shot messages this process has sent (re-sent once after a restart; idempotent). */
   sent: Set<string>;
+  /**
+   * Broker URLs read from Secrets, by `<migration uid>/<secret>/<key>`, reused for a short while
+   * (shared.ts replayRef); entries of finished migrations are dropped. Absent: read every time.
+   */
+  brokerUrls?: Map<string, { url: string; at: number }>;
 }
 
 /** What a handler tells the reconciler. */

@@ -62,7 +62,10 @@ export class StatefulMigrationReconciler implements Reconciler {
       const finishing = active && (m.status?.phase === "Finalizing" || (await pastNoReturnLive(ctx)));
       if (!finishing) return this.cancel(ctx);
     }
-    return this.drive(ctx);
+    const result = await this.drive(ctx);
+    const phase = ctx.m.status?.phase;
+    if (phase === "Completed" || phase === "Failed") this.forget(ctx);
+    return result;
   }
 
   private async drive(ctx: PhaseContext): Promise<Result> {
@@ -109,6 +112,13 @@ export class StatefulMigrationReconciler implements Reconciler {
     return { requeueAfterMs: 0 };
   }
 
+  /** Drops what this process kept about a migration that has ended. */
+  private forget(ctx: PhaseContext): void {
+    const prefix = `${ctx.m.metadata.uid}/`;
+    for (const k of this.deps.brokerUrls?.keys() ?? [])
+      if (k.startsWith(prefix)) this.deps.brokerUrls?.delete(k);
+  }
+
   private extraMs(m: StatefulMigration, phase: ActivePhase): number {
     return phase === "Replaying" ? m.spec.replayCutoffSeconds * 1000 : 0;
   }
@@ -139,6 +149,7 @@ export class StatefulMigrationReconciler implements Reconciler {
       }
       await rollback(ctx);
     }
+    this.forget(ctx);
     if ((ctx.m.metadata.finalizers ?? []).includes(FINALIZER)) {
       await this.deps.cluster.removeMigrationFinalizer(ctx.m, FINALIZER);
     }

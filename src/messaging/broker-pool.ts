@@ -11,7 +11,7 @@
 import { connect, type ChannelModel, type ConfirmChannel } from "amqplib";
 import { Ms2mError } from "../common/errors.ts";
 import { redactUrl, type Logger } from "../common/logger.ts";
-import { backoffDelay, sleep, type BackoffOptions } from "../sdk/backoff.ts";
+import { backoffDelay, sleep, type BackoffOptions } from "../common/backoff.ts";
 import { toMs2mError } from "./broker-errors.ts";
 
 export interface BrokerPoolOptions {

@@ -9,7 +9,7 @@ import {
   controlQueueName,
   statusQueueName,
   type ControlMessage,
-} from "../sdk/protocol.ts";
+} from "../protocol/replay.ts";
 import type { BrokerPool } from "./broker-pool.ts";
 
 export type ControlRequest =

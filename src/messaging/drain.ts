@@ -1,5 +1,5 @@
 // Drain status and the cutover decision. Pure functions: the phase handler samples, these decide.
-import type { StatusMessage } from "../sdk/protocol.ts";
+import type { StatusMessage } from "../protocol/replay.ts";
 
 export interface DrainStatus {
   replayQueue: string;

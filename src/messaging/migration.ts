@@ -33,8 +33,8 @@
 //  source never took are still in P and reach the target anyway: loss <= messagesLeft.
 import { Ms2mError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
-import { controlQueueName } from "../sdk/protocol.ts";
-import type { StatusMessage } from "../sdk/protocol.ts";
+import { controlQueueName } from "../protocol/replay.ts";
+import type { StatusMessage } from "../protocol/replay.ts";
 import type { BrokerPool } from "./broker-pool.ts";
 import { sendControl, sendFence } from "./control.ts";
 import { isDrained, replayRate, type DrainStatus } from "./drain.ts";

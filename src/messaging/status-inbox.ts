@@ -3,13 +3,13 @@
 // Answers are kept in memory only: after a controller restart the phase handler resends the
 // control message (same message id) and the SDK answers again, so nothing here needs to survive.
 import { timeout } from "../common/errors.ts";
-import { sleep } from "../sdk/backoff.ts";
+import { sleep } from "../common/backoff.ts";
 import {
   statusMessageSchema,
   statusQueueName,
   type StatusMessage,
   type StatusType,
-} from "../sdk/protocol.ts";
+} from "../protocol/replay.ts";
 import type { BrokerPool } from "./broker-pool.ts";
 
 export class StatusInbox {

@@ -7,7 +7,7 @@
 // touched, even when setup had to declare the exchange.
 import { z } from "zod";
 import { notFound } from "../common/errors.ts";
-import { replayQueueName, statusQueueName } from "../sdk/protocol.ts";
+import { replayQueueName, statusQueueName } from "../protocol/replay.ts";
 import type { BrokerPool } from "./broker-pool.ts";
 import { isNotFound } from "./broker-errors.ts";
 

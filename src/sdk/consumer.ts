@@ -11,7 +11,7 @@
 // START_REPLAY on the new pod's control queue instead of consuming the primary queue.
 import amqp from "amqplib";
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, GetMessage } from "amqplib";
-import { backoffDelay, sleep, type BackoffOptions } from "./backoff.ts";
+import { backoffDelay, sleep, type BackoffOptions } from "../common/backoff.ts";
 import { DedupWindow, DEFAULT_DEDUP_CAPACITY } from "./dedup.ts";
 import { identityChange, readPodIdentity, type IdentityChange, type PodIdentity } from "./pod-identity.ts";
 import {
@@ -22,7 +22,7 @@ import {
   type ConsumerCounters,
   type ControlMessage,
   type StatusMessage,
-} from "./protocol.ts";
+} from "../protocol/replay.ts";
 
 export type Delivery = ConsumeMessage | GetMessage;
 

@@ -18,4 +18,4 @@ export {
   type PodIdentity,
 } from "./pod-identity.ts";
 export { registerConsumerMetrics } from "./metrics.ts";
-export * from "./protocol.ts";
+export * from "../protocol/replay.ts";

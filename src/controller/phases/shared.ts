@@ -42,6 +42,9 @@ export async function ownerSelector(ctx: PhaseContext): Promise<V1LabelSelector 
   return undefined;
 }
 
+/** How long a broker URL read from a Secret is reused (Replaying asks several times a second). */
+export const BROKER_SECRET_TTL_MS = 30_000;
+
 /** How to reach the broker, or undefined when the migration has nothing to replay. */
 export async function replayRef(ctx: PhaseContext): Promise<ReplayRef | undefined> {
   const config = ctx.m.spec.messageQueueConfig;
@@ -49,8 +52,15 @@ export async function replayRef(ctx: PhaseContext): Promise<ReplayRef | undefine
   let brokerUrl = config.brokerUrl;
   if (!brokerUrl && config.brokerSecretRef) {
     const { name, key } = config.brokerSecretRef;
-    brokerUrl = await ctx.deps.cluster.getSecretKey(ctx.namespace, name, key);
-    if (!brokerUrl) return fail("BrokerSecretMissing", `Secret ${name} has no key ${key}`);
+    const cache = ctx.deps.brokerUrls;
+    const cacheKey = `${uidOf(ctx.m)}/${name}/${key}`;
+    const hit = cache?.get(cacheKey);
+    if (hit && ctx.now - hit.at < BROKER_SECRET_TTL_MS) brokerUrl = hit.url;
+    else {
+      brokerUrl = await ctx.deps.cluster.getSecretKey(ctx.namespace, name, key);
+      if (!brokerUrl) return fail("BrokerSecretMissing", `Secret ${name} has no key ${key}`);
+      cache?.set(cacheKey, { url: brokerUrl, at: ctx.now });
+    }
   }
   if (!brokerUrl) return fail("BrokerUnconfigured", "messageQueueConfig has no broker URL");
   return { namespace: ctx.namespace, migration: ctx.name, migrationUid: uidOf(ctx.m), config, brokerUrl };

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type * as k8s from "@kubernetes/client-node";
 import { listStoredImages } from "../../../src/checkpoint/skopeo.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../../src/transfer/index.ts";
-import { replayQueueName } from "../../../src/sdk/protocol.ts";
+import { replayQueueName } from "../../../src/protocol/replay.ts";
 import { sleep, waitFor } from "../../harness/exec.ts";
 import { COUNTER_IMAGE } from "../../harness/nodes.ts";
 import { repoPath } from "../../harness/fixtures.ts";

@@ -2,7 +2,7 @@ import { connect } from "amqplib";
 import { afterAll, describe, expect, it } from "vitest";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
-import { replayQueueName } from "../../../src/sdk/protocol.ts";
+import { replayQueueName } from "../../../src/protocol/replay.ts";
 import {
   BROKER_URL,
   closeAllConnections,

@@ -8,7 +8,7 @@ import { connect } from "amqplib";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { decideCutover, type CutoverDecision } from "../../../src/messaging/drain.ts";
 import { ReplayMigration, type CutoverReport } from "../../../src/messaging/migration.ts";
-import { controlQueueName, replayQueueName } from "../../../src/sdk/protocol.ts";
+import { controlQueueName, replayQueueName } from "../../../src/protocol/replay.ts";
 import { account, type AccountingReport } from "../../../workload/accounting.ts";
 import { ReferenceConsumer } from "../../../workload/consumer.ts";
 import { Producer } from "../../../workload/producer.ts";

@@ -12,7 +12,7 @@ import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
 import { MigratingConsumer, type RestoreInfo } from "../../../src/sdk/consumer.ts";
 import { readPodIdentity } from "../../../src/sdk/pod-identity.ts";
-import { controlQueueName } from "../../../src/sdk/protocol.ts";
+import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { declareWorkloadTopology, messageId, type SequencedMessage } from "../../../workload/topology.ts";
 import { TcpRelay } from "../../harness/relay.ts";
 import {

@@ -10,7 +10,7 @@ import {
   setupReplay,
 } from "../../../src/messaging/topology.ts";
 import { MigratingConsumer } from "../../../src/sdk/consumer.ts";
-import { controlQueueName, replayQueueName, statusQueueName } from "../../../src/sdk/protocol.ts";
+import { controlQueueName, replayQueueName, statusQueueName } from "../../../src/protocol/replay.ts";
 import { BROKER_URL, deleteBrokerObjects, readyCount, uniqueId, waitFor } from "./harness.ts";
 
 const garbage: { queues: string[]; exchanges: string[] } = { queues: [], exchanges: [] };

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { decideCutover } from "../../../src/messaging/drain.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
-import { controlQueueName } from "../../../src/sdk/protocol.ts";
+import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { Producer } from "../../../workload/producer.ts";
 import { TcpRelay } from "../../harness/relay.ts";
 import {

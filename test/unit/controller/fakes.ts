@@ -476,6 +476,7 @@ export function makeWorld(): World {
     log: pino({ level: "silent" }),
     settings: structuredClone(defaultSettings),
     sent: new Set(),
+    brokerUrls: new Map(),
   };
   return { clock, cluster, checkpointer, transfer, runtime, messaging, events, deps };
 }

@@ -3,7 +3,7 @@ import { toMs2mError } from "../../../src/messaging/broker-errors.ts";
 import { buildControl } from "../../../src/messaging/control.ts";
 import { decideCutover, isDrained, replayRate } from "../../../src/messaging/drain.ts";
 import { migrationQueues, replayTopologySchema } from "../../../src/messaging/topology.ts";
-import type { StatusMessage } from "../../../src/sdk/protocol.ts";
+import type { StatusMessage } from "../../../src/protocol/replay.ts";
 
 const progress = (at: number, replayed: number, duplicatesSkipped = 0): StatusMessage => ({
   type: "PROGRESS",

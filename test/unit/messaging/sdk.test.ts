@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { backoffDelay } from "../../../src/sdk/backoff.ts";
+import { backoffDelay } from "../../../src/common/backoff.ts";
 import { DedupWindow } from "../../../src/sdk/dedup.ts";
 import {
   controlMessageId,
@@ -12,7 +12,7 @@ import {
   controlQueueName,
   replayQueueName,
   statusMessageSchema,
-} from "../../../src/sdk/protocol.ts";
+} from "../../../src/protocol/replay.ts";
 import { loadRestoredState, serveCheckpoints } from "../../../src/sdk/simulated-runtime.ts";
 
 describe("DedupWindow", () => {

@@ -1,5 +1,6 @@
-// The wire protocol between the ms2m controller and consumers built on the SDK.
-// Lives in the SDK so a service depends on nothing controller-side; the controller imports it.
+// The replay protocol on the wire, between the ms2m controller (src/messaging) and consumers
+// built on the SDK (src/sdk): queue names, control and status messages. Its own library, so a
+// workload depends on nothing controller-side and the controller on no SDK internals.
 import { z } from "zod";
 
 /** Queue a pod listens on for control messages. */
