@@ -1,4 +1,4 @@
-// The ms2m-agent server (the DaemonSet; started by agent/main.ts): configuration from the
+// The ms2m-agent server (the DaemonSet; started by ./main.ts): configuration from the
 // environment (exit 2 when invalid), TLS from the operator-managed Secret (re-read when
 // re-issued), TokenReview/SubjectAccessReview against the API server, graceful shutdown on SIGTERM.
 import { readFile } from "node:fs/promises";
