@@ -1,5 +1,6 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import { boundariesRule } from "./hack/lint/boundaries.js";
 
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", ".tools/", ".cluster/", "coverage/"] },
@@ -15,5 +16,11 @@ export default tseslint.config(
   {
     files: ["test/**", "hack/**", "bench/**"],
     rules: { "no-console": "off" },
+  },
+  {
+    // Library boundaries: which folder may import from which (hack/lint/boundaries.js).
+    files: ["**/*.ts"],
+    plugins: { ms2m: { rules: { boundaries: boundariesRule } } },
+    rules: { "ms2m/boundaries": "error" },
   },
 );

@@ -16,7 +16,7 @@ import {
   parseCrioConfig,
   runtimeReport,
   type ConfigFile,
-} from "./runtime-config.ts";
+} from "../checkpoint/runtime-config.ts";
 
 /** Where the agent has the node's folders mounted (AGENT_CRIO_CONFIG_DIR, AGENT_CONTAINERD_CONFIG_DIR). */
 export interface RuntimeConfigDirs {

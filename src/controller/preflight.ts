@@ -14,7 +14,7 @@ import {
   runtimeOf,
   type Capability,
   type RuntimeVersion,
-} from "../agent/runtime-config.ts";
+} from "../checkpoint/runtime-config.ts";
 import type { Transport } from "./transfer-modes/index.ts";
 import type { PhaseContext } from "./context.ts";
 import type { EventType, RuntimeProbe } from "./ports.ts";

@@ -156,34 +156,12 @@ export interface ReleaseResponse {
   loadedImages?: { image: string; deleted: boolean; message?: string }[];
 }
 
-/** Container runtimes whose configuration the agent reads (`GET /v1/runtime?runtime=`). */
-export const runtimeNames = ["cri-o", "containerd"] as const;
-export type RuntimeName = (typeof runtimeNames)[number] | "unknown";
-
-/** A setting that decides checkpoint/restore, as the runtime's configuration files set it. */
-export const runtimeSettingSchema = z.strictObject({
-  value: z.union([z.string().max(256), z.number(), z.boolean()]),
-  /** The file that set it last (node path). */
-  file: z.string().max(1024),
-  /** The TOML table it is in, e.g. `[crio.runtime]`. */
-  table: z.string().max(256),
-});
-export type RuntimeSetting = z.infer<typeof runtimeSettingSchema>;
-
-/**
- * `GET /v1/runtime`: what the node's container runtime is configured to do, read by the agent from
- * the runtime's configuration files (src/agent/runtime-config.ts). `checkpoint`/`restore` are what
- * the files alone decide; absent when that depends on the runtime's version (the controller
- * re-assesses `settings` with the version from Node.status.nodeInfo) or cannot be told.
- */
-export const runtimeReportSchema = z.strictObject({
-  runtime: z.enum([...runtimeNames, "unknown"]),
-  checkpoint: z.boolean().optional(),
-  restore: z.boolean().optional(),
-  /** The configuration files read, in the order applied (node paths, comma-separated). */
-  source: z.string().max(8192),
-  /** Why, in words. */
-  detail: z.string().max(8192),
-  settings: z.record(z.string().max(128), runtimeSettingSchema).optional(),
-});
-export type RuntimeReport = z.infer<typeof runtimeReportSchema>;
+// The runtime report of `GET /v1/runtime` is defined with the rules that produce and judge it.
+export {
+  runtimeNames,
+  runtimeReportSchema,
+  runtimeSettingSchema,
+  type RuntimeName,
+  type RuntimeReport,
+  type RuntimeSetting,
+} from "../checkpoint/runtime-config.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseCrioConfig } from "../../../src/agent/runtime-config.ts";
+import { parseCrioConfig } from "../../../src/checkpoint/runtime-config.ts";
 import { crioDropIn, SIM_CRIO_DROP_IN } from "../../../sim/crio-config.ts";
 
 describe("the simulated node's CRI-O configuration", () => {

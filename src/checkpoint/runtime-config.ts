@@ -1,5 +1,5 @@
 // Whether a node's container runtime can checkpoint and restore, from its configuration files.
-// Pure: file contents in, capabilities out. agent/runtime.ts reads the files (the agent mounts
+// Pure: file contents in, capabilities out. src/agent/runtime.ts reads the files (the agent mounts
 // /etc/crio and /etc/containerd read-only) and serves the report (`GET /v1/runtime`); the
 // controller re-assesses the settings of that report with the runtime's version, which only it
 // knows (Node.status.nodeInfo.containerRuntimeVersion; src/controller/preflight.ts).
@@ -19,7 +19,39 @@
 //    `enable_criu = false` in the same table (containerd#13664) turns checkpoint and restore off.
 //    /etc/containerd/config.toml, then its `imports` in order, each overriding what it sets.
 import { parse } from "smol-toml";
-import type { RuntimeName, RuntimeReport, RuntimeSetting } from "../transfer/types.ts";
+
+/** Container runtimes whose configuration the agent reads (`GET /v1/runtime?runtime=`). */
+export const runtimeNames = ["cri-o", "containerd"] as const;
+export type RuntimeName = (typeof runtimeNames)[number] | "unknown";
+
+/** A setting that decides checkpoint/restore, as the runtime's configuration files set it. */
+export const runtimeSettingSchema = z.strictObject({
+  value: z.union([z.string().max(256), z.number(), z.boolean()]),
+  /** The file that set it last (node path). */
+  file: z.string().max(1024),
+  /** The TOML table it is in, e.g. `[crio.runtime]`. */
+  table: z.string().max(256),
+});
+export type RuntimeSetting = z.infer<typeof runtimeSettingSchema>;
+
+/**
+ * `GET /v1/runtime`: what the node's container runtime is configured to do, read by the agent from
+ * the runtime's configuration files (this module). `checkpoint`/`restore` are what
+ * the files alone decide; absent when that depends on the runtime's version (the controller
+ * re-assesses `settings` with the version from Node.status.nodeInfo) or cannot be told.
+ */
+export const runtimeReportSchema = z.strictObject({
+  runtime: z.enum([...runtimeNames, "unknown"]),
+  checkpoint: z.boolean().optional(),
+  restore: z.boolean().optional(),
+  /** The configuration files read, in the order applied (node paths, comma-separated). */
+  source: z.string().max(8192),
+  /** Why, in words. */
+  detail: z.string().max(8192),
+  settings: z.record(z.string().max(128), runtimeSettingSchema).optional(),
+});
+export type RuntimeReport = z.infer<typeof runtimeReportSchema>;
+import { z } from "zod";
 
 export interface ConfigFile {
   /** The file's path on the node (what messages name). */

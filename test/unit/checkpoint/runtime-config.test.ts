@@ -7,7 +7,7 @@ import {
   parseRuntimeVersion,
   runtimeReport,
   type ConfigFile,
-} from "../../../src/agent/runtime-config.ts";
+} from "../../../src/checkpoint/runtime-config.ts";
 
 const DROP_IN = "/etc/crio/crio.conf.d/10-crio.conf";
 const crio = (...files: [string, string][]): ConfigFile[] => files.map(([path, text]) => ({ path, text }));
