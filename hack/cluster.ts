@@ -6,11 +6,11 @@ import { copyFile, mkdir, open, readFile, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { ControlPlane } from "../test/harness/control-plane.ts";
-import { TestCluster } from "../test/harness/nodes.ts";
-import { sleep } from "../test/harness/exec.ts";
-import { pushProjectImages } from "../test/harness/images.ts";
-import { REGISTRY_PORT, startRegistry } from "../test/harness/stack.ts";
+import { ControlPlane } from "../tooling/cluster/control-plane.ts";
+import { TestCluster } from "../tooling/cluster/nodes.ts";
+import { sleep } from "../tooling/exec.ts";
+import { pushProjectImages } from "../tooling/images.ts";
+import { REGISTRY_PORT, startRegistry } from "../tooling/stack/index.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const stateDir = join(root, ".cluster");

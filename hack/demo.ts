@@ -15,14 +15,14 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { controlPlaneBinaries } from "../test/harness/binaries.ts";
-import { sleep, tryRun } from "../test/harness/exec.ts";
-import { mustSucceed } from "../test/harness/fixtures.ts";
-import { deleteBrokerObjects, runMatcher } from "../test/harness/broker-cleanup.ts";
-import { listSlotNamespaces, networkForSlot } from "../test/harness/network.ts";
-import type { ClusterInfo, NodeRuntime } from "../test/harness/nodes.ts";
-import { killGroup } from "../test/harness/process.ts";
-import { describeRuntime, runtimeVersions } from "../test/harness/runtime-info.ts";
+import { controlPlaneBinaries } from "../tooling/cluster/binaries.ts";
+import { sleep, tryRun } from "../tooling/exec.ts";
+import { mustSucceed } from "../tooling/stack/manifests.ts";
+import { deleteBrokerObjects, runMatcher } from "../tooling/broker/cleanup.ts";
+import { listSlotNamespaces, networkForSlot } from "../tooling/cluster/network.ts";
+import type { ClusterInfo, NodeRuntime } from "../tooling/cluster/nodes.ts";
+import { killGroup } from "../tooling/process.ts";
+import { describeRuntime, runtimeVersions } from "../tooling/cluster/runtime-info.ts";
 import {
   ControllerProcess,
   createDeployment,
@@ -41,7 +41,7 @@ import {
   waitForPhase,
   workloadNames,
   type StackEnv,
-} from "../test/harness/stack.ts";
+} from "../tooling/stack/index.ts";
 import type { StatefulMigration } from "../src/api/v1alpha1/index.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));

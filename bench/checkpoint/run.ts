@@ -29,12 +29,12 @@ import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
 import type { StatefulMigration } from "../../src/api/v1alpha1/index.ts";
-import { deleteBrokerObjects, runMatcher } from "../../test/harness/broker-cleanup.ts";
-import { sleep, waitFor } from "../../test/harness/exec.ts";
-import { pushProjectImages } from "../../test/harness/images.ts";
-import { startLocalCluster, type LocalCluster } from "../../test/harness/local-cluster.ts";
-import type { NodeRuntime } from "../../test/harness/nodes.ts";
-import { describeRuntime, runtimeVersions } from "../../test/harness/runtime-info.ts";
+import { deleteBrokerObjects, runMatcher } from "../../tooling/broker/cleanup.ts";
+import { sleep, waitFor } from "../../tooling/exec.ts";
+import { pushProjectImages } from "../../tooling/images.ts";
+import { startLocalCluster, type LocalCluster } from "../../tooling/cluster/local-cluster.ts";
+import type { NodeRuntime } from "../../tooling/cluster/nodes.ts";
+import { describeRuntime, runtimeVersions } from "../../tooling/cluster/runtime-info.ts";
 import {
   consumerTemplate,
   containerLog,
@@ -55,7 +55,7 @@ import {
   workloadNames,
   type StackEnv,
   type Workload,
-} from "../../test/harness/stack.ts";
+} from "../../tooling/stack/index.ts";
 import { median } from "../eval/stats.ts";
 
 const { values: args } = parseArgs({

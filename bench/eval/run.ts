@@ -18,12 +18,12 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
-import { controlPlaneBinaries } from "../../test/harness/binaries.ts";
-import { startLocalCluster } from "../../test/harness/local-cluster.ts";
-import { pushProjectImages } from "../../test/harness/images.ts";
-import { describeRuntime, runtimeVersions } from "../../test/harness/runtime-info.ts";
-import { sleep, waitFor } from "../../test/harness/exec.ts";
-import type { NodeRuntime, TestCluster } from "../../test/harness/nodes.ts";
+import { controlPlaneBinaries } from "../../tooling/cluster/binaries.ts";
+import { startLocalCluster } from "../../tooling/cluster/local-cluster.ts";
+import { pushProjectImages } from "../../tooling/images.ts";
+import { describeRuntime, runtimeVersions } from "../../tooling/cluster/runtime-info.ts";
+import { sleep, waitFor } from "../../tooling/exec.ts";
+import type { NodeRuntime, TestCluster } from "../../tooling/cluster/nodes.ts";
 import {
   ControllerProcess,
   consumerTemplate,
@@ -41,10 +41,10 @@ import {
   workloadNames,
   type ControllerTestEnv,
   type Workload,
-} from "../../test/harness/stack.ts";
+} from "../../tooling/stack/index.ts";
 import type { StatefulMigration } from "../../src/api/v1alpha1/index.ts";
 import { Producer } from "../../workload/producer.ts";
-import { deleteBrokerObjects, runMatcher } from "../../test/harness/broker-cleanup.ts";
+import { deleteBrokerObjects, runMatcher } from "../../tooling/broker/cleanup.ts";
 import { boxPlot, stackedBars } from "./svg.ts";
 import { downtimeMs, median } from "./stats.ts";
 
@@ -567,7 +567,7 @@ try {
     await prepareWorkloadNamespace(env, ns);
   } else {
     env = await localEnv(work);
-    const { createNamespace } = await import("../../test/harness/stack.ts");
+    const { createNamespace } = await import("../../tooling/stack/index.ts");
     ns = await createNamespace(env, "eval");
   }
   runNamespace = ns;

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../../src/kube/config.ts";
-import { ControlPlane } from "../../test/harness/control-plane.ts";
+import { ControlPlane } from "../../tooling/cluster/control-plane.ts";
 
 const { values: args } = parseArgs({
   options: {

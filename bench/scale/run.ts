@@ -27,10 +27,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
-import { startLocalCluster } from "../../test/harness/local-cluster.ts";
-import { sleep, waitFor } from "../../test/harness/exec.ts";
-import { mustSucceed } from "../../test/harness/fixtures.ts";
-import { COUNTER_IMAGE } from "../../test/harness/nodes.ts";
+import { startLocalCluster } from "../../tooling/cluster/local-cluster.ts";
+import { sleep, waitFor } from "../../tooling/exec.ts";
+import { mustSucceed } from "../../tooling/stack/manifests.ts";
+import { COUNTER_IMAGE } from "../../tooling/cluster/nodes.ts";
 import {
   createDeployment,
   createMigration,
@@ -45,9 +45,9 @@ import {
   workloadNames,
   type StackEnv,
   type Workload,
-} from "../../test/harness/stack.ts";
+} from "../../tooling/stack/index.ts";
 import type { StatefulMigration } from "../../src/api/v1alpha1/index.ts";
-import { deleteBrokerObjects, runMatcher } from "../../test/harness/broker-cleanup.ts";
+import { deleteBrokerObjects, runMatcher } from "../../tooling/broker/cleanup.ts";
 import {
   BenchController,
   controllerRequests,

@@ -6,7 +6,7 @@ import { createServer, request as httpsRequest } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { startAgent, type Pki, type TestAgent } from "../../test/component/agent/helpers.ts";
+import { startAgent, type Pki, type TestAgent } from "../../tooling/agent-fixture.ts";
 
 type Msg =
   | { cmd: "start"; host: string; pkiDir: string; env: Record<string, string> }

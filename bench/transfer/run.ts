@@ -30,7 +30,7 @@ import { blobPath, describeCheckpointImage, initLayout, writeLayout } from "../.
 import { runSkopeo, storageReference, type StorageConfig } from "../../src/checkpoint/skopeo.ts";
 import { digestFile } from "../../src/checkpoint/stream.ts";
 import { AgentClient } from "../../src/transfer/client.ts";
-import { TOKENS, makePki, startRegistry } from "../../test/component/agent/helpers.ts";
+import { TOKENS, makePki, startRegistry } from "../../tooling/agent-fixture.ts";
 
 function flag(name: string, def: string): string {
   const i = process.argv.indexOf(name);

@@ -27,8 +27,8 @@ import { JobTransfer } from "../../src/controller/adapters/transfer-job/transfer
 import type { TransferRequest } from "../../src/controller/ports.ts";
 import { TransferInProgress } from "../../src/controller/adapters/transfer-job/jobs.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../src/transfer/client.ts";
-import { startLocalCluster } from "../../test/harness/local-cluster.ts";
-import { sleep } from "../../test/harness/exec.ts";
+import { startLocalCluster } from "../../tooling/cluster/local-cluster.ts";
+import { sleep } from "../../tooling/exec.ts";
 import {
   AGENT_IMAGE,
   SYSTEM_NS,
@@ -37,7 +37,7 @@ import {
   stackEnv,
   startRegistry,
   workDir,
-} from "../../test/harness/stack.ts";
+} from "../../tooling/stack/index.ts";
 
 const { values: args } = parseArgs({
   options: {

@@ -1,17 +1,11 @@
-import { execFile } from "node:child_process";
+// What a test file of the `cluster` and `real` projects gets from vitest's global setup: the
+// shared cluster (`inject("cluster")`), an admin client, the real kubectl (tooling's).
 import { inject } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../../src/kube/config.ts";
-import { controlPlaneBinaries } from "./binaries.ts";
-import { serviceAccountToken } from "./stack.ts";
+import { kubectlFor, serviceAccountToken, type KubectlResult } from "../../tooling/stack/index.ts";
 
-export { serviceAccountToken };
-
-export interface KubectlResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export { serviceAccountToken, type KubectlResult };
 
 /** What a `cluster` test gets: the shared control plane, an admin client, the real kubectl. */
 export function clusterContext() {
@@ -21,36 +15,7 @@ export function clusterContext() {
     kc.loadFromFile(cluster.kubeconfig);
     return kc;
   };
-
-  /** Runs the real kubectl (the version built with the control plane) as the admin. */
-  async function kubectl(args: string[], input?: string, extraArgs: string[] = []): Promise<KubectlResult> {
-    const { kubeBin } = await controlPlaneBinaries();
-    return new Promise((resolve) => {
-      const child = execFile(
-        `${kubeBin}/kubectl`,
-        [...extraArgs, ...args],
-        { env: { ...process.env, KUBECONFIG: cluster.kubeconfig }, maxBuffer: 16 * 1024 * 1024 },
-        (err, stdout, stderr) => {
-          const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-          resolve({ code, stdout, stderr });
-        },
-      );
-      if (input !== undefined) child.stdin?.end(input);
-      else child.stdin?.end();
-    });
-  }
-
-  /** kubectl authenticated only by a bearer token (no admin client certificate). */
-  async function kubectlWithToken(token: string, args: string[], input?: string): Promise<KubectlResult> {
-    return kubectl(args, input, [
-      "--kubeconfig=/dev/null",
-      `--server=${cluster.server}`,
-      `--certificate-authority=${cluster.caFile}`,
-      `--token=${token}`,
-    ]);
-  }
-
-  return { cluster, kubeConfig, kubectl, kubectlWithToken };
+  return { cluster, kubeConfig, ...kubectlFor(cluster) };
 }
 
 /** A KubeConfig that acts as a ServiceAccount (bearer token only). */

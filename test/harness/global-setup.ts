@@ -1,12 +1,12 @@
 import type { TestProject } from "vitest/node";
 import * as k8s from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../../src/kube/config.ts";
-import { deleteBrokerObjects, runMatcher } from "./broker-cleanup.ts";
-import { startLocalCluster } from "./local-cluster.ts";
+import { deleteBrokerObjects, runMatcher } from "../../tooling/broker/cleanup.ts";
+import { startLocalCluster } from "../../tooling/cluster/local-cluster.ts";
 import { join } from "node:path";
-import { pushProjectImages } from "./images.ts";
-import { REGISTRY_PORT, startRegistry, SYSTEM_NS } from "./stack.ts";
-import type { ClusterInfo, NodeRuntime } from "./nodes.ts";
+import { pushProjectImages } from "../../tooling/images.ts";
+import { REGISTRY_PORT, startRegistry, SYSTEM_NS } from "../../tooling/stack/index.ts";
+import type { ClusterInfo, NodeRuntime } from "../../tooling/cluster/nodes.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -4,11 +4,11 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { waitFor } from "../harness/exec.ts";
+import { waitFor } from "../../tooling/exec.ts";
 import { clusterContext } from "../harness/context.ts";
-import { stackEnv, type StackEnv } from "../harness/stack.ts";
+import { stackEnv, type StackEnv } from "../../tooling/stack/index.ts";
 
-export * from "../harness/stack.ts";
+export * from "../../tooling/stack/index.ts";
 
 export function realTestEnv() {
   const ctx = clusterContext();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { sleep } from "../harness/exec.ts";
+import { sleep } from "../../tooling/exec.ts";
 import {
   containerId,
   crioCheckpoints,

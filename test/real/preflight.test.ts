@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
-import { sleep } from "../harness/exec.ts";
+import { sleep } from "../../tooling/exec.ts";
 import {
   containerId,
   createDeployment,
@@ -16,7 +16,7 @@ import {
   waitForConsumers,
   workloadNames,
 } from "./env.ts";
-import { waitForNodeReady } from "../harness/nodes.ts";
+import { waitForNodeReady } from "../../tooling/cluster/nodes.ts";
 
 // The preflight against a real runtime: node-c is a real node whose CRI-O runs with
 // enable_criu_support = false (as a cluster that never enabled it). A migration to it, and one

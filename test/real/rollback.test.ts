@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { readdir } from "node:fs/promises";
-import { sleep } from "../harness/exec.ts";
+import { sleep } from "../../tooling/exec.ts";
 import {
   containerId,
   createDeployment,

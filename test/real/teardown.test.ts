@@ -2,10 +2,10 @@ import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, expect, it, vi } from "vitest";
-import { run } from "../harness/exec.ts";
-import { waitForNodeReady } from "../harness/nodes.ts";
+import { run } from "../../tooling/exec.ts";
+import { waitForNodeReady } from "../../tooling/cluster/nodes.ts";
 import { createNamespace, imagesOf, isReady, realTestEnv, waitForGone } from "./env.ts";
-import { waitFor } from "../harness/exec.ts";
+import { waitFor } from "../../tooling/exec.ts";
 
 // Stopping a real node leaves nothing on the machine: no process of the node (kubelet, CRI-O,
 // conmon, containers), no cgroup of it in any hierarchy, no mount (its mount namespace, the

@@ -8,8 +8,8 @@ import { KubeReviewer } from "../../../src/agent/kube-reviewer.ts";
 import { AgentServer } from "../../../src/agent/server.ts";
 import { createLogger } from "../../../src/common/logger.ts";
 import { clusterContext, kubeConfigAs, serviceAccountToken } from "../../harness/context.ts";
-import { installMs2mApi } from "../../harness/fixtures.ts";
-import { makePki, removeRoot, type Pki } from "../../component/agent/helpers.ts";
+import { installMs2mApi } from "../../../tooling/stack/manifests.ts";
+import { makePki, removeRoot, type Pki } from "../../../tooling/agent-fixture.ts";
 
 // The agent authenticates callers against the real API server: TokenReview (audience
 // ms2m-agent) and SubjectAccessReview on the virtual agents/* resources, with the RBAC from

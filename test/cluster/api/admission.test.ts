@@ -2,7 +2,7 @@ import { readdirSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { clusterContext } from "../../harness/context.ts";
-import { installCrd, mustSucceed, repoPath } from "../../harness/fixtures.ts";
+import { installCrd, mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import { invalidCases } from "../../unit/api/invalid-manifests.ts";
 
 const { kubectl, kubeConfig } = clusterContext();

@@ -1,7 +1,7 @@
 import { beforeAll, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { clusterContext } from "../../harness/context.ts";
-import { installCrd, mustSucceed } from "../../harness/fixtures.ts";
+import { installCrd, mustSucceed } from "../../../tooling/stack/manifests.ts";
 
 const { kubectl } = clusterContext();
 const ns = "api-printer";

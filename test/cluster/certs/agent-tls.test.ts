@@ -11,8 +11,8 @@ import { AgentTlsManager, DAY_MS, KubeSecretStore } from "../../../src/controlle
 import { issueCa, parseBundle } from "../../../src/controller/certs/pki.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../../src/transfer/index.ts";
 import { clusterContext, kubeConfigAs } from "../../harness/context.ts";
-import { installMs2mApi } from "../../harness/fixtures.ts";
-import { FakeReviewer, TOKENS, removeRoot } from "../../component/agent/helpers.ts";
+import { installMs2mApi } from "../../../tooling/stack/manifests.ts";
+import { FakeReviewer, TOKENS, removeRoot } from "../../../tooling/agent-fixture.ts";
 
 // The controller's certificate management against the real API server, acting as the
 // ms2m-controller ServiceAccount with the RBAC from config/ (so the Role must allow exactly what

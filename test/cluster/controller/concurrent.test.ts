@@ -16,7 +16,7 @@ import {
   waitForConsumers,
   workloadNames,
 } from "./env.ts";
-import { sleep } from "../../harness/exec.ts";
+import { sleep } from "../../../tooling/exec.ts";
 
 // Many migrations at once, each consumer under load: every fourth one a StatefulSet moved with
 // Sequential + Registry, the others Deployments moved with ShadowPod + Direct. Every migration

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { sleep, waitFor } from "../../harness/exec.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
   checkpointCount,
   controllerOf,

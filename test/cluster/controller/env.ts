@@ -1,9 +1,9 @@
 // The controller's cluster tests on the shared control plane of vitest's global setup: the
 // stack helpers (test/harness/stack.ts, free of vitest) bound to `inject("cluster")`.
 import { clusterContext } from "../../harness/context.ts";
-import { stackEnv } from "../../harness/stack.ts";
+import { stackEnv } from "../../../tooling/stack/index.ts";
 
-export * from "../../harness/stack.ts";
+export * from "../../../tooling/stack/index.ts";
 
 export function controllerTestEnv() {
   const ctx = clusterContext();

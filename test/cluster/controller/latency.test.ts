@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../../sim/config.ts";
-import { sleep } from "../../harness/exec.ts";
+import { sleep } from "../../../tooling/exec.ts";
 import {
   controllerTestEnv,
   createDeployment,

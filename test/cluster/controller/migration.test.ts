@@ -23,8 +23,8 @@ import {
   workDir,
   workloadNames,
 } from "./env.ts";
-import { sleep } from "../../harness/exec.ts";
-import { mustSucceed } from "../../harness/fixtures.ts";
+import { sleep } from "../../../tooling/exec.ts";
+import { mustSucceed } from "../../../tooling/stack/manifests.ts";
 
 // Whole migrations on the real control plane (real Deployment/ReplicaSet/StatefulSet
 // controllers), the agents run by the simulated nodes from config/'s DaemonSet, the controller

@@ -3,7 +3,7 @@
 // Job's `send` and the cleanup Job's `cleanup` subcommands run the real agent image code
 // (test/harness/agent-entry.ts).
 if (process.argv[2] === "send" || process.argv[2] === "cleanup") {
-  await import("../../harness/agent-entry.ts");
+  await import("../../../tooling/stack/agent-entry.ts");
 } else {
   process.on("SIGTERM", () => process.exit(0));
   setInterval(() => undefined, 60_000);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
-import { sleep, waitFor } from "../../harness/exec.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
 import { readFile } from "node:fs/promises";
-import { mustSucceed, repoPath } from "../../harness/fixtures.ts";
+import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import {
   checkpointCount,
   controllerOf,

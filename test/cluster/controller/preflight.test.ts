@@ -4,9 +4,9 @@ import type * as k8s from "@kubernetes/client-node";
 import { listStoredImages } from "../../../src/checkpoint/skopeo.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../../src/transfer/index.ts";
 import { replayQueueName } from "../../../src/protocol/replay.ts";
-import { sleep, waitFor } from "../../harness/exec.ts";
-import { COUNTER_IMAGE } from "../../harness/nodes.ts";
-import { repoPath } from "../../harness/fixtures.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { COUNTER_IMAGE } from "../../../tooling/cluster/nodes.ts";
+import { repoPath } from "../../../tooling/stack/manifests.ts";
 import {
   AGENT_IMAGE,
   CONSUMER_IMAGE,

@@ -2,8 +2,8 @@ import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { sleep, waitFor } from "../../harness/exec.ts";
-import { mustSucceed, repoPath } from "../../harness/fixtures.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import {
   AGENT_IMAGE,
   CONSUMER_IMAGE,

@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { parse, stringify } from "yaml";
-import { controlPlaneBinaries } from "../../harness/binaries.ts";
-import { sleep, waitFor } from "../../harness/exec.ts";
-import { mustSucceed, repoPath } from "../../harness/fixtures.ts";
+import { controlPlaneBinaries } from "../../../tooling/cluster/binaries.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import {
   checkpointCount,
   consumerTemplate,

@@ -4,8 +4,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep, waitFor } from "../../harness/exec.ts";
-import { mustSucceed, repoPath } from "../../harness/fixtures.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import { SYSTEM_NS, controllerKubeConfig, engineEnv, installApi, randomSuffix } from "./env.ts";
 
 // The real binary, `node cmd/ms2m-controller/main.ts`, acting as the ms2m-controller ServiceAccount

@@ -5,7 +5,7 @@ import type { Controller } from "../../../src/engine/controller.ts";
 import type { Reconciler } from "../../../src/engine/reconciler.ts";
 import { createControllerMetrics } from "../../../src/controller/metrics.ts";
 import { setupStatefulMigrationController } from "../../../src/controller/setup.ts";
-import { sleep, waitFor } from "../../harness/exec.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
   GROUP,
   PLURAL,

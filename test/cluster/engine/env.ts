@@ -6,7 +6,7 @@ import { Writable } from "node:stream";
 import * as k8s from "@kubernetes/client-node";
 import { pino, type Logger } from "pino";
 import { clusterContext, kubeConfigAs } from "../../harness/context.ts";
-import { installCrd, mustSucceed, renderKustomize } from "../../harness/fixtures.ts";
+import { installCrd, mustSucceed, renderKustomize } from "../../../tooling/stack/manifests.ts";
 
 export const SYSTEM_NS = "ms2m-system";
 export const GROUP = "migration.ms2m.io";

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { ResilientInformer } from "../../../src/engine/informer.ts";
-import { sleep, waitFor } from "../../harness/exec.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
   ApiProxy,
   GROUP,

@@ -2,8 +2,8 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KubeLeaseStore } from "../../../src/controller/adapters/lease-store.ts";
 import { LeaderElector, type LeaseRecord, type LeaseStore } from "../../../src/engine/leaderelection.ts";
 import { realTimerClock } from "../../../src/engine/timers.ts";
-import { sleep, waitFor } from "../../harness/exec.ts";
-import { mustSucceed } from "../../harness/fixtures.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { mustSucceed } from "../../../tooling/stack/manifests.ts";
 import { SYSTEM_NS, controllerKubeConfig, engineEnv, installApi, memoryLogger, randomSuffix } from "./env.ts";
 
 // Two or three electors on one real coordination.k8s.io Lease in ms2m-system, each acting as the

@@ -16,8 +16,8 @@ import {
   workDir,
   workloadNames,
 } from "../controller/env.ts";
-import { sleep, waitFor } from "../../harness/exec.ts";
-import { ManagedProcess } from "../../harness/process.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { ManagedProcess } from "../../../tooling/process.ts";
 
 // The real Prometheus (Debian's binary) scraping the controller's /metrics and the agents'
 // /metrics (HTTPS 9443 in the node namespaces, verified with the agents' CA) during a real

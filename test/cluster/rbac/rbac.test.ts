@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
 import { clusterContext, serviceAccountToken } from "../../harness/context.ts";
-import { installMs2mApi, mustSucceed, renderKustomize } from "../../harness/fixtures.ts";
+import { installMs2mApi, mustSucceed, renderKustomize } from "../../../tooling/stack/manifests.ts";
 
 // Acting as the ServiceAccounts from config/default (real tokens from the TokenRequest
 // API, checked by the real RBAC authorizer), every permission the components need is

@@ -5,9 +5,9 @@ import { randomBytes } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
 import { Agent, request } from "undici";
 import { inject } from "vitest";
-import { controlPlaneBinaries } from "../../harness/binaries.ts";
-import { waitFor } from "../../harness/exec.ts";
-import { TestCluster } from "../../harness/nodes.ts";
+import { controlPlaneBinaries } from "../../../tooling/cluster/binaries.ts";
+import { waitFor } from "../../../tooling/exec.ts";
+import { TestCluster } from "../../../tooling/cluster/nodes.ts";
 
 export function simCluster() {
   const cluster = TestCluster.connect(inject("cluster"));

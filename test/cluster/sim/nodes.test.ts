@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as k8s from "@kubernetes/client-node";
-import { sleep, waitFor } from "../../harness/exec.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
 import { mkdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { dirname } from "node:path";
-import { COUNTER_IMAGE, INSPECT_IMAGE } from "../../harness/nodes.ts";
+import { COUNTER_IMAGE, INSPECT_IMAGE } from "../../../tooling/cluster/nodes.ts";
 import {
   counterPod,
   createNamespace,

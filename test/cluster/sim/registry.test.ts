@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pushCheckpointImage } from "../../../src/checkpoint/registry.ts";
-import { waitFor } from "../../harness/exec.ts";
+import { waitFor } from "../../../tooling/exec.ts";
 import {
   counterPod,
   createNamespace,

@@ -24,7 +24,7 @@ import {
   type Pki,
   type TestAgent,
   type TestRegistry,
-} from "./helpers.ts";
+} from "../../../tooling/agent-fixture.ts";
 
 const sha = (b: Buffer) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 const TS = "2025-01-02T03:04:05Z";

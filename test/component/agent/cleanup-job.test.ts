@@ -22,8 +22,8 @@ import { runCleanupJob } from "../../../src/agent/jobs/cleanup.ts";
 import { runSendJob } from "../../../src/agent/jobs/send.ts";
 import { writeFakeCheckpointArchive } from "../../../src/checkpoint/fake-archive.ts";
 import { parseCleanupJobResult, parseSendJobResult, type CleanupRequest } from "../../../src/transfer/job.ts";
-import { repoPath } from "../../harness/fixtures.ts";
-import { startRegistry, type TestRegistry } from "./helpers.ts";
+import { repoPath } from "../../../tooling/stack/manifests.ts";
+import { startRegistry, type TestRegistry } from "../../../tooling/agent-fixture.ts";
 
 const uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 const KUBELET_DIR = "/var/lib/kubelet/checkpoints";

@@ -18,7 +18,7 @@ import {
   type Pki,
   type TestAgent,
   type TestRegistry,
-} from "./helpers.ts";
+} from "../../../tooling/agent-fixture.ts";
 
 let pki: Pki;
 let kubelet: Server;

@@ -31,7 +31,7 @@ import {
   type Pki,
   type TestAgent,
   type TestRegistry,
-} from "./helpers.ts";
+} from "../../../tooling/agent-fixture.ts";
 
 const SERVICE = "ms2m-test-registry";
 const ISSUER = "ms2m-test-token-issuer";

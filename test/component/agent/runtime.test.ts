@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentClient } from "../../../src/transfer/client.ts";
-import { TOKENS, makePki, startAgent, type Pki, type TestAgent } from "./helpers.ts";
+import { TOKENS, makePki, startAgent, type Pki, type TestAgent } from "../../../tooling/agent-fixture.ts";
 
 // GET /v1/runtime on a real agent server (TLS, the authenticator, the route), with the node's
 // /etc/crio and /etc/containerd stood in for by temp folders and a fake TokenReview/SAR reviewer

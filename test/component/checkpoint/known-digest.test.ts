@@ -21,7 +21,7 @@ import {
   type Pki,
   type TestAgent,
   type TestRegistry,
-} from "../agent/helpers.ts";
+} from "../../../tooling/agent-fixture.ts";
 
 const MAX = 1024 ** 3;
 let pki: Pki;

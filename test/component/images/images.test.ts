@@ -21,7 +21,7 @@ import { writeFakeCheckpointArchive } from "../../../src/checkpoint/fake-archive
 import { blobPath, describeCheckpointImage, writeLayout } from "../../../src/checkpoint/image.ts";
 import { storageReference } from "../../../src/checkpoint/skopeo.ts";
 import { digestFile } from "../../../src/checkpoint/stream.ts";
-import { startRegistry } from "../agent/helpers.ts";
+import { startRegistry } from "../../../tooling/agent-fixture.ts";
 
 interface ImageConfig {
   User?: string;

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PooledKubeConfig } from "../../../src/kube/config.ts";
-import { makePki, type Pki } from "../agent/helpers.ts";
+import { makePki, type Pki } from "../../../tooling/agent-fixture.ts";
 
 describe("PooledKubeConfig", () => {
   let pki: Pki;

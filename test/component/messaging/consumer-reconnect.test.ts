@@ -5,8 +5,8 @@ import { createServer } from "node:net";
 import amqp from "amqplib";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { MigratingConsumer } from "../../../src/sdk/consumer.ts";
-import { TcpRelay } from "../../harness/relay.ts";
-import { waitFor } from "../../harness/exec.ts";
+import { TcpRelay } from "../../../tooling/broker/relay.ts";
+import { waitFor } from "../../../tooling/exec.ts";
 
 const BROKER = "amqp://guest:guest@127.0.0.1:5672";
 let relay: TcpRelay;

@@ -14,7 +14,7 @@ import { MigratingConsumer, type RestoreInfo } from "../../../src/sdk/consumer.t
 import { readPodIdentity } from "../../../src/sdk/pod-identity.ts";
 import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { declareWorkloadTopology, messageId, type SequencedMessage } from "../../../workload/topology.ts";
-import { TcpRelay } from "../../harness/relay.ts";
+import { TcpRelay } from "../../../tooling/broker/relay.ts";
 import {
   BROKER_URL,
   deleteBrokerObjects,

@@ -15,7 +15,7 @@ import { decideCutover } from "../../../src/messaging/drain.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
 import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { Producer } from "../../../workload/producer.ts";
-import { TcpRelay } from "../../harness/relay.ts";
+import { TcpRelay } from "../../../tooling/broker/relay.ts";
 import {
   BROKER_URL,
   deleteBrokerObjects,

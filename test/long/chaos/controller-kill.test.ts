@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { sleep } from "../../harness/exec.ts";
+import { sleep } from "../../../tooling/exec.ts";
 import { controllerTestEnv } from "../../cluster/controller/env.ts";
 import { chaosCase, chaosSetup, PHASES, phaseOf, reach, STRATEGIES, type ChaosSetup } from "./scenario.ts";
 

@@ -7,7 +7,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect } from "node:net";
 import type * as k8s from "@kubernetes/client-node";
-import { sleep, waitFor } from "../../harness/exec.ts";
+import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
   createDeployment,
   createMigration,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Authenticator } from "../../../src/agent/auth.ts";
-import { FakeReviewer, TOKENS } from "../../component/agent/helpers.ts";
+import { FakeReviewer, TOKENS } from "../../../tooling/agent-fixture.ts";
 
 describe("Authenticator", () => {
   it("maps outcomes to 401/403/503 and caches decisions by token hash", async () => {

@@ -3,7 +3,7 @@ import tarStream from "tar-stream";
 import { describe, expect, it } from "vitest";
 import { Ms2mError } from "../../../src/common/errors.ts";
 import { TarInspector, normalizeEntryPath } from "../../../src/checkpoint/tar-inspect.ts";
-import { tarOf } from "../../component/agent/helpers.ts";
+import { tarOf } from "../../../tooling/agent-fixture.ts";
 
 async function packOf(files: { name: string; data: string }[]): Promise<Buffer> {
   const pack = tarStream.pack();

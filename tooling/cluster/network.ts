@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { run, tryRun } from "./exec.ts";
+import { run, tryRun } from "../exec.ts";
 
 /**
  * The test network. kube-apiserver refuses to proxy to kubelets on loopback addresses, so

@@ -4,7 +4,7 @@ import { request } from "node:https";
 import { readFileSync } from "node:fs";
 import * as k8s from "@kubernetes/client-node";
 import { controlPlaneBinaries, type Binaries } from "./binaries.ts";
-import { run, tryRun, waitFor } from "./exec.ts";
+import { run, tryRun, waitFor } from "../exec.ts";
 import { writeKubeconfig } from "./kubeconfig.ts";
 import type { ClusterInfo } from "./nodes.ts";
 import {
@@ -17,7 +17,7 @@ import {
   type SlotLease,
 } from "./network.ts";
 import { createPki, type Pki } from "./pki.ts";
-import { killRecorded, ManagedProcess } from "./process.ts";
+import { killRecorded, ManagedProcess } from "../process.ts";
 import { sweepRealNodes } from "./real-node.ts";
 
 /** kube-controller-manager controllers the operator and its tests rely on. */

@@ -2,7 +2,7 @@
 // the kubelet and container runtime from the Node objects' nodeInfo; on real nodes also runc and
 // the criu wrapper (hack/build-node.sh), asked for their own versions.
 import type * as k8s from "@kubernetes/client-node";
-import { run } from "./exec.ts";
+import { run } from "../exec.ts";
 import { nodeBinaries } from "./node-binaries.ts";
 import type { NodeRuntime } from "./nodes.ts";
 

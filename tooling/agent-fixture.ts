@@ -7,10 +7,10 @@ import { rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AccessAttributes, Reviewer, UserInfo } from "../../../src/agent/auth.ts";
-import { parseAgentConfig } from "../../../src/agent/config.ts";
-import { AgentServer } from "../../../src/agent/server.ts";
-import { createLogger } from "../../../src/common/logger.ts";
+import type { AccessAttributes, Reviewer, UserInfo } from "../src/agent/auth.ts";
+import { parseAgentConfig } from "../src/agent/config.ts";
+import { AgentServer } from "../src/agent/server.ts";
+import { createLogger } from "../src/common/logger.ts";
 
 export interface Pki {
   dir: string;

@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { run } from "./exec.ts";
+import { run } from "../exec.ts";
 
 /** What a real node runs, built or unpacked by hack/build-node.sh into the cache. */
 export interface NodeBinaries {

@@ -11,7 +11,7 @@ import { PooledKubeConfig } from "../../src/kube/config.ts";
 import type { StorageConfig } from "../../src/checkpoint/skopeo.ts";
 import type { ImageCommandInput, Latencies, NodeConfigInput, RuntimeOptions } from "../../sim/config.ts";
 import { NodePaths } from "../../sim/paths.ts";
-import { run, sleep, tryRun, waitFor } from "./exec.ts";
+import { run, sleep, tryRun, waitFor } from "../exec.ts";
 import {
   createNodeNamespace,
   deleteNodeNamespace,
@@ -21,7 +21,7 @@ import {
   type ClusterNetwork,
 } from "./network.ts";
 import { CertificateAuthority } from "./pki.ts";
-import { ManagedProcess } from "./process.ts";
+import { ManagedProcess } from "../process.ts";
 import {
   linkRealNodes,
   RealNode,
@@ -30,7 +30,7 @@ import {
   type RealNodeInfo,
   type RealNodeOptions,
 } from "./real-node.ts";
-import { readRelayControl, TcpRelay, writeRelayControl } from "./relay.ts";
+import { readRelayControl, TcpRelay, writeRelayControl } from "../broker/relay.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const simMain = join(repoRoot, "sim", "main.ts");

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { run } from "./exec.ts";
+import { run } from "../exec.ts";
 
 export interface Binaries {
   kubeBin: string;

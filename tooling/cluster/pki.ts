@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { run } from "./exec.ts";
+import { run } from "../exec.ts";
 
 export interface CertPair {
   cert: string;

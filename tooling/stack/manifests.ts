@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
-import type { KubectlResult } from "./context.ts";
+import type { KubectlResult } from "./env.ts";
 
 export const repoPath = (rel: string) => fileURLToPath(new URL(`../../${rel}`, import.meta.url));
 

@@ -14,7 +14,7 @@ import { copyFile, mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:f
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { stringify } from "yaml";
-import { run, sleep, tryRun, waitFor } from "./exec.ts";
+import { run, sleep, tryRun, waitFor } from "../exec.ts";
 import { writeKubeconfig } from "./kubeconfig.ts";
 import {
   createNodeNamespace,
@@ -25,7 +25,7 @@ import {
 } from "./network.ts";
 import { nodeBinaries, type NodeBinaries } from "./node-binaries.ts";
 import { CertificateAuthority } from "./pki.ts";
-import { ManagedProcess } from "./process.ts";
+import { ManagedProcess } from "../process.ts";
 
 /** Standard node paths that get a per-node folder (bind-mounted in the node's mount namespace). */
 export const NODE_PATHS = [
