@@ -27,7 +27,7 @@ it("the Grafana dashboard only queries metrics the components export", () => {
   const dashboard = JSON.parse(readFileSync(repo("config/grafana/ms2m-dashboard.json"), "utf8")) as {
     panels: { targets: { expr: string }[] }[];
   };
-  const sources = ["src/common/metrics.ts", "agent/metrics.ts"]
+  const sources = ["src/engine/metrics.ts", "src/controller/metrics.ts", "src/agent/metrics.ts"]
     .map((f) => readFileSync(repo(f), "utf8"))
     .join("\n");
   const used = new Set(
