@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { clusterContext } from "../../harness/context.ts";
 import { installCrd, mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
-import { invalidCases } from "../../unit/api/invalid-manifests.ts";
+import { invalidCases } from "../../unit/api/v1alpha1/invalid-manifests.ts";
 
 const { kubectl, kubeConfig } = clusterContext();
 const ns = "api-admission";

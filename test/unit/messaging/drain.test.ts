@@ -1,8 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { toMs2mError } from "../../../src/messaging/broker-errors.ts";
-import { buildControl } from "../../../src/messaging/control.ts";
 import { decideCutover, isDrained, replayRate } from "../../../src/messaging/drain.ts";
-import { migrationQueues, replayTopologySchema } from "../../../src/messaging/topology.ts";
 import type { StatusMessage } from "../../../src/protocol/replay.ts";
 
 const progress = (at: number, replayed: number, duplicatesSkipped = 0): StatusMessage => ({
@@ -38,44 +35,6 @@ describe("drain detection", () => {
     expect(decideCutover({ depth: 500, replayRate: 100 }, policy, 120_000)).toMatchObject({
       action: "cutoff",
       messagesLeft: 500,
-    });
-  });
-});
-
-describe("control messages and names", () => {
-  it("names the migration's queues and the reply queue from its uid", () => {
-    expect(migrationQueues("abc")).toEqual({
-      replayQueue: "ms2m.replay.abc",
-      statusQueue: "ms2m.status.abc",
-    });
-    expect(buildControl("abc", { type: "STOP_CONSUMING" })).toEqual({
-      type: "STOP_CONSUMING",
-      migration: "abc",
-      replyTo: "ms2m.status.abc",
-    });
-  });
-
-  it("defaults the topology to a fanout exchange with the empty key", () => {
-    expect(
-      replayTopologySchema.parse({ brokerUrl: "amqp://x", exchange: "e", primaryQueue: "q" }),
-    ).toMatchObject({
-      exchangeType: "fanout",
-      routingKey: "",
-    });
-  });
-});
-
-describe("broker error mapping", () => {
-  const withCode = (code: number) => Object.assign(new Error("boom"), { code });
-  it("maps channel errors to non-retriable reasons and outages to retriable ServiceUnavailable", () => {
-    expect(toMs2mError(withCode(404))).toMatchObject({ reason: "NotFound", retriable: false });
-    expect(toMs2mError(withCode(406))).toMatchObject({ reason: "Invalid", retriable: false });
-    expect(toMs2mError(withCode(320))).toMatchObject({ reason: "ServiceUnavailable", retriable: true });
-    expect(
-      toMs2mError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5672"), { code: "ECONNREFUSED" })),
-    ).toMatchObject({
-      reason: "ServiceUnavailable",
-      retriable: true,
     });
   });
 });
