@@ -167,7 +167,7 @@ export class BenchController {
     const t0 = performance.now();
     await this.proc.start(
       process.execPath,
-      [...nodeArgs, repoPath("src/cmd/controller.ts")],
+      [...nodeArgs, repoPath("cmd/ms2m-controller/main.ts")],
       join(this.dir, "pids"),
       {
         ...process.env,

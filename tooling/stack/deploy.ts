@@ -29,7 +29,7 @@ export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<
   if (!real) {
     for (const name of cluster.nodeNames()) {
       await cluster.node(name).setImages({
-        [AGENT_IMAGE]: { command: [process.execPath, repoPath("test/harness/agent-entry.ts")] },
+        [AGENT_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
         [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
       });
     }

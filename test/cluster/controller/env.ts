@@ -1,5 +1,5 @@
 // The controller's cluster tests on the shared control plane of vitest's global setup: the
-// stack helpers (test/harness/stack.ts, free of vitest) bound to `inject("cluster")`.
+// stack helpers (tooling/stack, free of vitest) bound to `inject("cluster")`.
 import { clusterContext } from "../../harness/context.ts";
 import { stackEnv } from "../../../tooling/stack/index.ts";
 

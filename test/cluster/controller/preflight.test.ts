@@ -49,7 +49,7 @@ beforeAll(async () => {
   await env.cluster.startNode(OFF, {
     runtime: { criuSupport: false },
     images: {
-      [AGENT_IMAGE]: { command: [process.execPath, repoPath("test/harness/agent-entry.ts")] },
+      [AGENT_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
       [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
     },
   });
