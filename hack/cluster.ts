@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { ControlPlane } from "../tooling/cluster/control-plane.ts";
 import { TestCluster } from "../tooling/cluster/nodes.ts";
 import { sleep } from "../tooling/exec.ts";
+import { pidAlive } from "../tooling/process.ts";
 import { pushProjectImages } from "../tooling/images.ts";
 import { REGISTRY_PORT, startRegistry } from "../tooling/stack/index.ts";
 
@@ -20,18 +21,9 @@ const infoPath = join(stateDir, "info.json");
 const pidPath = join(stateDir, "serve.pid");
 const logPath = join(stateDir, "cluster.log");
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function servePid(): Promise<number | undefined> {
   const pid = Number(await readFile(pidPath, "utf8").catch(() => ""));
-  return pid > 0 && alive(pid) ? pid : undefined;
+  return pid > 0 && pidAlive(pid) ? pid : undefined;
 }
 
 async function up(): Promise<void> {
@@ -51,7 +43,7 @@ async function up(): Promise<void> {
   child.unref();
   const started = Date.now();
   while (!existsSync(kubeconfigPath)) {
-    if (child.exitCode !== null || (child.pid && !alive(child.pid))) {
+    if (child.exitCode !== null || (child.pid && !pidAlive(child.pid))) {
       console.error(await readFile(logPath, "utf8"));
       throw new Error("cluster failed to start (log above)");
     }
@@ -116,8 +108,8 @@ async function down(): Promise<void> {
   }
   process.kill(pid, "SIGTERM");
   const deadline = Date.now() + 60_000;
-  while (alive(pid) && Date.now() < deadline) await sleep(200);
-  if (alive(pid)) process.kill(pid, "SIGKILL");
+  while (pidAlive(pid) && Date.now() < deadline) await sleep(200);
+  if (pidAlive(pid)) process.kill(pid, "SIGKILL");
   await rm(kubeconfigPath, { force: true });
   await rm(infoPath, { force: true });
   console.log("cluster down");

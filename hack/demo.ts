@@ -21,7 +21,7 @@ import { mustSucceed } from "../tooling/stack/manifests.ts";
 import { deleteBrokerObjects, runMatcher } from "../tooling/broker/cleanup.ts";
 import { listSlotNamespaces, networkForSlot } from "../tooling/cluster/network.ts";
 import type { ClusterInfo, NodeRuntime } from "../tooling/cluster/nodes.ts";
-import { killGroup } from "../tooling/process.ts";
+import { killGroup, pidAlive } from "../tooling/process.ts";
 import { describeRuntime, runtimeVersions } from "../tooling/cluster/runtime-info.ts";
 import {
   ControllerProcess,
@@ -97,20 +97,11 @@ const indent = (text: string, prefix = "           ") =>
     .map((l) => prefix + l)
     .join("\n");
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function clusterRunning(): boolean {
   const pid = Number(
     existsSync(join(stateDir, "serve.pid")) ? readFileSync(join(stateDir, "serve.pid"), "utf8") : 0,
   );
-  return pid > 0 && alive(pid) && existsSync(join(stateDir, "info.json"));
+  return pid > 0 && pidAlive(pid) && existsSync(join(stateDir, "info.json"));
 }
 
 function clusterCommand(cmd: "up" | "down"): string {
@@ -154,7 +145,7 @@ function cleanup(): Promise<void> {
       if (info) {
         const left = await listSlotNamespaces(info.slot);
         const bridge = await tryRun("ip", ["link", "show", networkForSlot(info.slot).bridge]);
-        const procs = [controller?.proc?.pid, registry?.pid].filter((p): p is number => !!p && alive(p));
+        const procs = [controller?.proc?.pid, registry?.pid].filter((p): p is number => !!p && pidAlive(p));
         if (left.length || bridge || procs.length) {
           console.error(
             `leftovers: namespaces [${left.join(", ")}], bridge ${bridge ? "present" : "gone"}, pids [${procs.join(", ")}]`,
@@ -187,10 +178,10 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 async function stopPrevious(file: string): Promise<void> {
   const prev = JSON.parse(await readFile(file, "utf8").catch(() => "{}")) as Record<string, number>;
   for (const pid of Object.values(prev)) {
-    if (pid > 0 && alive(pid)) {
+    if (pid > 0 && pidAlive(pid)) {
       killGroup(pid, "SIGTERM");
-      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-      if (alive(pid)) killGroup(pid, "SIGKILL");
+      for (let i = 0; i < 50 && pidAlive(pid); i++) await sleep(100);
+      if (pidAlive(pid)) killGroup(pid, "SIGKILL");
     }
   }
 }

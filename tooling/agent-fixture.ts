@@ -4,13 +4,13 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AccessAttributes, Reviewer, UserInfo } from "../src/agent/auth.ts";
 import { parseAgentConfig } from "../src/agent/config.ts";
 import { AgentServer } from "../src/agent/server.ts";
 import { createLogger } from "../src/common/logger.ts";
+import { freePort, sleep } from "./exec.ts";
 
 export interface Pki {
   dir: string;
@@ -22,41 +22,47 @@ export interface Pki {
   keyFile: string;
 }
 
+/** openssl req: a new unencrypted EC P-256 key. */
+const NEW_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
+/**
+ * A self-signed EC P-256 certificate and its key (openssl), written to `<dir>/<name>.crt` and
+ * `<dir>/<name>.key`; `san` is a subjectAltName value such as `IP:127.0.0.1`.
+ */
+export function selfSigned(
+  dir: string,
+  name: string,
+  subject: string,
+  opts: { days?: number; san?: string } = {},
+): { certFile: string; keyFile: string } {
+  const [certFile, keyFile] = [join(dir, `${name}.crt`), join(dir, `${name}.key`)];
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      ...NEW_EC_KEY,
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      String(opts.days ?? 2),
+      "-subj",
+      subject,
+      ...(opts.san ? ["-addext", `subjectAltName=${opts.san}`] : []),
+    ],
+    { stdio: "pipe" },
+  );
+  return { certFile, keyFile };
+}
+
 /** A CA and one serving certificate valid for 127.0.0.1, 127.0.0.2 and ms2m-agent (what agents verify). */
 export function makePki(): Pki {
   const dir = mkdtempSync(join(tmpdir(), "ms2m-pki-"));
   const run = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  run(
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=ms2m-test-ca",
-  );
-  run(
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    "tls.key",
-    "-out",
-    "tls.csr",
-    "-subj",
-    "/CN=ms2m-agent",
-  );
+  selfSigned(dir, "ca", "/CN=ms2m-test-ca");
+  run("req", ...NEW_EC_KEY, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=ms2m-agent");
   writeFileSync(
     join(dir, "ext.cnf"),
     "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost,DNS:ms2m-agent\n",
@@ -127,17 +133,6 @@ export class FakeReviewer implements Reviewer {
       (this.rbac[user.username] ?? []).includes(attrs.subresource)
     );
   }
-}
-
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export interface TestAgent {
@@ -262,7 +257,7 @@ export async function startRegistry(opts: { auth?: string } = {}): Promise<TestR
       // not yet
     }
     if (proc.exitCode !== null) throw new Error(`registry exited: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   return {
     host,

@@ -1,4 +1,7 @@
+// Small helpers shared by the tooling, the tests, hack/ and bench/: running a command, waiting,
+// polling, and a free loopback port.
 import { execFile } from "node:child_process";
+import { createServer } from "node:net";
 import { promisify } from "node:util";
 
 const execFileAsync = promisify(execFile);
@@ -50,4 +53,26 @@ export async function waitFor<T>(
     }
     await sleep(intervalMs);
   }
+}
+
+/** Polls `check` until it holds or the deadline passes (`waitFor` for a yes/no condition). */
+export async function waitUntil(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<void> {
+  await waitFor(what, async () => ((await check()) ? true : undefined), options);
+}
+
+/** A port nobody listens on right now at `host` (the kernel picks it; free again once returned). */
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, host, () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
 }

@@ -8,10 +8,10 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import * as k8s from "@kubernetes/client-node";
-import { sleep } from "../../tooling/exec.ts";
+import { freePort, sleep } from "../../tooling/exec.ts";
 import { mustSucceed, repoPath } from "../../tooling/stack/manifests.ts";
 import { ManagedProcess } from "../../tooling/process.ts";
-import { freePort, serviceAccountToken, SYSTEM_NS, type StackEnv } from "../../tooling/stack/index.ts";
+import { serviceAccountToken, SYSTEM_NS, type StackEnv } from "../../tooling/stack/index.ts";
 
 const CLK_TCK = (() => {
   try {

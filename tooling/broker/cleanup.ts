@@ -3,8 +3,7 @@
 // run; these helpers delete the ones a run created, by name, and only while no consumer uses them.
 import { execFile } from "node:child_process";
 import { connect } from "amqplib";
-
-const BROKER = "amqp://guest:guest@127.0.0.1:5672";
+import { LOCAL_BROKER_URL } from "./queues.ts";
 
 function rabbitmqctl(args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
@@ -42,7 +41,7 @@ export async function deleteBrokerObjects(
   const queues = (await listQueues()).filter((q) => q.consumers === 0 && match(q.name)).map((q) => q.name);
   const exchanges = (await listExchanges()).filter((e) => !e.startsWith("amq.") && match(e));
   if (!queues.length && !exchanges.length) return { queues: 0, exchanges: 0 };
-  const conn = await connect(BROKER);
+  const conn = await connect(LOCAL_BROKER_URL);
   try {
     const ch = await conn.createChannel();
     for (const q of queues) await ch.deleteQueue(q);

@@ -6,6 +6,19 @@ export interface Binaries {
   etcdBin: string;
 }
 
+/**
+ * Runs a hack/ build script (a no-op when its cache is warm) and returns a lookup of the
+ * `KEY=value` lines it prints; a missing key throws, naming the script.
+ */
+export async function buildScriptOutput(script: string): Promise<(key: string) => string> {
+  const out = await run("bash", [fileURLToPath(new URL(`../../hack/${script}`, import.meta.url))]);
+  return (key: string) => {
+    const match = new RegExp(`^${key}=(.*)$`, "m").exec(out);
+    if (!match?.[1]) throw new Error(`hack/${script} did not print ${key}`);
+    return match[1];
+  };
+}
+
 let cached: Promise<Binaries> | undefined;
 
 /**
@@ -14,13 +27,7 @@ let cached: Promise<Binaries> | undefined;
  */
 export function controlPlaneBinaries(): Promise<Binaries> {
   cached ??= (async () => {
-    const script = fileURLToPath(new URL("../../hack/build-kube.sh", import.meta.url));
-    const out = await run("bash", [script]);
-    const value = (key: string) => {
-      const match = new RegExp(`^${key}=(.*)$`, "m").exec(out);
-      if (!match?.[1]) throw new Error(`hack/build-kube.sh did not print ${key}`);
-      return match[1];
-    };
+    const value = await buildScriptOutput("build-kube.sh");
     return { kubeBin: value("KUBE_BIN"), etcdBin: value("ETCD_BIN") };
   })();
   return cached;

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run, tryRun } from "../exec.ts";
+import { pidAlive } from "../process.ts";
 
 /**
  * The test network. kube-apiserver refuses to proxy to kubelets on loopback addresses, so
@@ -40,15 +41,6 @@ export function networkForSlot(slot: number): ClusterNetwork {
       return `${TEST_NET}.${base + 2 + n}`;
     },
   };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 export interface SlotLease {

@@ -1,6 +1,5 @@
 import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { run } from "../exec.ts";
+import { buildScriptOutput } from "./binaries.ts";
 
 /** What a real node runs, built or unpacked by hack/build-node.sh into the cache. */
 export interface NodeBinaries {
@@ -21,13 +20,7 @@ let cached: Promise<NodeBinaries> | undefined;
 /** Locates the real-node binaries, building them first on a cold cache (no-op when warm). */
 export function nodeBinaries(): Promise<NodeBinaries> {
   cached ??= (async () => {
-    const script = fileURLToPath(new URL("../../hack/build-node.sh", import.meta.url));
-    const out = await run("bash", [script]);
-    const value = (key: string) => {
-      const match = new RegExp(`^${key}=(.*)$`, "m").exec(out);
-      if (!match?.[1]) throw new Error(`hack/build-node.sh did not print ${key}`);
-      return match[1];
-    };
+    const value = await buildScriptOutput("build-node.sh");
     const criu = value("CRIU");
     return {
       kubelet: value("KUBELET"),

@@ -2,10 +2,10 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { waitFor } from "../exec.ts";
+import { freePort, waitFor } from "../exec.ts";
 import { repoPath } from "./manifests.ts";
 import { ManagedProcess } from "../process.ts";
-import { type ControllerTestEnv, SYSTEM_NS, freePort, serviceAccountToken } from "./env.ts";
+import { type ControllerTestEnv, SYSTEM_NS, serviceAccountToken } from "./env.ts";
 
 /** The controller binary (`node cmd/ms2m-controller/main.ts`) with the ms2m-controller ServiceAccount's tokens. */
 export class ControllerProcess {

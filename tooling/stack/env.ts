@@ -1,6 +1,5 @@
 // The clients, addresses and helpers every part of the stack works with.
 import { mkdir, mkdtemp } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
@@ -119,18 +118,6 @@ export function imagesOf(env: Pick<StackEnv, "cluster">): ClusterImages {
   const images = env.cluster.info.images;
   if (!images) throw new Error("this cluster has no images in its registry (real runtime: pushImages first)");
   return images;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export async function workDir(prefix: string): Promise<string> {

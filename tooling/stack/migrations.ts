@@ -1,6 +1,7 @@
 // StatefulMigrations as a test or the demo drives them, and what they did (checkpoints, queues).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { queueStats } from "../broker/queues.ts";
 import { sleep, waitFor } from "../exec.ts";
 import type { StatefulMigration } from "../../src/api/v1alpha1/index.ts";
 import { type ControllerTestEnv, GROUP, PLURAL, VERSION } from "./env.ts";
@@ -177,21 +178,7 @@ export async function checkpointCount(
     .length;
 }
 
-/** Whether the broker still has a queue (passive declare on a throwaway channel). */
+/** Whether the broker still has a queue. */
 export async function queueExists(name: string): Promise<boolean> {
-  const { connect } = await import("amqplib");
-  const conn = await connect("amqp://guest:guest@127.0.0.1:5672");
-  try {
-    const ch = await conn.createChannel();
-    ch.on("error", () => undefined);
-    try {
-      await ch.checkQueue(name);
-      await ch.close();
-      return true;
-    } catch {
-      return false;
-    }
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
+  return (await queueStats(name)) !== undefined;
 }

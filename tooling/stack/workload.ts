@@ -5,6 +5,7 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { isAlreadyExists } from "../../src/kube/errors.ts";
+import { LOCAL_BROKER_URL } from "../broker/queues.ts";
 import { waitFor } from "../exec.ts";
 import { mustSucceed } from "./manifests.ts";
 import { Producer } from "../../workload/producer.ts";
@@ -263,7 +264,7 @@ export class TestProducer {
 
   constructor(env: ControllerTestEnv, w: Workload, rate: number) {
     this.producer = new Producer({
-      url: "amqp://guest:guest@127.0.0.1:5672",
+      url: LOCAL_BROKER_URL,
       exchange: w.exchange,
       rate,
       producerId: w.name,

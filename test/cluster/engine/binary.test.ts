@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { freePort, sleep, waitFor } from "../../../tooling/exec.ts";
 import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import { SYSTEM_NS, controllerKubeConfig, engineEnv, installApi, randomSuffix } from "./env.ts";
 
@@ -14,17 +13,6 @@ const env = engineEnv();
 const LEASE = `engine-bin-${randomSuffix()}`;
 let dir: string;
 let kubeconfig: string;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-}
 
 interface Replica {
   name: string;

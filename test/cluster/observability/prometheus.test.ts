@@ -8,7 +8,6 @@ import {
   createMigration,
   createNamespace,
   deployMs2m,
-  freePort,
   stopper,
   TestProducer,
   waitForCompletion,
@@ -16,7 +15,7 @@ import {
   workDir,
   workloadNames,
 } from "../controller/env.ts";
-import { sleep, waitFor } from "../../../tooling/exec.ts";
+import { freePort, sleep, waitFor } from "../../../tooling/exec.ts";
 import { ManagedProcess } from "../../../tooling/process.ts";
 
 // The real Prometheus (Debian's binary) scraping the controller's /metrics and the agents'

@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pushCheckpointImage } from "../../../src/checkpoint/registry.ts";
-import { waitFor } from "../../../tooling/exec.ts";
+import { freePort, waitFor } from "../../../tooling/exec.ts";
 import {
   counterPod,
   createNamespace,
@@ -25,14 +24,6 @@ let ns: string;
 let dir: string;
 let registry: ChildProcess;
 let registryHost: string;
-
-async function freePort(host: string): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, host, resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   ns = await createNamespace(core, "sim-registry");

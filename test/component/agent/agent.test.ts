@@ -25,6 +25,7 @@ import {
   type TestAgent,
   type TestRegistry,
 } from "../../../tooling/agent-fixture.ts";
+import { sleep } from "../../../tooling/exec.ts";
 
 const sha = (b: Buffer) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 const TS = "2025-01-02T03:04:05Z";
@@ -400,7 +401,7 @@ describe("operations", () => {
         ),
         dispatcher,
       });
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       const second = await request(url, {
         method: "POST",
         headers: {
@@ -476,7 +477,7 @@ describe("operations", () => {
       body: Readable.from(
         (async function* () {
           yield tarOf([file("a", "z".repeat(1000))], { end: false });
-          await new Promise((r) => setTimeout(r, 300));
+          await sleep(300);
           ac.abort();
           yield Buffer.alloc(10);
         })(),
@@ -485,8 +486,7 @@ describe("operations", () => {
       signal: ac.signal,
     });
     await p.catch(() => undefined);
-    for (let i = 0; i < 20 && target.agent.inFlightCount > 0; i++)
-      await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 20 && target.agent.inFlightCount > 0; i++) await sleep(50);
     expect(residue(target)).toEqual([]);
     expect((await listStoredImages(target.store)).some((n) => n.includes("aborted"))).toBe(false);
   });

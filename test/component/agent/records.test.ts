@@ -19,6 +19,7 @@ import {
   type TestAgent,
   type TestRegistry,
 } from "../../../tooling/agent-fixture.ts";
+import { sleep } from "../../../tooling/exec.ts";
 
 let pki: Pki;
 let kubelet: Server;
@@ -44,7 +45,7 @@ function kubeletFor(getDir: () => string) {
       }
       const [ns, pod, container] = [m[1]!, m[2]!, m[3]!];
       kubeletCalls.push(`${ns}/${pod}/${container}`);
-      await new Promise((r) => setTimeout(r, kubeletDelayMs));
+      await sleep(kubeletDelayMs);
       const ts = new Date(Date.UTC(2025, 0, 1, 0, 0, stamp++)).toISOString().replace(".000", "");
       const path = join(getDir(), `checkpoint-${pod}_${ns}-${container}-${ts}.tar`);
       await writeFakeCheckpointArchive(path, { size: 256 * 1024, containerName: container });
@@ -362,7 +363,7 @@ describe("expiry sweep", () => {
       // its first step, before looking the record up.
       const swept = () => !existsSync(join(a.agent.records.dir, "m-ttl"));
       const deadline = Date.now() + 5000;
-      while (!swept() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      while (!swept() && Date.now() < deadline) await sleep(100);
       expect(existsSync(join(a.checkpointsDir, ck.archive))).toBe(false);
       expect(await controller.lookupCheckpoint(a.url, "m-ttl", "app")).toBeUndefined();
     } finally {

@@ -26,12 +26,14 @@ import {
   TOKENS,
   makePki,
   residue,
+  selfSigned,
   startAgent,
   startRegistry,
   type Pki,
   type TestAgent,
   type TestRegistry,
 } from "../../../tooling/agent-fixture.ts";
+import { sleep } from "../../../tooling/exec.ts";
 
 const SERVICE = "ms2m-test-registry";
 const ISSUER = "ms2m-test-token-issuer";
@@ -152,27 +154,7 @@ beforeAll(async () => {
   pki = makePki();
   work = mkdtempSync(join(tmpdir(), "ms2m-regauth-"));
   // the token signing key and its self-signed certificate: the registry's rootcertbundle
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      "sign.key",
-      "-out",
-      "sign.crt",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=ms2m-test-token-signer",
-    ],
-    { cwd: work, stdio: "pipe" },
-  );
+  selfSigned(work, "sign", "/CN=ms2m-test-token-signer");
   const der = execFileSync("openssl", ["x509", "-in", "sign.crt", "-outform", "DER"], { cwd: work });
   tokenServer = new TokenServer(pki, readFileSync(join(work, "sign.key")), der);
   await tokenServer.start();
@@ -411,7 +393,7 @@ describe("registry with token (Bearer) auth", () => {
       ...s,
       maxBytes: MAX,
     });
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     await pushCheckpointImage(createReadStream(a.path), `${registry.host}/ms2m/short:s2`, "app", {
       ...s,
       maxBytes: MAX,

@@ -1,25 +1,16 @@
 // The SDK consumer reconnects with exactly one connection, also when the connection is lost
 // while it is still being set up (the broker going away and coming back in bursts): the lost
 // connection's close event must not start a second connect loop next to the one that retries.
-import { createServer } from "node:net";
 import amqp from "amqplib";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { MigratingConsumer } from "../../../src/sdk/consumer.ts";
 import { TcpRelay } from "../../../tooling/broker/relay.ts";
-import { waitFor } from "../../../tooling/exec.ts";
+import { freePort, sleep, waitUntil } from "../../../tooling/exec.ts";
 
 const BROKER = "amqp://guest:guest@127.0.0.1:5672";
 let relay: TcpRelay;
 let admin: amqp.ChannelModel;
 const queue = `ms2m.test.reconnect.${process.pid}.${Date.now()}`;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 beforeAll(async () => {
   const port = await freePort();
@@ -66,15 +57,15 @@ it("a connection lost during set-up is retried by one loop: one consumer afterwa
   });
   try {
     await consumer.start();
-    await waitFor("consuming", async () => ((await consumers()) === 1 ? true : undefined), {
+    await waitUntil("consuming", async () => (await consumers()) === 1, {
       timeoutMs: 10_000,
     });
     relay.dropConnections(); // lost while consuming: reconnect #2 fails, #3 fails, #4 succeeds
-    await waitFor("set up again", async () => (setups >= 4 ? true : undefined), { timeoutMs: 20_000 });
-    await waitFor("consuming again", async () => ((await consumers()) >= 1 ? true : undefined), {
+    await waitUntil("set up again", () => setups >= 4, { timeoutMs: 20_000 });
+    await waitUntil("consuming again", async () => (await consumers()) >= 1, {
       timeoutMs: 10_000,
     });
-    await new Promise((r) => setTimeout(r, 1500)); // a second loop, if any, would connect by now
+    await sleep(1500); // a second loop, if any, would connect by now
     expect(await consumers()).toBe(1);
     expect(setups).toBe(4);
   } finally {

@@ -3,14 +3,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
 import { replayQueueName } from "../../../src/protocol/replay.ts";
-import {
-  BROKER_URL,
-  closeAllConnections,
-  deleteBrokerObjects,
-  runMigration,
-  sleep,
-  uniqueId,
-} from "./harness.ts";
+import { BROKER_URL, closeAllConnections, deleteBrokerObjects, runMigration, uniqueId } from "./harness.ts";
+import { sleep } from "../../../tooling/exec.ts";
 
 const steady = (r: number) => ({
   beforeSetup: r,

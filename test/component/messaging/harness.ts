@@ -2,7 +2,6 @@
 // complete in-process migration (source and target reference consumers, real RabbitMQ).
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
 import { promisify } from "node:util";
 import { connect } from "amqplib";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
@@ -13,25 +12,26 @@ import { account, type AccountingReport } from "../../../workload/accounting.ts"
 import { ReferenceConsumer } from "../../../workload/consumer.ts";
 import { Producer } from "../../../workload/producer.ts";
 import type { SequencedMessage } from "../../../workload/topology.ts";
+import { LOCAL_BROKER_URL, queueStats as brokerQueueStats } from "../../../tooling/broker/queues.ts";
+import { sleep, waitUntil as waitUntilIn } from "../../../tooling/exec.ts";
 
-export const BROKER_URL = process.env.MS2M_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+export const BROKER_URL = process.env.MS2M_TEST_AMQP_URL ?? LOCAL_BROKER_URL;
 
 export const uniqueId = (prefix: string): string =>
   `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/**
+ * tooling's `waitUntil` at this suite's pace: every 20 ms, and failing after 15 s (before a test's
+ * timeout) with what it waited for.
+ */
+export const waitUntil: typeof waitUntilIn = (what, check, options = {}) =>
+  waitUntilIn(what, check, { timeoutMs: 15_000, intervalMs: 20, ...options });
 
-export async function waitFor(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+/** Ready messages and consumers of a queue on this suite's broker, or undefined if it does not exist. */
+export const queueStats = (queue: string) => brokerQueueStats(queue, BROKER_URL);
+
+/** Broker-side depth of a queue, or undefined if it does not exist. */
+export const readyCount = async (queue: string) => (await queueStats(queue))?.messageCount;
 
 /** Deletes queues and exchanges (missing ones are fine). */
 export async function deleteBrokerObjects(queues: string[], exchanges: string[] = []): Promise<void> {
@@ -52,46 +52,6 @@ export async function deleteBrokerObjects(queues: string[], exchanges: string[] 
   } finally {
     await conn.close();
   }
-}
-
-/** Broker-side depth of a queue, or undefined if it does not exist. */
-export async function readyCount(queue: string): Promise<number | undefined> {
-  const conn = await connect(BROKER_URL);
-  try {
-    const ch = await conn.createChannel();
-    ch.on("error", () => undefined);
-    return (await ch.checkQueue(queue)).messageCount;
-  } catch {
-    return undefined;
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
-}
-
-/** Ready messages and consumers of a queue, or undefined if it does not exist. */
-export async function queueStats(
-  queue: string,
-): Promise<{ messageCount: number; consumerCount: number } | undefined> {
-  const conn = await connect(BROKER_URL);
-  try {
-    const ch = await conn.createChannel();
-    ch.on("error", () => undefined);
-    const { messageCount, consumerCount } = await ch.checkQueue(queue);
-    return { messageCount, consumerCount };
-  } catch {
-    return undefined;
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
-}
-
-/** A loopback port nobody listens on right now (for a TcpRelay in front of the broker). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", () => resolve()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 /** Takes every message out of a queue and returns the sequence numbers (for exact cutoff checks). */
@@ -211,7 +171,7 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
     await sleep(200); // the producer keeps publishing after the switch
     const published = await producer.stop();
     const t = target;
-    await waitFor(
+    await waitUntil(
       "target to consume the primary queue",
       async () => (await readyCount(queue)) === 0 && t.consumer.metrics().unacked === 0,
     );

@@ -15,15 +15,8 @@ import { readPodIdentity } from "../../../src/sdk/pod-identity.ts";
 import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { declareWorkloadTopology, messageId, type SequencedMessage } from "../../../workload/topology.ts";
 import { TcpRelay } from "../../../tooling/broker/relay.ts";
-import {
-  BROKER_URL,
-  deleteBrokerObjects,
-  freePort,
-  queueStats,
-  sleep,
-  uniqueId,
-  waitFor,
-} from "./harness.ts";
+import { freePort, sleep } from "../../../tooling/exec.ts";
+import { BROKER_URL, deleteBrokerObjects, queueStats, uniqueId, waitUntil } from "./harness.ts";
 
 let relay: TcpRelay;
 let admin: amqp.ChannelModel;
@@ -151,14 +144,14 @@ describe("restore detection by the pod identity", () => {
       await s.consumer.start();
       expect(s.consumer.podName).toBe(source);
       await s.publish(range(1, 10));
-      await waitFor("1..10 applied", () => s.applied.length === 10);
+      await waitUntil("1..10 applied", () => s.applied.length === 10);
       await migration.setup();
       expect((await migration.fenceSource()).pod).toBe(source);
 
       // 15.. stay in the work chain while the "restore" happens: delivered on the old channel.
       const release = s.holdFrom(15);
       await s.publish(range(11, 20));
-      await waitFor(
+      await waitUntil(
         "11..14 applied, 15..20 held",
         () => s.applied.length === 14 && s.consumer.metrics().unacked === 6,
       );
@@ -169,8 +162,8 @@ describe("restore detection by the pod identity", () => {
       expect((await queueStats(controlQueueName(target)))?.consumerCount ?? 0).toBe(0);
       release();
 
-      await waitFor("restored", () => s.restores.length === 1 && s.consumer.podName === target);
-      await waitFor(
+      await waitUntil("restored", () => s.restores.length === 1 && s.consumer.podName === target);
+      await waitUntil(
         "listening on the new control queue",
         async () => (await queueStats(controlQueueName(target)))?.consumerCount === 1,
       );
@@ -190,7 +183,7 @@ describe("restore detection by the pod identity", () => {
       const started = await migration.startReplay(target);
       expect(started.pod).toBe(target);
       // The replay queue holds 11..30: 11..20 are in the state already (dedup window kept).
-      await waitFor("replay applied", () => {
+      await waitUntil("replay applied", () => {
         const m = s.consumer.metrics();
         return m.replayed === 10 && m.duplicatesSkipped === 10;
       });
@@ -199,14 +192,14 @@ describe("restore detection by the pod identity", () => {
       const report = await migration.cutover({ targetPod: target, sourceGone: true });
       expect(report).toMatchObject({ drained: true, replayed: 10, duplicatesSkipped: 10, messagesLeft: 0 });
       expect(s.consumer.mode).toBe("primary");
-      await waitFor("primary queue consumed again", async () => {
+      await waitUntil("primary queue consumed again", async () => {
         const q = await queueStats(s.queue);
         return (
           q?.consumerCount === 1 && q.messageCount === 0 && s.consumer.metrics().duplicatesSkipped === 26
         );
       });
       await s.publish(range(31, 35));
-      await waitFor("31..35 applied", () => s.applied.length === 35);
+      await waitUntil("31..35 applied", () => s.applied.length === 35);
       expect(s.applied).toEqual(range(1, 35));
       expect(s.restores).toHaveLength(1);
     },
@@ -217,15 +210,15 @@ describe("restore detection by the pod identity", () => {
     const s = await scenario(pod, "uid-1");
     await s.consumer.start();
     await s.publish(range(1, 5));
-    await waitFor("1..5 applied", () => s.applied.length === 5);
+    await waitUntil("1..5 applied", () => s.applied.length === 5);
     const setups = s.setups();
     await s.restoreInto(pod); // same name, same uid: only the connection is lost
-    await waitFor("reconnected", async () => {
+    await waitUntil("reconnected", async () => {
       const q = await queueStats(s.queue);
       return s.setups() > setups && q?.consumerCount === 1;
     });
     await s.publish(range(6, 10));
-    await waitFor("6..10 applied", () => s.applied.length === 10);
+    await waitUntil("6..10 applied", () => s.applied.length === 10);
     expect(s.applied).toEqual(range(1, 10));
     expect(s.restores).toEqual([]);
     expect(s.consumer.mode).toBe("primary");
@@ -237,10 +230,10 @@ describe("restore detection by the pod identity", () => {
     const s = await scenario(pod, "uid-1");
     await s.consumer.start();
     await s.publish(range(1, 3));
-    await waitFor("1..3 applied", () => s.applied.length === 3);
+    await waitUntil("1..3 applied", () => s.applied.length === 3);
     await s.restoreInto(pod, "uid-2");
-    await waitFor("restored", () => s.restores.length === 1);
-    await waitFor(
+    await waitUntil("restored", () => s.restores.length === 1);
+    await waitUntil(
       "listening on its control queue again",
       async () => (await queueStats(controlQueueName(pod)))?.consumerCount === 1,
     );

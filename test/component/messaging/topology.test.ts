@@ -11,7 +11,7 @@ import {
 } from "../../../src/messaging/topology.ts";
 import { MigratingConsumer } from "../../../src/sdk/consumer.ts";
 import { controlQueueName, replayQueueName, statusQueueName } from "../../../src/protocol/replay.ts";
-import { BROKER_URL, deleteBrokerObjects, readyCount, uniqueId, waitFor } from "./harness.ts";
+import { BROKER_URL, deleteBrokerObjects, readyCount, uniqueId, waitUntil } from "./harness.ts";
 
 const garbage: { queues: string[]; exchanges: string[] } = { queues: [], exchanges: [] };
 afterEach(async () => {
@@ -55,7 +55,7 @@ describe("replay topology", () => {
     });
     await setupReplay(pool, uid, topology); // again: no error, nothing duplicated
     await w.publish(exchange, 5);
-    await waitFor("copies", async () => (await readyCount(replayQueueName(uid))) === 5);
+    await waitUntil("copies", async () => (await readyCount(replayQueueName(uid))) === 5);
     expect(await readyCount(primaryQueue)).toBe(8);
     await w.close();
     await pool.close();
@@ -100,7 +100,7 @@ describe("replay topology", () => {
     expect(await queueDepth(restarted, BROKER_URL, replayQueueName(uid))).toBeUndefined();
     // The workload's queue, exchange and binding are untouched.
     await w.publish(exchange, 1);
-    await waitFor("primary still bound", async () => (await readyCount(primaryQueue)) === 5);
+    await waitUntil("primary still bound", async () => (await readyCount(primaryQueue)) === 5);
     // Idempotent.
     expect(await cleanupMigration(restarted, BROKER_URL, uid)).toEqual({
       replayMessagesDiscarded: 0,
@@ -144,12 +144,12 @@ describe("replay topology", () => {
       type: "START_REPLAY",
       replayQueue: replayQueueName(uid),
     });
-    await waitFor("second answer", async () => {
+    await waitUntil("second answer", async () => {
       await inbox.poll();
       return (inbox.latest(pod, "REPLAY_STARTED")?.at ?? 0) > first.at;
     });
     await w.publish(exchange, 3);
-    await waitFor("replayed", () => applied.length === 3);
+    await waitUntil("replayed", () => applied.length === 3);
     expect(consumer.metrics()).toMatchObject({ replayed: 3, processed: 3 });
     await consumer.close();
     await w.close();

@@ -16,15 +16,8 @@ import { ReplayMigration } from "../../../src/messaging/migration.ts";
 import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { Producer } from "../../../workload/producer.ts";
 import { TcpRelay } from "../../../tooling/broker/relay.ts";
-import {
-  BROKER_URL,
-  deleteBrokerObjects,
-  freePort,
-  readyCount,
-  sleep,
-  uniqueId,
-  waitFor,
-} from "./harness.ts";
+import { freePort, sleep } from "../../../tooling/exec.ts";
+import { BROKER_URL, deleteBrokerObjects, readyCount, uniqueId, waitUntil } from "./harness.ts";
 
 const children: ChildProcess[] = [];
 afterAll(() => children.forEach((c) => c.exitCode === null && c.kill("SIGKILL")));
@@ -124,8 +117,8 @@ describe("reference workload processes", () => {
           STATE_DIR: stateDir,
           APPLIED_LOG_DIR: appliedDir,
         });
-        await waitFor("source socket", () => existsSync(join(dir, "source.sock")));
-        await waitFor("source queue", async () => (await readyCount(queue)) !== undefined);
+        await waitUntil("source socket", () => existsSync(join(dir, "source.sock")));
+        await waitUntil("source queue", async () => (await readyCount(queue)) !== undefined);
         await producer.start();
         await sleep(300);
         await migration.setup();
@@ -156,7 +149,7 @@ describe("reference workload processes", () => {
         expect(report).toMatchObject({ drained: true, cutoffFired: false, messagesLeft: 0 });
         await sleep(200);
         await producer.stop();
-        await waitFor("primary queue consumed", async () => (await readyCount(queue)) === 0);
+        await waitUntil("primary queue consumed", async () => (await readyCount(queue)) === 0);
         await sleep(200);
         expect(await stop(source)).toBe(0);
         expect(await stop(target)).toBe(0);
@@ -235,7 +228,7 @@ describe("reference workload processes", () => {
           STATE_DIR: stateDir,
           APPLIED_LOG_DIR: appliedDir,
         });
-        await waitFor("consumer started", () => logged(consumer, "consumer started").length === 1);
+        await waitUntil("consumer started", () => logged(consumer, "consumer started").length === 1);
         await producer.start();
         await sleep(300);
         await migration.setup();
@@ -257,7 +250,7 @@ describe("reference workload processes", () => {
         expect(report).toMatchObject({ drained: true, cutoffFired: false, messagesLeft: 0 });
         await sleep(200);
         await producer.stop();
-        await waitFor("primary queue consumed", async () => (await readyCount(queue)) === 0);
+        await waitUntil("primary queue consumed", async () => (await readyCount(queue)) === 0);
         await sleep(200);
         expect(await stop(consumer)).toBe(0);
 

@@ -7,6 +7,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect } from "node:net";
 import type * as k8s from "@kubernetes/client-node";
+import { readyCount } from "../../../tooling/broker/queues.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
   createDeployment,
@@ -210,21 +211,6 @@ export async function leftovers(run: Run): Promise<{ leftovers: string[]; servin
   );
   if (tags.length) out.push(`registry tag(s) ${tags.join(" ")}`);
   return { leftovers: out, ...(serving ? { serving } : {}) };
-}
-
-/** Ready messages in a queue (undefined: no such queue). */
-async function readyCount(queue: string): Promise<number | undefined> {
-  const { connect: amqpConnect } = await import("amqplib");
-  const conn = await amqpConnect("amqp://guest:guest@127.0.0.1:5672");
-  try {
-    const ch = await conn.createChannel();
-    ch.on("error", () => undefined);
-    return (await ch.checkQueue(queue)).messageCount;
-  } catch {
-    return undefined;
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
 }
 
 /**

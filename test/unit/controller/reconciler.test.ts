@@ -6,6 +6,7 @@ import { shadowPodName } from "../../../src/controller/strategies/shadow-pod.ts"
 import { RetryAfter } from "../../../src/controller/reconciler.ts";
 import { crash } from "./fakes.ts";
 import { drive, playKubelet, setup } from "./scenario.ts";
+import { sleep } from "../../../tooling/exec.ts";
 
 const phaseOf = (w: ReturnType<typeof setup>) => w.cluster.migrations.get("default/mig")?.status?.phase;
 const statusOf = (w: ReturnType<typeof setup>) => w.cluster.migration("mig").status!;
@@ -173,7 +174,7 @@ describe("Transferring", () => {
     const send = w.transfer.transfer.bind(w.transfer);
     w.transfer.transfer = async (req) => {
       most = Math.max(most, ++inFlight);
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
       inFlight--;
       return send(req);
     };

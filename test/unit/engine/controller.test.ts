@@ -10,6 +10,7 @@ import {
   type Reconciler,
   type ReconcileScope,
 } from "../../../src/engine/reconciler.ts";
+import { sleep, waitUntil } from "../../../tooling/exec.ts";
 
 // The engine's workers against a scripted reconciler (no informers: keys are added directly).
 type Script = (
@@ -58,13 +59,8 @@ function manager(script: Script, workers = 2) {
   return { m, calls, metrics, maxRunning: () => maxRunning };
 }
 
-const until = async (cond: () => boolean, ms = 3000) => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
+const until = (cond: () => boolean, timeoutMs = 3000) =>
+  waitUntil("the condition", cond, { timeoutMs, intervalMs: 5 });
 
 const value = async (
   metrics: ReturnType<typeof createEngineMetrics>,
@@ -106,11 +102,11 @@ describe("Controller workers", () => {
     await until(() => calls.length === 1);
     m.queue.add("ns/a");
     m.queue.add("ns/a");
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(calls.length).toBe(1);
     release();
     await until(() => calls.length === 2);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(calls.length).toBe(2);
     expect(maxRunning()).toBe(1);
   });
@@ -164,7 +160,7 @@ describe("Controller workers", () => {
     m.queue.add("ns/a");
     m.queue.add("ns/b");
     await until(() => calls.length === 2);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     expect(calls.length).toBe(2); // not requeued
     expect(new Set(seen.map((s) => s.id)).size).toBe(2);
     expect(await value(metrics, "controller_runtime_reconcile_errors_total", {})).toBe(2);
@@ -185,13 +181,13 @@ describe("Controller workers", () => {
     await until(() => calls.length === 1);
     let stopped = false;
     const stopping = m.stop().then(() => (stopped = true));
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(stopped).toBe(false);
     release();
     await stopping;
     expect(finished).toBe(true);
     m.queue.add("ns/b");
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     expect(calls.length).toBe(1);
   });
 });

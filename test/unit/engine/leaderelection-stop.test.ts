@@ -2,13 +2,14 @@ import { describe, expect, it } from "vitest";
 import { Ms2mError } from "../../../src/common/errors.ts";
 import { LeaderElector, type LeaseRecord, type LeaseStore } from "../../../src/engine/leaderelection.ts";
 import { realTimerClock } from "../../../src/engine/timers.ts";
+import { sleep } from "../../../tooling/exec.ts";
 
 /** A Lease with optimistic concurrency whose writes take `delayMs`. */
 class SlowLease implements LeaseStore {
   record?: LeaseRecord;
   private rv = 0;
   delayMs = 0;
-  private wait = () => new Promise((r) => setTimeout(r, this.delayMs));
+  private wait = () => sleep(this.delayMs);
   async get() {
     return this.record ? { ...this.record } : undefined;
   }
@@ -34,12 +35,12 @@ describe("LeaderElector.stop with a request in flight", () => {
     const store = new SlowLease();
     const e = new LeaderElector({ identity: "a", store, clock: realTimerClock, ...timing });
     e.start();
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(e.isLeader()).toBe(true);
     store.delayMs = 80;
-    await new Promise((r) => setTimeout(r, 120)); // the next renewal is now in flight
+    await sleep(120); // the next renewal is now in flight
     await e.stop();
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect(store.record?.holderIdentity).toBe("");
   });
 
@@ -48,7 +49,7 @@ describe("LeaderElector.stop with a request in flight", () => {
     store.delayMs = 100;
     const e = new LeaderElector({ identity: "b", store, clock: realTimerClock, ...timing });
     e.start();
-    await new Promise((r) => setTimeout(r, 20)); // the create is in flight
+    await sleep(20); // the create is in flight
     await e.stop();
     expect(store.record?.holderIdentity).toBe("");
   });

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -13,6 +12,8 @@ import {
 } from "../../../../src/controller/adapters/node-proxy.ts";
 import type { CheckpointRequest } from "../../../../src/controller/ports.ts";
 import { FakeCheckpointer } from "../fakes.ts";
+import { selfSigned } from "../../../../tooling/agent-fixture.ts";
+import { sleep } from "../../../../tooling/exec.ts";
 
 const req: CheckpointRequest = {
   node: "node-a",
@@ -33,31 +34,12 @@ describe("NodeProxyCheckpointer (against a local HTTPS server standing in for th
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ms2m-np-"));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "cert.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-      ],
-      { cwd: dir, stdio: "pipe" },
-    );
-    const cert = readFileSync(join(dir, "cert.pem"));
-    server = createServer({ cert, key: readFileSync(join(dir, "key.pem")) }, (r, res) => {
+    const { certFile, keyFile } = selfSigned(dir, "server", "/CN=127.0.0.1", {
+      days: 1,
+      san: "IP:127.0.0.1",
+    });
+    const cert = readFileSync(certFile);
+    server = createServer({ cert, key: readFileSync(keyFile) }, (r, res) => {
       seen.push({ method: r.method, url: r.url, auth: r.headers.authorization });
       const reply = () =>
         res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
@@ -130,7 +112,7 @@ describe("NodeProxyCheckpointer (against a local HTTPS server standing in for th
     const cp = new NodeProxyCheckpointer(kc);
     // The client waits timeoutSeconds + 30 s; a destroyed connection stands for a lost answer.
     const pending = cp.checkpoint(req).catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     server.closeAllConnections();
     const err = (await pending) as Ms2mError;
     expect(err).toMatchObject({ reason: "ServiceUnavailable", retriable: true });
