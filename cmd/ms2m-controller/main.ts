@@ -9,7 +9,10 @@ import { createRegistry } from "../../src/common/metrics.ts";
 import { createControllerMetrics } from "../../src/controller/metrics.ts";
 import { loadKubeConfig } from "../../src/kube/config.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../src/transfer/index.ts";
-import { AgentTlsManager, KubeSecretStore } from "../../src/controller/certs/index.ts";
+import { AgentTlsManager, KubeSecretStore, ServingTlsManager } from "../../src/controller/certs/index.ts";
+import { KubeEvictionCluster, injectCaBundle } from "../../src/controller/adapters/eviction.ts";
+import { decide } from "../../src/controller/eviction/decide.ts";
+import { EvictionWebhook } from "../../src/controller/eviction/webhook.ts";
 import { AgentCheckpointer, AgentLocator, AgentTransfer } from "../../src/controller/adapters/agent.ts";
 import { NodeProxyCheckpointer, RoutingCheckpointer } from "../../src/controller/adapters/node-proxy.ts";
 import { AgentRuntimeProbe, noRuntimeProbe } from "../../src/controller/adapters/runtime.ts";
@@ -130,9 +133,59 @@ const agentTls = cfg.MANAGE_AGENT_TLS
       },
     })
   : undefined;
-// Leader only: issue/rotate the agents' certificate first, then reconcile.
+// The eviction webhook (MigrationPolicy): every replica serves it with the certificate the
+// leader keeps in WEBHOOK_TLS_SECRET; the leader also writes the CA into the webhook configuration.
+const secrets = new KubeSecretStore(kc, cfg.POD_NAMESPACE);
+const webhook =
+  cfg.WEBHOOK_PORT > 0
+    ? new EvictionWebhook({
+        port: cfg.WEBHOOK_PORT,
+        host: cfg.WEBHOOK_HOST,
+        log: log.child({ component: "eviction-webhook" }),
+        decider: (namespace, pod, opts) => decide(new KubeEvictionCluster(kc, log), namespace, pod, opts),
+      })
+    : undefined;
+const webhookTls =
+  webhook && cfg.MANAGE_WEBHOOK_TLS
+    ? new ServingTlsManager({
+        store: secrets,
+        secretName: cfg.WEBHOOK_TLS_SECRET,
+        caSecretName: cfg.WEBHOOK_CA_SECRET,
+        commonName: cfg.WEBHOOK_SERVICE,
+        names: [
+          cfg.WEBHOOK_SERVICE,
+          `${cfg.WEBHOOK_SERVICE}.${cfg.POD_NAMESPACE}`,
+          `${cfg.WEBHOOK_SERVICE}.${cfg.POD_NAMESPACE}.svc`,
+          `${cfg.WEBHOOK_SERVICE}.${cfg.POD_NAMESPACE}.svc.cluster.local`,
+          ...cfg.WEBHOOK_EXTRA_NAMES,
+        ],
+        what: "webhook TLS",
+        log,
+        onBundle: (bundle) => {
+          injectCaBundle(kc, cfg.WEBHOOK_CONFIG_NAME, bundle, cfg.WEBHOOK_URL).catch((err: unknown) =>
+            log.warn({ err: describeError(err) }, "eviction webhook: could not write the CA bundle"),
+          );
+          void loadWebhookTls();
+        },
+      })
+    : undefined;
+async function loadWebhookTls(): Promise<void> {
+  if (!webhook) return;
+  const s = await secrets.get(cfg.WEBHOOK_TLS_SECRET).catch(() => undefined);
+  const cert = s?.data["tls.crt"];
+  const key = s?.data["tls.key"];
+  if (cert && key) await webhook.setTls(cert, key);
+}
+// Replicas that do not lead pick the certificate up (and its renewals) from the Secret.
+const webhookTlsPoll = webhook
+  ? setInterval(() => void loadWebhookTls().catch(() => undefined), 30_000).unref()
+  : undefined;
+void loadWebhookTls().catch(() => undefined);
+
+// Leader only: issue/rotate the agents' and the webhook's certificates first, then reconcile.
 const startLeading = () => {
   agentTls?.start();
+  webhookTls?.start();
   manager.startWorkers();
 };
 
@@ -167,6 +220,9 @@ async function shutdown(why: string, code = 0): Promise<void> {
   force.unref();
   try {
     await agentTls?.stop();
+    await webhookTls?.stop();
+    if (webhookTlsPoll) clearInterval(webhookTlsPoll);
+    await webhook?.stop();
     await manager.stop(); // finishes reconciles in flight
     await elector?.stop(); // releases the lease: another replica takes over at once
     await messaging.close();

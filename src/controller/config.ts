@@ -50,6 +50,42 @@ export const controllerEnv = z.object({
   ROLLBACK_TIMEOUT_SECONDS: env.seconds().default(120),
   SOURCE_GRACE_SECONDS: z.coerce.number().int().min(0).max(300).default(1),
   REPLAY_POLL_MS: env.positiveInt().default(250),
+  /**
+   * The validating webhook on pods/eviction (MigrationPolicy: live migration instead of eviction,
+   * src/controller/eviction/). 0 turns it off. Every replica serves it.
+   */
+  WEBHOOK_PORT: z.coerce.number().int().min(0).max(65535).default(9443),
+  WEBHOOK_HOST: z.string().min(1).default("0.0.0.0"),
+  /** The leader issues and rotates the webhook's certificate and writes its CA into WEBHOOK_CONFIG_NAME. */
+  MANAGE_WEBHOOK_TLS: env.bool().default(true),
+  WEBHOOK_TLS_SECRET: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/)
+    .max(253)
+    .default("ms2m-webhook-tls"),
+  WEBHOOK_CA_SECRET: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/)
+    .max(253)
+    .default("ms2m-webhook-ca"),
+  /** The Service in front of the controller's webhook port (its DNS names go into the certificate). */
+  WEBHOOK_SERVICE: z.string().min(1).default("ms2m-webhook"),
+  WEBHOOK_CONFIG_NAME: z.string().min(1).default("ms2m-eviction"),
+  /**
+   * The API server reaches the webhook at this URL instead of the Service (a controller running
+   * outside the cluster); its host must be among WEBHOOK_EXTRA_NAMES.
+   */
+  WEBHOOK_URL: z.url().optional(),
+  /** More names or IP addresses for the certificate (a webhook reached by URL), comma-separated. */
+  WEBHOOK_EXTRA_NAMES: z
+    .string()
+    .default("")
+    .transform((v) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
   /** Where the send side runs (agent, job, auto) and the transfer Job's settings. */
   ...transferJobEnvShape,
 });

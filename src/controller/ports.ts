@@ -28,6 +28,8 @@ export interface ClusterPort {
 
   getNode(name: string): Promise<V1Node | undefined>;
   listNodes(): Promise<V1Node[]>;
+  /** The pods bound to a node (for the requests already placed there). */
+  listPodsOnNode(node: string): Promise<V1Pod[]>;
   getReplicaSet(namespace: string, name: string): Promise<V1ReplicaSet | undefined>;
   getStatefulSet(namespace: string, name: string): Promise<V1StatefulSet | undefined>;
   getSecretKey(namespace: string, name: string, key: string): Promise<string | undefined>;

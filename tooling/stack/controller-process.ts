@@ -20,6 +20,8 @@ export class ControllerProcess {
   /** The ports of the running process (loopback): /healthz and /readyz, and /metrics. */
   healthPort = 0;
   metricsPort = 0;
+  /** The eviction webhook's port on the cluster's host address (kept across restarts). */
+  webhookPort = 0;
 
   constructor(env: ControllerTestEnv, dir: string, caFile: string, extraEnv: Record<string, string> = {}) {
     this.env = env;
@@ -48,8 +50,11 @@ export class ControllerProcess {
     await writeFile(tokenFile, agentToken, { mode: 0o600 });
     const health = await freePort();
     const metrics = await freePort();
+    // The API server calls the eviction webhook on the host's bridge address (where it runs).
+    const webhook = this.webhookPort || (await freePort(this.env.hostIp));
     this.healthPort = health;
     this.metricsPort = metrics;
+    this.webhookPort = webhook;
     this.starts++;
     this.proc = new ManagedProcess(`controller-${this.starts}`, join(this.dir, "controller.log"));
     await this.proc.start(process.execPath, [repoPath("cmd/ms2m-controller/main.ts")], this.pidFile, {
@@ -65,6 +70,11 @@ export class ControllerProcess {
       LOG_LEVEL: "debug",
       // The test issues the agents' certificate itself (deployMs2m).
       MANAGE_AGENT_TLS: "false",
+      // A controller outside the cluster: the webhook is reached by URL, its certificate names the address.
+      WEBHOOK_PORT: String(webhook),
+      WEBHOOK_HOST: this.env.hostIp,
+      WEBHOOK_URL: `https://${this.env.hostIp}:${webhook}`,
+      WEBHOOK_EXTRA_NAMES: this.env.hostIp,
       ...this.extraEnv,
     });
     await waitFor(

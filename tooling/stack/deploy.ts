@@ -2,7 +2,7 @@
 // images), the agents' TLS Secret.
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type * as k8s from "@kubernetes/client-node";
+import * as k8s from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { waitFor } from "../exec.ts";
 import { installCrd, mustSucceed, renderKustomize, repoPath } from "./manifests.ts";
@@ -35,9 +35,19 @@ export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<
     }
   }
   const rendered = await renderKustomize(kubectl, "config/default");
+  // The controller points its eviction webhook at itself (WEBHOOK_URL: it runs on the host here)
+  // and writes its CA there: created once, never re-applied over what the controller wrote.
+  const webhookConfigExists = await env.kc
+    .makeApiClient(k8s.AdmissionregistrationV1Api)
+    .readValidatingWebhookConfiguration({ name: "ms2m-eviction" })
+    .then(
+      () => true,
+      () => false,
+    );
   const objects = parseAllDocuments(rendered)
     .map((d) => d.toJS() as k8s.KubernetesObject & { spec?: unknown })
-    .filter((o) => o.kind && !(o.kind === "Deployment" && o.metadata?.name === "ms2m-controller"));
+    .filter((o) => o.kind && !(o.kind === "Deployment" && o.metadata?.name === "ms2m-controller"))
+    .filter((o) => !(o.kind === "ValidatingWebhookConfiguration" && webhookConfigExists));
   for (const o of objects) {
     if (o.kind !== "DaemonSet") continue;
     const ds = o as k8s.V1DaemonSet;

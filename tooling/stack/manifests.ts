@@ -12,11 +12,11 @@ export function mustSucceed(res: KubectlResult, what: string): string {
   return res.stdout;
 }
 
-/** Installs the generated CRD (idempotent) and waits until it is Established. */
+/** Installs the generated CRDs (idempotent) and waits until they are Established. */
 export async function installCrd(kubectl: Kubectl): Promise<void> {
   mustSucceed(
     await kubectl(["apply", "--server-side", "--force-conflicts", "-k", repoPath("crd")]),
-    "apply CRD",
+    "apply CRDs",
   );
   mustSucceed(
     await kubectl([
@@ -24,8 +24,9 @@ export async function installCrd(kubectl: Kubectl): Promise<void> {
       "--for=condition=Established",
       "--timeout=60s",
       "crd/statefulmigrations.migration.ms2m.io",
+      "crd/migrationpolicies.migration.ms2m.io",
     ]),
-    "wait for CRD",
+    "wait for CRDs",
   );
 }
 

@@ -11,6 +11,15 @@ import {
   singular,
   version,
 } from "./statefulmigration.ts";
+import {
+  MigrationPolicySpec,
+  MigrationPolicyStatus,
+  policyKind,
+  policyPlural,
+  policyPrinterColumns,
+  policyShortNames,
+  policySingular,
+} from "./migrationpolicy.ts";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -47,18 +56,64 @@ function toSchema(schema: z.ZodType): JsonSchema {
   return structural(z.toJSONSchema(schema, { target: "openapi-3.0", io: "input" })) as JsonSchema;
 }
 
-/** The CustomResourceDefinition, generated from the zod schemas (the single source of truth). */
-export function crdManifest(): JsonSchema {
+/** What a CustomResourceDefinition is generated from. */
+export interface KindDefinition {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: readonly string[];
+  description: string;
+  spec: z.ZodType;
+  status: z.ZodType;
+  printerColumns: readonly { name: string; type: string; jsonPath: string }[];
+}
+
+export const kinds: KindDefinition[] = [
+  {
+    kind,
+    plural,
+    singular,
+    shortNames,
+    description:
+      "StatefulMigration moves a running, stateful, message-consuming pod to another node " +
+      "without losing its in-memory state or a message.",
+    spec: StatefulMigrationSpec,
+    status: StatefulMigrationStatus,
+    printerColumns,
+  },
+  {
+    kind: policyKind,
+    plural: policyPlural,
+    singular: policySingular,
+    shortNames: policyShortNames,
+    description:
+      "MigrationPolicy migrates the pods it selects live when they are evicted (a node drain, the " +
+      "autoscaler), instead of letting them be deleted and restarted cold.",
+    spec: MigrationPolicySpec,
+    status: MigrationPolicyStatus,
+    printerColumns: policyPrinterColumns,
+  },
+];
+
+/** A CustomResourceDefinition, generated from the zod schemas (the single source of truth). */
+export function crdManifest(def: KindDefinition = kinds[0]!): JsonSchema {
   return {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",
     metadata: {
-      name: `${plural}.${group}`,
+      name: `${def.plural}.${group}`,
       labels: { "app.kubernetes.io/name": "ms2m", "app.kubernetes.io/part-of": "ms2m" },
     },
     spec: {
       group,
-      names: { kind, listKind: `${kind}List`, plural, singular, shortNames, categories },
+      names: {
+        kind: def.kind,
+        listKind: `${def.kind}List`,
+        plural: def.plural,
+        singular: def.singular,
+        shortNames: def.shortNames,
+        categories,
+      },
       scope: "Namespaced",
       versions: [
         {
@@ -66,20 +121,18 @@ export function crdManifest(): JsonSchema {
           served: true,
           storage: true,
           subresources: { status: {} },
-          additionalPrinterColumns: printerColumns,
+          additionalPrinterColumns: def.printerColumns,
           schema: {
             openAPIV3Schema: {
               type: "object",
-              description:
-                "StatefulMigration moves a running, stateful, message-consuming pod to another node " +
-                "without losing its in-memory state or a message.",
+              description: def.description,
               required: ["spec"],
               properties: {
                 apiVersion: { type: "string" },
                 kind: { type: "string" },
                 metadata: { type: "object" },
-                spec: toSchema(StatefulMigrationSpec),
-                status: toSchema(StatefulMigrationStatus),
+                spec: toSchema(def.spec),
+                status: toSchema(def.status),
               },
             },
           },

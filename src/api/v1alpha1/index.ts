@@ -1,2 +1,3 @@
 export * from "./statefulmigration.ts";
-export { crdManifest } from "./crd.ts";
+export * from "./migrationpolicy.ts";
+export { crdManifest, kinds } from "./crd.ts";

@@ -1,5 +1,4 @@
-import { crdManifest } from "./crd.ts";
-import { printerColumns } from "./statefulmigration.ts";
+import { crdManifest, kinds, type KindDefinition } from "./crd.ts";
 
 interface Schema {
   type?: string;
@@ -45,9 +44,8 @@ function rows(schema: Schema, prefix: string, out: string[]): void {
   }
 }
 
-/** The API reference in Markdown, generated from the same schema as the CRD. */
-export function renderReference(): string {
-  const crd = crdManifest() as {
+function section(def: KindDefinition): string[] {
+  const crd = crdManifest(def) as {
     spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: Schema; status: Schema } } } }[] };
   };
   const { spec, status } = crd.spec.versions[0]!.schema.openAPIV3Schema.properties;
@@ -60,33 +58,42 @@ export function renderReference(): string {
   const statusRows: string[] = [];
   rows(status, "status.", statusRows);
   const specRules = (spec["x-kubernetes-validations"] ?? []).map((v) => `- ${v.message} (\`${v.rule}\`)`);
+  const short = def.shortNames[0] ?? def.plural;
   return [
-    "<!-- Generated from src/api/v1alpha1 by `make manifests`. Do not edit. -->",
-    "# StatefulMigration API reference (`migration.ms2m.io/v1alpha1`)",
+    `## ${def.kind}`,
     "",
-    "Namespaced; short name `smig`; category `ms2m`; status subresource.",
+    `${def.description} Namespaced; short name \`${short}\`; category \`ms2m\`; status subresource.`,
     "",
-    "## spec",
+    "### spec",
     "",
     ...header,
     ...specRows,
     "",
-    "Rules across fields of `spec`, checked at admission:",
-    "",
-    ...specRules,
-    "",
-    "## status",
+    ...(specRules.length > 0
+      ? ["Rules across fields of `spec`, checked at admission:", "", ...specRules, ""]
+      : []),
+    "### status",
     "",
     "Written by the controller only.",
     "",
     ...header,
     ...statusRows,
     "",
-    "## Printer columns (`kubectl get smig`)",
+    `### Printer columns (\`kubectl get ${short}\`)`,
     "",
     "| Column | JSONPath |",
     "| --- | --- |",
-    ...printerColumns.map((c) => `| ${c.name} | \`${c.jsonPath}\` |`),
+    ...def.printerColumns.map((c) => `| ${c.name} | \`${c.jsonPath}\` |`),
     "",
+  ];
+}
+
+/** The API reference in Markdown, generated from the same schemas as the CRDs. */
+export function renderReference(): string {
+  return [
+    "<!-- Generated from src/api/v1alpha1 by `make manifests`. Do not edit. -->",
+    "# API reference (`migration.ms2m.io/v1alpha1`)",
+    "",
+    ...kinds.flatMap(section),
   ].join("\n");
 }

@@ -16,7 +16,7 @@ export const singular = "statefulmigration";
 export const shortNames = ["smig"];
 export const categories = ["ms2m"];
 
-const subdomain = (what: string) =>
+export const subdomain = (what: string) =>
   z
     .string()
     .min(1)
@@ -115,6 +115,11 @@ export const MessageQueueConfig = withRules(
 );
 export type MessageQueueConfig = z.infer<typeof MessageQueueConfig>;
 
+/** Node labels a target must carry (a map, like a pod's nodeSelector). */
+export const NodeLabels = withRules(z.record(z.string().min(1).max(316), z.string().max(63)), [
+  { rule: "self.size() <= 32", message: "at most 32 labels", check: (m) => Object.keys(m).length <= 32 },
+]);
+
 export const StatefulMigrationSpec = withRules(
   z
     .object({
@@ -128,8 +133,16 @@ export const StatefulMigrationSpec = withRules(
         .regex(dns1123LabelPattern, { message: "containerName must be a lowercase RFC 1123 label" })
         .optional()
         .meta({ description: "Container to migrate; omitted means every container of the pod." }),
-      targetNode: subdomain("targetNode").optional().meta({
-        description: "Node to migrate to; omitted means any other Ready, schedulable node.",
+      targetNode: subdomain("targetNode")
+        .optional()
+        .meta({
+          description:
+            "Node to migrate to; omitted means the controller chooses one the pod could be scheduled on " +
+            "(reported with the reason in status.targetNode and status.targetNodeReason).",
+        }),
+      targetNodeSelector: NodeLabels.optional().meta({
+        description:
+          "Labels the target node must carry (besides what the pod's own scheduling constraints require).",
       }),
       migrationStrategy: MigrationStrategy.optional().meta({
         description:
@@ -289,6 +302,10 @@ export const StatefulMigrationStatus = z.object({
   transferMode: TransferMode.optional(),
   sourceNode: z.string().optional(),
   targetNode: z.string().optional(),
+  targetNodeReason: z.string().optional().meta({
+    description:
+      "Why the controller chose targetNode when spec.targetNode was omitted, and why not the others.",
+  }),
   targetPod: z.string().optional(),
   sourcePodUID: z
     .string()

@@ -125,6 +125,14 @@ export class KubeCluster implements ClusterPort {
   async listNodes() {
     return (await kubeCall(() => this.core.listNode(), "list nodes")).items;
   }
+  async listPodsOnNode(node: string) {
+    return (
+      await kubeCall(
+        () => this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` }),
+        `list pods on ${node}`,
+      )
+    ).items;
+  }
   getReplicaSet(namespace: string, name: string) {
     return getOrUndefined(() => this.apps.readNamespacedReplicaSet({ namespace, name }));
   }

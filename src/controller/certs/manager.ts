@@ -11,6 +11,7 @@
 // resourceVersion read (optimistic concurrency): a Conflict/AlreadyExists restarts the pass.
 // Nothing here logs a certificate or key; only fingerprints, dates and reasons.
 import type { X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
 import type { Logger } from "../../common/logger.ts";
 import { describeError } from "../../common/errors.ts";
 import { toMs2mError } from "../../kube/errors.ts";
@@ -91,17 +92,34 @@ export function agentDnsNames(namespace: string): string[] {
 const MAX_OLD_CAS = 3;
 const ATTEMPTS = 5;
 
-export class AgentTlsManager {
-  private readonly o: Required<Omit<AgentTlsOptions, "log" | "onBundle">> &
-    Pick<AgentTlsOptions, "log" | "onBundle">;
+/** A serving certificate of its own CA, for any server: the names it is issued for and where it lives. */
+export interface ServingTlsOptions extends Omit<AgentTlsOptions, "namespace"> {
+  secretName: string;
+  caSecretName: string;
+  /** Subject CN, and the CA's name prefix. */
+  commonName: string;
+  /** The certificate's names: DNS names, or IP addresses. */
+  names: string[];
+  /** How log lines name it. */
+  what: string;
+}
+
+const isIp = (name: string) => isIP(name) !== 0;
+
+/**
+ * Issues and rotates a server's TLS material (the agents', the eviction webhook's): a CA Secret
+ * only the controller reads, and a `kubernetes.io/tls` Secret with the serving certificate and
+ * the trust bundle (`ca.crt`) for its clients.
+ */
+export class ServingTlsManager {
+  private readonly o: Required<Omit<ServingTlsOptions, "log" | "onBundle">> &
+    Pick<ServingTlsOptions, "log" | "onBundle">;
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
   private running: Promise<unknown> | undefined;
 
-  constructor(options: AgentTlsOptions) {
+  constructor(options: ServingTlsOptions) {
     this.o = {
-      secretName: "ms2m-agent-tls",
-      caSecretName: "ms2m-agent-ca",
       caLifetimeMs: 365 * DAY_MS,
       servingLifetimeMs: 90 * DAY_MS,
       renewFraction: 1 / 3,
@@ -124,7 +142,7 @@ export class AgentTlsManager {
         next = Math.min(60_000, this.o.intervalMs);
         this.o.log?.error(
           { err: describeError(err), secret: this.o.secretName },
-          "agent TLS: could not ensure the certificate",
+          `${this.o.what}: could not ensure the certificate`,
         );
       }
       if (!this.stopped) this.timer = setTimeout(() => void (this.running = tick()), next).unref();
@@ -146,7 +164,7 @@ export class AgentTlsManager {
         if (result.changed.length > 0) {
           this.o.log?.info(
             { secret: this.o.secretName, changed: result.changed, reasons: result.reasons },
-            "agent TLS: certificates updated",
+            `${this.o.what}: certificates updated`,
           );
         }
         this.o.onBundle?.(result.caBundle);
@@ -180,7 +198,7 @@ export class AgentTlsManager {
     } else {
       if (caValid) retired.push(caCert!);
       reasons.push(caValid ? "CA near expiry" : caSecret ? "CA missing or invalid" : "no CA");
-      ca = await issueCa(`${AGENT_SERVER_NAME}-ca`, new Date(now), this.o.caLifetimeMs);
+      ca = await issueCa(`${this.o.commonName}-ca`, new Date(now), this.o.caLifetimeMs);
       caCert = parseCert(ca.cert)!;
       const body: StoredSecret = {
         data: { "tls.crt": ca.cert, "tls.key": ca.key },
@@ -234,8 +252,8 @@ export class AgentTlsManager {
       reasons.push((hard ?? soft)!);
       serving = await issueServing(
         ca,
-        AGENT_SERVER_NAME,
-        agentDnsNames(this.o.namespace),
+        this.o.commonName,
+        this.o.names,
         new Date(now),
         this.o.servingLifetimeMs,
       );
@@ -287,9 +305,25 @@ export class AgentTlsManager {
     }
     if (!trusted.some((ca) => signedBy(cert, ca))) return "serving certificate not signed by a trusted CA";
     if (notAfter(cert) <= now) return "serving certificate expired";
-    for (const name of agentDnsNames(this.o.namespace)) {
-      if (cert.checkHost(name) !== name) return `serving certificate does not name ${name}`;
+    for (const name of this.o.names) {
+      const named = isIp(name) ? cert.checkIP(name) === name : cert.checkHost(name) === name;
+      if (!named) return `serving certificate does not name ${name}`;
     }
     return undefined;
+  }
+}
+
+/** The agents' certificate (Secrets ms2m-agent-tls and ms2m-agent-ca by default). */
+export class AgentTlsManager extends ServingTlsManager {
+  constructor(options: AgentTlsOptions) {
+    const { namespace, ...rest } = options;
+    super({
+      secretName: "ms2m-agent-tls",
+      caSecretName: "ms2m-agent-ca",
+      ...rest,
+      commonName: AGENT_SERVER_NAME,
+      names: agentDnsNames(namespace),
+      what: "agent TLS",
+    });
   }
 }

@@ -4,6 +4,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { X509Certificate, createPrivateKey, webcrypto, type KeyObject } from "node:crypto";
+import { isIP } from "node:net";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -92,7 +93,9 @@ export async function issueServing(
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: "dns" as const, value }))),
+      new x509.SubjectAlternativeNameExtension(
+        dnsNames.map((value) => ({ type: isIP(value) ? ("ip" as const) : ("dns" as const), value })),
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],

@@ -10,8 +10,9 @@ import { fail } from "../failures.ts";
 import { FINALIZER } from "../names.ts";
 import { isNodeReady, isTerminating, nodeMismatch } from "../pods.ts";
 import { runtimePreflight } from "../preflight.ts";
+import { chooseTargetNode } from "../placement.ts";
 import { resolveStrategy } from "../strategies/index.ts";
-import { transportFor } from "../transfer-modes/index.ts";
+import { transportFor, type Transport } from "../transfer-modes/index.ts";
 import {
   iso,
   setCondition,
@@ -54,7 +55,7 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
   // Resolved once, here: every later phase reads them from the status (ctx.strategy, ctx.transport).
   const strategy = resolveStrategy(ctx.m.spec.migrationStrategy, owner);
   const transport = transportFor(ctx.m.spec.transferMode);
-  const target = await resolveTargetNode(ctx, pod, sourceNode);
+  const { node: target, reason: chosenBecause } = await resolveTargetNode(ctx, pod, sourceNode, transport);
 
   const preflight = await runtimePreflight(ctx, { sourceNode, target, transport });
   const runtimeReady = { type: CONDITION_RUNTIME_READY, ...preflight.condition };
@@ -77,6 +78,7 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
       s.transferMode = transport.name;
       s.sourceNode = sourceNode;
       s.targetNode = target.metadata?.name;
+      if (chosenBecause) s.targetNodeReason = chosenBecause;
       s.targetPod = strategy.targetPodName(m);
       s.sourcePodUID = pod.metadata?.uid;
       if (owner) s.owner = owner;
@@ -84,6 +86,7 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
     },
     `${strategy.name} ${m(ctx)} from ${sourceNode} to ${target.metadata?.name} (${transport.name})`,
   );
+  if (chosenBecause) ctx.event("Normal", "TargetNodeChosen", chosenBecause);
   for (const e of preflight.events) ctx.event(e.type, e.reason, e.message);
   return next();
 }
@@ -132,26 +135,32 @@ async function resolveOwner(ctx: PhaseContext, pod: V1Pod): Promise<OwnerStatus 
   return fail("UnsupportedOwner", `pods controlled by a ${ref.kind} cannot be migrated`);
 }
 
-async function resolveTargetNode(ctx: PhaseContext, pod: V1Pod, sourceNode: string): Promise<V1Node> {
-  const { cluster } = ctx.deps;
+/**
+ * The node given in the spec (checked as the scheduler would), or the one the controller chooses
+ * (placement.ts, with the reason). Chosen here because Direct transfers need the target before
+ * the pod exists.
+ */
+async function resolveTargetNode(
+  ctx: PhaseContext,
+  pod: V1Pod,
+  sourceNode: string,
+  transport: Transport,
+): Promise<{ node: V1Node; reason?: string }> {
   const requested = ctx.m.spec.targetNode;
-  if (requested) {
-    if (requested === sourceNode) return fail("TargetIsSource", `pod already runs on ${requested}`);
-    const node = await cluster.getNode(requested);
-    if (!node) return fail("TargetNodeNotFound", `node ${requested} not found`);
-    if (!isNodeReady(node)) return fail("TargetNodeNotReady", `node ${requested} is not Ready`);
-    if (node.spec?.unschedulable) return fail("TargetNodeUnschedulable", `node ${requested} is cordoned`);
-    const mismatch = nodeMismatch(pod, node);
-    if (mismatch) return fail("TargetNodeMismatch", `${requested}: ${mismatch}`);
-    return node;
+  const selector = ctx.m.spec.targetNodeSelector;
+  if (!requested)
+    return chooseTargetNode(ctx, pod, { sourceNode, transport, ...(selector ? { selector } : {}) });
+  if (requested === sourceNode) return fail("TargetIsSource", `pod already runs on ${requested}`);
+  const node = await ctx.deps.cluster.getNode(requested);
+  if (!node) return fail("TargetNodeNotFound", `node ${requested} not found`);
+  if (!isNodeReady(node)) return fail("TargetNodeNotReady", `node ${requested} is not Ready`);
+  if (node.spec?.unschedulable) return fail("TargetNodeUnschedulable", `node ${requested} is cordoned`);
+  for (const [k, v] of Object.entries(selector ?? {})) {
+    if (node.metadata?.labels?.[k] !== v) {
+      return fail("TargetNodeMismatch", `${requested}: lacks label ${k}=${v} required by targetNodeSelector`);
+    }
   }
-  // No target given: the first (by name) Ready, schedulable node the pod fits, other than the
-  // source. Chosen here because Direct transfers need the target before the pod exists.
-  const candidates = (await cluster.listNodes())
-    .filter((n) => n.metadata?.name !== sourceNode && isNodeReady(n) && !n.spec?.unschedulable)
-    .filter((n) => nodeMismatch(pod, n) === undefined)
-    .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
-  const chosen = candidates[0];
-  if (!chosen) return fail("NoTargetNode", "no other Ready, schedulable node fits the pod");
-  return chosen;
+  const mismatch = nodeMismatch(pod, node);
+  if (mismatch) return fail("TargetNodeMismatch", `${requested}: ${mismatch}`);
+  return { node };
 }

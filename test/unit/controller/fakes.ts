@@ -287,6 +287,10 @@ export class FakeCluster implements ClusterPort {
     this.faults.hit("listNodes");
     return [...this.nodes.values()].map(clone);
   }
+  async listPodsOnNode(node: string) {
+    this.faults.hit("listPodsOnNode");
+    return [...this.pods.values()].filter((p) => p.spec?.nodeName === node).map(clone);
+  }
   async getReplicaSet(namespace: string, name: string) {
     this.faults.hit("getReplicaSet");
     const x = this.replicaSets.get(`${namespace}/${name}`);

@@ -1,0 +1,206 @@
+// ms2m as a user installs it, controller included: config/default rendered with kustomize, the
+// images set to the ones this cluster runs, applied with kubectl, the controller running as its
+// Deployment (not the host binary of controller-process.ts) and issuing the agents' TLS itself
+// (MANAGE_AGENT_TLS). Used by `make deploy` (hack/deploy.ts), the real tier's deployed-controller
+// test and the kubectl-ms2m tests.
+import * as k8s from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
+import { waitFor } from "../exec.ts";
+import { mustSucceed, renderKustomize, repoPath } from "./manifests.ts";
+import { AGENT_IMAGE, SYSTEM_NS, type StackEnv } from "./env.ts";
+import { waitForAgents } from "./deploy.ts";
+
+/** config/default's controller image (simulated nodes map it to the controller's sources). */
+export const CONTROLLER_IMAGE = "ghcr.io/ms2m/ms2m-controller:0.1.0";
+
+export interface Ms2mImages {
+  controller: string;
+  agent: string;
+}
+
+export interface DeployOptions {
+  /** Default: the cluster's registry images (real nodes), config/default's names (simulated). */
+  images?: Ms2mImages;
+  /** More controller environment (replaces variables of the same name). */
+  controllerEnv?: Record<string, string>;
+  agentEnv?: Record<string, string>;
+  /** Controller replicas (default: config/default's 1). */
+  replicas?: number;
+}
+
+/** The images ms2m runs from on this cluster. */
+export function clusterImages(env: Pick<StackEnv, "cluster">): Ms2mImages {
+  const images = env.cluster.info.images;
+  if (env.cluster.runtime === "real") {
+    if (!images)
+      throw new Error("a real-node cluster without images in its registry (pushProjectImages first)");
+    return { controller: images.controller, agent: images.agent };
+  }
+  return { controller: CONTROLLER_IMAGE, agent: AGENT_IMAGE };
+}
+
+function setEnv(c: k8s.V1Container, values: Record<string, string>): void {
+  const env = (c.env ?? []).filter((e) => !(e.name in values));
+  for (const [name, value] of Object.entries(values)) env.push({ name, value });
+  c.env = env;
+}
+
+/**
+ * What this cluster needs besides the images: the kubelets' serving certificates come from the
+ * cluster CA (the agent verifies them with the ServiceAccount's ca.crt), the registry on the
+ * bridge speaks HTTP, and simulated nodes keep containers-storage in vfs.
+ */
+function clusterSettings(env: StackEnv, images: Ms2mImages) {
+  const agent: Record<string, string> = {
+    AGENT_KUBELET_CA_FILE: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+    AGENT_INSECURE_REGISTRIES: env.registry,
+    ...(env.cluster.runtime === "real" ? {} : { AGENT_STORAGE_DRIVER: "vfs" }),
+  };
+  const controller: Record<string, string> = {
+    TRANSFER_JOB_IMAGE: images.agent,
+    TRANSFER_JOB_INSECURE_REGISTRIES: env.registry,
+  };
+  return { agent, controller };
+}
+
+/** config/default with this cluster's images and settings, as objects ready to apply. */
+export async function renderMs2m(
+  env: StackEnv,
+  options: DeployOptions = {},
+): Promise<k8s.KubernetesObject[]> {
+  const images = options.images ?? clusterImages(env);
+  const settings = clusterSettings(env, images);
+  const rendered = await renderKustomize(env.kubectl, "config/default");
+  const objects = parseAllDocuments(rendered)
+    .map((d) => d.toJS() as k8s.KubernetesObject)
+    .filter((o) => o.kind);
+  for (const o of objects) {
+    if (o.kind === "Deployment" && o.metadata?.name === "ms2m-controller") {
+      const d = o as k8s.V1Deployment;
+      if (options.replicas !== undefined) d.spec!.replicas = options.replicas;
+      const c = d.spec!.template.spec!.containers[0]!;
+      c.image = images.controller;
+      setEnv(c, { ...settings.controller, ...options.controllerEnv });
+    }
+    if (o.kind === "DaemonSet" && o.metadata?.name === "ms2m-agent") {
+      const c = (o as k8s.V1DaemonSet).spec!.template.spec!.containers[0]!;
+      c.image = images.agent;
+      setEnv(c, { ...settings.agent, ...options.agentEnv });
+    }
+  }
+  return objects;
+}
+
+/**
+ * Deploys ms2m from config/default, controller included, and waits until an agent is Ready on
+ * every node and the controller is Ready and leading. Simulated nodes learn the two images first
+ * (the controller and agent sources, run as the images would run them).
+ */
+export async function deployMs2mWithController(env: StackEnv, options: DeployOptions = {}): Promise<void> {
+  if (env.cluster.runtime !== "real") {
+    const images = options.images ?? clusterImages(env);
+    for (const name of env.cluster.nodeNames()) {
+      await env.cluster.node(name).setImages({
+        [images.agent]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
+        [images.controller]: { command: [process.execPath, repoPath("tooling/stack/controller-entry.ts")] },
+      });
+    }
+  }
+  const objects = await renderMs2m(env, options);
+  const body = objects.map((o) => `---\n${JSON.stringify(o)}\n`).join("");
+  mustSucceed(
+    await env.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], body),
+    "apply config/default",
+  );
+  mustSucceed(
+    await env.kubectl([
+      "wait",
+      "--for=condition=Established",
+      "--timeout=60s",
+      "crd/statefulmigrations.migration.ms2m.io",
+    ]),
+    "wait for the CRD",
+  );
+  await waitForControllerLeading(env);
+  await waitForAgents(env, 180_000);
+}
+
+/** The controller pod that holds the Lease, once it is Ready. */
+export async function waitForControllerLeading(env: StackEnv, timeoutMs = 120_000): Promise<string> {
+  const coordination = env.kc.makeApiClient(k8s.CoordinationV1Api);
+  return waitFor(
+    "ms2m-controller Ready and leading",
+    async () => {
+      const pods = await env.core.listNamespacedPod({
+        namespace: SYSTEM_NS,
+        labelSelector: "app.kubernetes.io/name=ms2m-controller",
+      });
+      const ready = pods.items.filter(
+        (p) =>
+          !p.metadata?.deletionTimestamp &&
+          p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+      );
+      const lease = await coordination
+        .readNamespacedLease({ name: "ms2m-controller", namespace: SYSTEM_NS })
+        .catch(() => undefined);
+      const holder = lease?.spec?.holderIdentity ?? "";
+      const leader = ready.find((p) => holder.startsWith(`${p.metadata?.name}_`));
+      return leader?.metadata?.name;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+}
+
+/**
+ * Stops the controller Deployment (the other tests run the controller binary themselves) and
+ * waits until its pods are gone. The rest of config/default stays.
+ */
+export async function removeControllerDeployment(env: StackEnv, timeoutMs = 90_000): Promise<void> {
+  await env.apps
+    .deleteNamespacedDeployment({ name: "ms2m-controller", namespace: SYSTEM_NS })
+    .catch((err: unknown) => {
+      if ((err as { code?: number }).code !== 404) throw err;
+    });
+  await waitFor(
+    "ms2m-controller pods gone",
+    async () => {
+      const pods = await env.core.listNamespacedPod({
+        namespace: SYSTEM_NS,
+        labelSelector: "app.kubernetes.io/name=ms2m-controller",
+      });
+      return pods.items.length === 0 ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+}
+
+/**
+ * Removes ms2m from the cluster but its CRDs (deleting those would delete every migration):
+ * the namespace with everything in it (the controller's Secrets and Lease too) and the
+ * cluster-wide RBAC of config/default. For a test that installs ms2m afresh (the Helm chart).
+ */
+export async function removeMs2mKeepingCrds(env: StackEnv, timeoutMs = 120_000): Promise<void> {
+  const rendered = await renderKustomize(env.kubectl, "config/default", [
+    "ClusterRole",
+    "ClusterRoleBinding",
+  ]);
+  if (rendered.trim())
+    mustSucceed(
+      await env.kubectl(["delete", "--ignore-not-found", "--wait=false", "-f", "-"], rendered),
+      "delete ms2m's cluster RBAC",
+    );
+  await env.core.deleteNamespace({ name: SYSTEM_NS }).catch((err: unknown) => {
+    if ((err as { code?: number }).code !== 404) throw err;
+  });
+  await waitFor(
+    `namespace ${SYSTEM_NS} gone`,
+    async () => {
+      const ns = await env.core.readNamespace({ name: SYSTEM_NS }).catch((err: unknown) => {
+        if ((err as { code?: number }).code === 404) return null;
+        throw err;
+      });
+      return ns === null ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+}
