@@ -65,6 +65,7 @@ ensure_debian_packages
 ensure_rabbitmq
 ensure_npm_deps
 bash "$ROOT/hack/build-kube.sh" >/dev/null
+bash "$ROOT/hack/build-helm.sh" >/dev/null # Helm, for the chart (charts/ms2m) and its tests
 # What a real worker node runs (kubelet, CRI-O, crictl, CRIU, pause image, runc, ...).
 bash "$ROOT/hack/build-node.sh" >/dev/null
 log "ready"
