@@ -53,9 +53,32 @@ const EMPTY_TAR = Buffer.alloc(1024);
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v, null, 2));
 
+/** CRIU image heads (criu/include/magic.h): what the agents' layout check (src/checkpoint/layout.ts) requires. */
+function criuHead(...magics: number[]): Buffer {
+  const b = Buffer.alloc(4 * magics.length + 8);
+  magics.forEach((m, i) => b.writeUInt32LE(m, 4 * i));
+  return b;
+}
+const CRIU_COMMON = 0x54564319;
+
+/**
+ * As CRI-O writes them: the original annotations also as the JSON string annotation CRI-O's
+ * restore unmarshals, and rootfsImageRef as a bare 64-hex storage image ID (empty when unknown).
+ */
+function asCrio(parts: CheckpointParts): { config: ContainerConfigDump; spec: SpecDump } {
+  const ref = parts.config.rootfsImageRef.replace(/^sha256:/, "");
+  const annotations = { ...parts.spec.annotations };
+  annotations["io.kubernetes.cri-o.Annotations"] ??= JSON.stringify(parts.spec.annotations);
+  return {
+    config: { ...parts.config, rootfsImageRef: /^[a-f0-9]{64}$/.test(ref) ? ref : "" },
+    spec: { ...parts.spec, annotations },
+  };
+}
+
 export async function writeCheckpointArchive(path: string, parts: CheckpointParts): Promise<void> {
   const pack = tar.pack();
   const mtime = new Date();
+  const { config, spec } = asCrio(parts);
   const add = (name: string, body: Buffer) => pack.entry({ name, mode: 0o600, mtime }, body);
   const bindMounts = parts.spec.mounts
     .filter((m) => m.type === "bind")
@@ -66,9 +89,12 @@ export async function writeCheckpointArchive(path: string, parts: CheckpointPart
       permissions: 0o755,
     }));
   pack.entry({ name: "checkpoint", type: "directory", mode: 0o700, mtime });
+  add("checkpoint/inventory.img", criuHead(0x58313116));
+  add("checkpoint/pstree.img", criuHead(CRIU_COMMON, 0x50273030));
+  add("checkpoint/core-1.img", criuHead(CRIU_COMMON, 0x55053847));
   add(STATE_FILE, parts.state);
-  add("config.dump", json(parts.config));
-  add("spec.dump", json(parts.spec));
+  add("config.dump", json(config));
+  add("spec.dump", json(spec));
   add("bind.mounts", json(bindMounts));
   add("rootfs-diff.tar", EMPTY_TAR);
   add("deleted.files", json([]));

@@ -49,6 +49,11 @@ export const agentConfigSchema = z.object({
    */
   AGENT_CRIO_CONFIG_DIR: env.path().default("/etc/crio"),
   AGENT_CONTAINERD_CONFIG_DIR: env.path().default("/etc/containerd"),
+  /**
+   * Dead peers: no bytes from or to another agent or a registry for this long ends the call
+   * (src/checkpoint/progress.ts). Agents send `102 Processing` every 2 s while they work.
+   */
+  AGENT_PROGRESS_TIMEOUT_SECONDS: env.seconds().default(15),
   /** How long positive/negative auth decisions are cached. */
   AGENT_AUTH_CACHE_SECONDS: env.seconds().default(10),
   LOG_LEVEL: env.logLevel().default("info"),

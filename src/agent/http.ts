@@ -12,6 +12,7 @@ import type { AgentOperation, Authenticator, Principal } from "./auth.ts";
 import { readJson } from "./body.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import { Slots } from "./slots.ts";
+import { HEARTBEAT_MS } from "../checkpoint/progress.ts";
 
 export interface TlsPair {
   cert: Buffer | string;
@@ -154,6 +155,12 @@ export class AgentHttp {
         throw new Ms2mError("ServiceUnavailable", "agent is shutting down");
       const principal = await this.auth.check(req.headers.authorization, route.operation);
       const slot = route.transfer ? this.slots.acquire() : undefined;
+      // Alive while working: `102 Processing` every HEARTBEAT_MS until the answer, so callers
+      // can tell a busy agent (loading, pushing) from a dead or stalled one by progress alone.
+      const heartbeat = setInterval(() => {
+        if (!res.headersSent && !res.destroyed && res.writable) res.writeProcessing();
+      }, HEARTBEAT_MS);
+      heartbeat.unref();
       try {
         const log = this.log.child({
           op: route.name,
@@ -164,6 +171,7 @@ export class AgentHttp {
         const result = await route.handle({ req, url, params, principal, log, body });
         this.reply(res, route.status ?? 200, result, name);
       } finally {
+        clearInterval(heartbeat);
         if (slot) this.slots.release(slot);
       }
     } catch (err) {

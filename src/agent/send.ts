@@ -25,6 +25,8 @@ export interface SenderConfig {
   AGENT_INSECURE_REGISTRIES: string[];
   AGENT_REGISTRY_CA_FILE?: string | undefined;
   AGENT_REGISTRY_CREDENTIALS_FILE?: string | undefined;
+  /** No bytes either way for this long = the target agent or registry is dead (default 15 s). */
+  AGENT_PROGRESS_TIMEOUT_SECONDS?: number | undefined;
 }
 
 export interface SendOptions {
@@ -58,6 +60,12 @@ export async function registryOptions(
     opts.auth = parseRegistryCredentials(await readFile(config.AGENT_REGISTRY_CREDENTIALS_FILE, "utf8"));
   }
   return opts;
+}
+
+function progressMs(config: Pick<SenderConfig, "AGENT_PROGRESS_TIMEOUT_SECONDS">): number | undefined {
+  return config.AGENT_PROGRESS_TIMEOUT_SECONDS !== undefined
+    ? config.AGENT_PROGRESS_TIMEOUT_SECONDS * 1000
+    : undefined;
 }
 
 /** The archive path a request names, or Forbidden (outside the folder, another checkpoint). */
@@ -107,6 +115,7 @@ export async function sendCheckpoint(
           signal: opts.signal,
           // recorded at checkpoint time: not hashed again here, the target verifies it
           digest: opts.expected?.digest,
+          progressTimeoutMs: progressMs(config),
           ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
         },
       );

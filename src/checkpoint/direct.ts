@@ -7,6 +7,7 @@ import { request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
 import { Ms2mError, reasonForCode, statusReasons, type StatusReason } from "../common/errors.ts";
 import { ARCHIVE_CONTENT_TYPE, isDigest } from "./image.ts";
+import { CONNECT_TIMEOUT_MS, DEFAULT_PROGRESS_TIMEOUT_MS, stalled } from "./progress.ts";
 import { StreamMeter } from "./stream.ts";
 
 export const HEADER_ARCHIVE_SIZE = "ms2m-archive-size";
@@ -47,9 +48,19 @@ export interface SendArchiveOptions {
    * refuses a mismatch, so the check stays end to end (file on the source → bytes on the target).
    */
   digest?: string | undefined;
+  /** No bytes either way for this long = the target is dead or stalled (default 15 s). */
+  progressTimeoutMs?: number | undefined;
 }
 
-/** Sends `source` to the agent at `opts.url`; resolves with what the target loaded. */
+/**
+ * Sends `source` to the agent at `opts.url`; resolves with what the target loaded.
+ *
+ * Dead peers: the connection must be up within CONNECT_TIMEOUT_MS, and from then on bytes must
+ * move on it at least every `progressTimeoutMs` — the body flowing out, or the target's
+ * `102 Processing` heartbeats while it loads. A target that was killed (reset), vanished (no
+ * answer at all) or stalls fails the send within that time with ServiceUnavailable (retriable):
+ * never a wait on a socket nobody reads.
+ */
 export async function sendArchive(
   source: Readable | AsyncIterable<Buffer>,
   query: ReceiveQuery,
@@ -66,10 +77,12 @@ export async function sendArchive(
 
   if (opts.digest !== undefined && !isDigest(opts.digest))
     throw new Ms2mError("BadRequest", "digest must be sha256:<64 hex>");
+  // The archive is checked on the way out too (tar rules and the checkpoint layout): a bad one
+  // fails here, before the target spends anything on it.
   const meter = new StreamMeter({
     maxBytes: opts.maxBytes,
     expectedSize: opts.size,
-    inspect: false,
+    inspect: true,
     hash: opts.digest === undefined,
   });
   const headers: Record<string, string> = {
@@ -81,6 +94,8 @@ export async function sendArchive(
   if (opts.digest) headers[HEADER_ARCHIVE_DIGEST] = opts.digest;
   else headers.trailer = HEADER_ARCHIVE_DIGEST;
 
+  const peer = `target agent ${base.host}`;
+  const progressMs = opts.progressTimeoutMs ?? DEFAULT_PROGRESS_TIMEOUT_MS;
   const req = httpsRequest(url, {
     method: "POST",
     headers,
@@ -88,53 +103,79 @@ export async function sendArchive(
     ...(opts.servername ? { servername: opts.servername } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  const response = once(req, "response") as Promise<[IncomingMessage]>;
-  // Avoid unhandled rejections while we are still writing.
+  // Connect bound, then "no bytes either way for progressMs" (the socket's idle timeout: writes
+  // of the body and reads of the heartbeats both count).
+  const connectTimer = setTimeout(
+    () =>
+      req.destroy(
+        new Ms2mError(
+          "ServiceUnavailable",
+          `${peer} unreachable: no connection within ${CONNECT_TIMEOUT_MS / 1000} s`,
+        ),
+      ),
+    CONNECT_TIMEOUT_MS,
+  );
+  req.once("socket", (socket) => {
+    const up = () => clearTimeout(connectTimer);
+    if ((socket as { connecting?: boolean }).connecting === false && !socket.destroyed) up();
+    else socket.once("secureConnect", up).once("connect", up);
+  });
+  req.setTimeout(progressMs, () => req.destroy(stalled(peer, progressMs / 1000)));
+  // Any failure of the request (reset, refused, timeout, abort) settles this.
+  const failed = new Promise<never>((_, reject) => req.once("error", reject));
+  failed.catch(() => undefined);
+  const response = Promise.race([once(req, "response") as Promise<[IncomingMessage]>, failed]);
   response.catch(() => undefined);
-  let writeError: unknown = null;
+  let early: IncomingMessage | undefined;
+  void response.then(([r]) => (early = r)).catch(() => undefined);
+
   let sentDigest = "";
   try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      meter.update(chunk);
-      opts.onBytes?.(chunk.length);
-      if (!req.write(chunk)) await once(req, "drain");
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        // The target answered before the end (a refusal such as 413/422): stop sending.
+        if (early) break;
+        meter.update(chunk);
+        opts.onBytes?.(chunk.length);
+        if (!req.write(chunk)) await Promise.race([once(req, "drain"), failed, response]);
+      }
+      if (!early) {
+        sentDigest = opts.digest ?? meter.finish().digest;
+        if (opts.digest) meter.finish(); // size checks
+        meter.verifyLayout();
+        if (!opts.digest) req.addTrailers({ [HEADER_ARCHIVE_DIGEST]: sentDigest });
+        req.end();
+      }
+    } catch (err) {
+      if (err instanceof Ms2mError && !early) {
+        // Our own refusal (bad archive, size): the target drops the partial body.
+        req.destroy(err);
+        throw err;
+      }
+      // A write failed: the target may have answered first; its Status explains better.
+      await Promise.race([response, new Promise((r) => setTimeout(r, 2000).unref())]).catch(() => undefined);
+      if (!early) throw err;
     }
-    sentDigest = opts.digest ?? meter.finish().digest;
-    if (opts.digest) meter.finish(); // size checks
-    if (!opts.digest) req.addTrailers({ [HEADER_ARCHIVE_DIGEST]: sentDigest });
-    req.end();
-  } catch (err) {
-    writeError = err;
-    if (err instanceof Ms2mError) {
-      req.destroy(err);
-      throw err;
+    const [res] = await response;
+    const body = await readBounded(res, 64 * 1024);
+    if (res.statusCode !== 201) throw statusError(res.statusCode ?? 500, body);
+    if (early && !sentDigest)
+      throw new Ms2mError("InternalError", `${peer} answered before the whole archive was sent`);
+    const result = JSON.parse(body) as LoadResult;
+    if (result.digest !== sentDigest) {
+      throw new Ms2mError("InternalError", `target loaded ${result.digest}, sent ${sentDigest}`);
     }
-  }
-  let res: IncomingMessage;
-  try {
-    // If the target answered early (e.g. 413), its Status explains better than a reset.
-    [res] = await Promise.race([
-      response,
-      new Promise<never>((_, reject) =>
-        setTimeout(
-          () => reject(writeError ?? new Error("no response")),
-          writeError ? 2000 : 2 ** 31 - 1,
-        ).unref(),
-      ),
-    ]);
+    return { ...result, sentDigest };
   } catch (err) {
     req.destroy();
-    throw new Ms2mError("ServiceUnavailable", `sending to target agent failed: ${(err as Error).message}`, {
+    if (err instanceof Ms2mError) throw err;
+    if (opts.signal?.aborted) throw new Ms2mError("ServiceUnavailable", "transfer aborted", { cause: err });
+    throw new Ms2mError("ServiceUnavailable", `sending to ${peer} failed: ${(err as Error).message}`, {
       cause: err,
     });
+  } finally {
+    clearTimeout(connectTimer);
   }
-  const body = await readBounded(res, 64 * 1024);
-  if (res.statusCode !== 201) throw statusError(res.statusCode ?? 500, body);
-  const result = JSON.parse(body) as LoadResult;
-  if (result.digest !== sentDigest) {
-    throw new Ms2mError("InternalError", `target loaded ${result.digest}, sent ${sentDigest}`);
-  }
-  return { ...result, sentDigest };
 }
 
 export async function readBounded(stream: AsyncIterable<Buffer>, max: number): Promise<string> {

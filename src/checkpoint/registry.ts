@@ -22,6 +22,7 @@ import {
   type CheckpointImage,
   type ImageReference,
 } from "./image.ts";
+import { CONNECT_TIMEOUT_MS, DEFAULT_PROGRESS_TIMEOUT_MS } from "./progress.ts";
 import { StreamMeter, receiveArchive } from "./stream.ts";
 
 export interface RegistryCredentials {
@@ -57,7 +58,13 @@ function dispatcherFor(opts: RegistryOptions): Dispatcher {
   const key = opts.ca ? String(opts.ca) : "";
   let d = dispatchers.get(key);
   if (!d) {
-    d = new Agent({ connect: opts.ca ? { ca: opts.ca } : {}, bodyTimeout: 120_000, headersTimeout: 60_000 });
+    // Dead registries: connect bound, then progress — undici's headers timeout is refreshed while
+    // an upload body is written, its body timeout runs between received chunks.
+    d = new Agent({
+      connect: { ...(opts.ca ? { ca: opts.ca } : {}), timeout: CONNECT_TIMEOUT_MS },
+      bodyTimeout: DEFAULT_PROGRESS_TIMEOUT_MS,
+      headersTimeout: DEFAULT_PROGRESS_TIMEOUT_MS,
+    });
     dispatchers.set(key, d);
   }
   return d;
@@ -300,14 +307,19 @@ async function registryRequest(
   opts: RegistryOptions,
 ): Promise<Dispatcher.ResponseData> {
   const url = new URL(target);
-  const send = async (auth: string | undefined) =>
-    request(url, {
-      method: init.method,
-      headers: { ...init.headers, ...(auth ? { authorization: auth } : {}) },
-      ...(init.body ? { body: init.body } : {}),
-      dispatcher: dispatcherFor(opts),
-      signal: opts.signal,
-    });
+  const send = async (auth: string | undefined) => {
+    try {
+      return await request(url, {
+        method: init.method,
+        headers: { ...init.headers, ...(auth ? { authorization: auth } : {}) },
+        ...(init.body ? { body: init.body } : {}),
+        dispatcher: dispatcherFor(opts),
+        signal: opts.signal,
+      });
+    } catch (err) {
+      throw unreachable(url, init.method, err);
+    }
+  };
   const first = await authorization(url, access, opts);
   const res = await send(first);
   if (res.statusCode !== 401) return res;
@@ -323,6 +335,24 @@ async function registryRequest(
   challenges.set(url.origin, c);
   // A token we already sent was refused (expired early, revoked, or too narrow): a fresh one.
   return send(await authorization(url, access, opts, first !== undefined));
+}
+
+/**
+ * A registry call that ended without an answer (refused, reset, no progress): retriable, naming
+ * the registry. An Ms2mError cause (a meter refusal of the streamed body) is kept as is.
+ */
+function unreachable(url: URL, method: string, err: unknown): Ms2mError {
+  let e: unknown = err;
+  while (e instanceof Error && !(e instanceof Ms2mError) && e.cause) e = e.cause;
+  if (e instanceof Ms2mError) return e;
+  const code = (err as { code?: string }).code ?? "";
+  const why =
+    code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT"
+      ? `stopped responding: no progress for ${DEFAULT_PROGRESS_TIMEOUT_MS / 1000} s`
+      : code === "UND_ERR_CONNECT_TIMEOUT"
+        ? `unreachable: no connection within ${CONNECT_TIMEOUT_MS / 1000} s`
+        : `unreachable: ${(err as Error).message}`;
+  return new Ms2mError("ServiceUnavailable", `registry ${url.host} (${method}) ${why}`, { cause: err });
 }
 
 function headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -467,6 +497,9 @@ export async function pushCheckpointImage(
   if (res.statusCode !== 202) await fail("upload", res, access);
   await res.body.dump();
   const finished = meter.finish();
+  // Nothing is committed (the upload is only a session until the PUT) unless the archive is a
+  // complete checkpoint.
+  meter.verifyLayout();
   const digest = opts.expectedDigest ?? finished.digest;
   const size = finished.size;
   const finalUrl = location(res, base);
@@ -505,7 +538,11 @@ async function getFollowing(
     // Credentials only to the registry itself, never to a redirect target (blob storage).
     const res = sameOrigin
       ? await registryRequest(current, access, { method: "GET", headers: accept ? { accept } : {} }, opts)
-      : await request(current, { method: "GET", dispatcher: dispatcherFor(opts), signal: opts.signal });
+      : await request(current, { method: "GET", dispatcher: dispatcherFor(opts), signal: opts.signal }).catch(
+          (err: unknown) => {
+            throw unreachable(current, "GET", err);
+          },
+        );
     if (res.statusCode >= 300 && res.statusCode < 400 && typeof res.headers.location === "string") {
       await res.body.dump();
       current = new URL(res.headers.location, current);
@@ -576,13 +613,17 @@ export async function pullCheckpointImage(
   if (res.statusCode !== 200) await fail("get manifest", res, access);
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > MAX_MANIFEST_BYTES) {
-      res.body.destroy();
-      throw new Ms2mError("Invalid", "registry manifest too large");
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > MAX_MANIFEST_BYTES) {
+        res.body.destroy();
+        throw new Ms2mError("Invalid", "registry manifest too large");
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (err) {
+    throw unreachable(new URL(base), "GET", err);
   }
   let parsed: unknown;
   try {

@@ -7,6 +7,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Ms2mError } from "../common/errors.ts";
 import { isDigest } from "./image.ts";
+import { CheckpointLayout, type LayoutSummary } from "./layout.ts";
 import { TarInspector, type TarLimits } from "./tar-inspect.ts";
 
 export interface ReceiveOptions {
@@ -21,6 +22,8 @@ export interface ReceiveOptions {
   expectedDigest: string | undefined | (() => string | undefined);
   /** Inspect the tar stream (default true). */
   inspect?: boolean;
+  /** Check the CRI-O checkpoint layout (layout.ts) too (default: when inspecting). */
+  layout?: boolean;
   tarLimits?: Partial<TarLimits>;
   signal?: AbortSignal | undefined;
   /** Called with every chunk's length (metrics, progress). */
@@ -47,6 +50,7 @@ export class StreamMeter {
   readonly hash: Hash | null;
   size = 0;
   readonly inspector: TarInspector | null;
+  readonly layout: CheckpointLayout | null;
   private readonly limit: number;
   private readonly declared: number | undefined;
 
@@ -54,14 +58,22 @@ export class StreamMeter {
     maxBytes: number;
     expectedSize?: number | undefined;
     inspect?: boolean;
+    /** Check the checkpoint layout as well (default: when inspecting). */
+    layout?: boolean;
     hash?: boolean;
     tarLimits?: Partial<TarLimits>;
   }) {
     this.hash = opts.hash === false ? null : createHash("sha256");
     this.limit = opts.maxBytes;
     this.declared = opts.expectedSize;
+    const limits = { maxEntryBytes: opts.maxBytes, ...opts.tarLimits };
+    this.layout =
+      opts.inspect !== false && opts.layout !== false
+        ? new CheckpointLayout(limits.maxEntries !== undefined ? { maxEntries: limits.maxEntries } : {})
+        : null;
+    const layout = this.layout;
     this.inspector =
-      opts.inspect === false ? null : new TarInspector({ maxEntryBytes: opts.maxBytes, ...opts.tarLimits });
+      opts.inspect === false ? null : new TarInspector(limits, layout ? (e) => layout.entry(e) : undefined);
   }
 
   update(chunk: Buffer): void {
@@ -87,6 +99,14 @@ export class StreamMeter {
       size: this.size,
       entries: this.inspector?.entries ?? 0,
     };
+  }
+
+  /**
+   * The archive is a complete CRI-O checkpoint (after `finish`): what is required is there and
+   * parsed. Throws an Invalid Ms2mError otherwise.
+   */
+  verifyLayout(): LayoutSummary | undefined {
+    return this.layout?.finish();
   }
 
   /** An async-generator stage for stream.pipeline. */
@@ -124,6 +144,7 @@ export async function receiveArchive(
     maxBytes: opts.maxBytes,
     expectedSize: opts.expectedSize,
     inspect: opts.inspect ?? true,
+    layout: opts.layout ?? true,
     tarLimits: opts.tarLimits ?? {},
   });
   const onBytes = opts.onBytes;
@@ -148,13 +169,24 @@ export async function receiveArchive(
     const result = meter.finish();
     const declared = typeof opts.expectedDigest === "function" ? opts.expectedDigest() : opts.expectedDigest;
     checkDigest(declared, result.digest);
+    meter.verifyLayout();
     return result;
   } catch (err) {
     out.destroy();
     await rm(dest, { force: true });
     if (err instanceof Ms2mError) throw err;
-    if (opts.signal?.aborted) throw new Ms2mError("ServiceUnavailable", "transfer aborted", { cause: err });
+    if (opts.signal?.aborted) {
+      const reason: unknown = opts.signal.reason;
+      if (reason instanceof Ms2mError) throw reason;
+      throw new Ms2mError("ServiceUnavailable", "transfer aborted", { cause: err });
+    }
     const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && code.startsWith("UND_ERR")) {
+      // The sender's connection (registry blob) failed or stalled (undici's body timeout).
+      throw new Ms2mError("ServiceUnavailable", `receiving archive failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
     if (code === "ERR_STREAM_PREMATURE_CLOSE" || code === "ECONNRESET" || code === "ABORT_ERR") {
       throw new Ms2mError("BadRequest", "stream ended prematurely (connection closed)", {
         cause: err,

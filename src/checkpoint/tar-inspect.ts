@@ -19,6 +19,25 @@ export interface TarLimits {
   maxEntryBytes: number;
 }
 
+export interface TarOptions {
+  /**
+   * Names must be safe on every platform, not only on Linux (default true): no backslash,
+   * control character, invalid UTF-8, Windows-reserved character (`<>:"|?*`) or device name
+   * (CON, NUL, COM1, …), no component ending in a dot or a space or longer than 255 bytes, and no
+   * two names that differ only in case or Unicode normalization. A container's own files
+   * (rootfs-diff.tar) are Linux names and are only held to the Linux rules.
+   */
+  portable?: boolean;
+  /** An archive with no entry (two end blocks) is accepted (an empty rootfs-diff.tar). */
+  allowEmpty?: boolean;
+}
+
+/** Receives the data bytes of one entry (without the block padding). */
+export interface EntrySink {
+  write(chunk: Buffer): void;
+  end(): void;
+}
+
 export const defaultTarLimits: TarLimits = {
   maxEntries: 100_000,
   maxPathLength: 4096,
@@ -30,6 +49,8 @@ export interface TarEntrySummary {
   path: string;
   type: "file" | "dir" | "symlink" | "hardlink";
   size: number;
+  /** Link target as written (symlink, hard link). */
+  linkname?: string;
 }
 
 const BLOCK = 512;
@@ -83,6 +104,34 @@ export function normalizeEntryPath(raw: string, maxLength: number): string | nul
   return parts.length === 0 ? null : parts.join("/");
 }
 
+const WINDOWS_DEVICE =
+  /^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3]|conin\$|conout\$)(\..*)?$/i;
+
+/**
+ * Why a normalized entry path is not a safe name on every platform (Windows and macOS
+ * included), or null. Checked per component.
+ */
+export function portableNameProblem(path: string): string | null {
+  if (path.includes("\uFFFD")) return "name is not valid UTF-8";
+  if (path.includes("\\")) return "backslash in name";
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(path)) return "control character in name";
+  for (const part of path.split("/")) {
+    if (/[<>:"|?*]/.test(part))
+      return `character reserved on Windows in ${JSON.stringify(part.slice(0, 64))}`;
+    if (part.endsWith(".") || part.endsWith(" "))
+      return `name component ending in a dot or a space: ${JSON.stringify(part.slice(0, 64))}`;
+    if (WINDOWS_DEVICE.test(part)) return `Windows device name ${JSON.stringify(part.slice(0, 64))}`;
+    if (Buffer.byteLength(part) > 255) return "name component longer than 255 bytes";
+  }
+  return null;
+}
+
+/** The key under which two names collide on a case-insensitive, normalizing file system. */
+export function foldedName(path: string): string {
+  return path.normalize("NFC").toLowerCase().normalize("NFC");
+}
+
 function parsePax(data: Buffer): Map<string, string> {
   const out = new Map<string, string>();
   let pos = 0;
@@ -119,13 +168,23 @@ export class TarInspector {
   private pending: { path?: string; linkpath?: string; size?: number } = {};
   private readonly seen = new Map<string, TarEntrySummary["type"]>();
   private readonly symlinks = new Set<string>();
-  private readonly onEntry: ((e: TarEntrySummary) => void) | undefined;
+  private readonly folded = new Set<string>();
+  private readonly onEntry: ((e: TarEntrySummary) => EntrySink | void) | undefined;
+  private readonly options: Required<TarOptions>;
+  private sink: EntrySink | undefined;
+  /** Data bytes of the current entry not yet passed to its sink. */
+  private dataLeft = 0;
   private failed: Ms2mError | null = null;
   entries = 0;
 
-  constructor(limits: Partial<TarLimits> = {}, onEntry?: (e: TarEntrySummary) => void) {
+  constructor(
+    limits: Partial<TarLimits> = {},
+    onEntry?: (e: TarEntrySummary) => EntrySink | void,
+    options: TarOptions = {},
+  ) {
     this.limits = { ...defaultTarLimits, ...limits };
     this.onEntry = onEntry;
+    this.options = { portable: options.portable ?? true, allowEmpty: options.allowEmpty ?? false };
   }
 
   /** Feeds the next chunk; throws an Ms2mError on the first problem (and on every call after). */
@@ -149,7 +208,7 @@ export class TarInspector {
       throw this.failed;
     }
     if (this.headerFill !== 0) throw malformed("truncated trailing block");
-    if (this.entries === 0) throw malformed("archive has no entries");
+    if (this.entries === 0 && !this.options.allowEmpty) throw malformed("archive has no entries");
   }
 
   private consume(chunk: Buffer): void {
@@ -158,9 +217,14 @@ export class TarInspector {
       switch (this.state) {
         case "data": {
           const n = Math.min(this.remaining, chunk.length - off);
+          if (this.sink && this.dataLeft > 0) {
+            const d = Math.min(n, this.dataLeft);
+            this.sink.write(chunk.subarray(off, off + d));
+            this.dataLeft -= d;
+          }
           this.remaining -= n;
           off += n;
-          if (this.remaining === 0) this.state = "header";
+          if (this.remaining === 0) this.endEntry();
           break;
         }
         case "meta": {
@@ -283,19 +347,44 @@ export class TarInspector {
       throw unsafe(`entry larger than ${this.limits.maxEntryBytes} bytes`);
 
     const path = normalizeEntryPath(name, this.limits.maxPathLength);
+    if (++this.entries > this.limits.maxEntries) throw unsafe(`more than ${this.limits.maxEntries} entries`);
+    this.sink = undefined;
     if (path === null) {
       if (type !== "dir") throw unsafe("root entry that is not a directory");
     } else {
-      this.checkEntry(path, type, linkname);
+      this.sink = this.checkEntry(path, type, linkname, size) ?? undefined;
     }
-    if (++this.entries > this.limits.maxEntries) throw unsafe(`more than ${this.limits.maxEntries} entries`);
 
+    this.dataLeft = size;
     this.remaining = Math.ceil(size / BLOCK) * BLOCK;
-    this.state = this.remaining === 0 ? "header" : "data";
+    if (this.remaining === 0) this.endEntry();
+    else this.state = "data";
   }
 
-  private checkEntry(path: string, type: TarEntrySummary["type"], linkname: string): void {
+  private endEntry(): void {
+    this.state = "header";
+    const sink = this.sink;
+    this.sink = undefined;
+    sink?.end();
+  }
+
+  private checkEntry(
+    path: string,
+    type: TarEntrySummary["type"],
+    linkname: string,
+    size: number,
+  ): EntrySink | void {
     if (this.seen.has(path)) throw unsafe(`duplicate entry ${JSON.stringify(path.slice(0, 200))}`);
+    if (this.options.portable) {
+      const problem = portableNameProblem(path);
+      if (problem) throw unsafe(`${problem} (${JSON.stringify(path.slice(0, 200))})`);
+      const key = foldedName(path);
+      if (this.folded.has(key))
+        throw unsafe(
+          `names differing only in case or Unicode normalization: ${JSON.stringify(path.slice(0, 200))}`,
+        );
+      this.folded.add(key);
+    }
     // No entry may live below a symlink (that would write through it).
     const parts = path.split("/");
     for (let i = 1; i < parts.length; i++) {
@@ -325,7 +414,9 @@ export class TarInspector {
       }
     }
     this.seen.set(path, type);
-    this.onEntry?.({ path, type, size: 0 });
+    return this.onEntry?.(
+      type === "symlink" || type === "hardlink" ? { path, type, size, linkname } : { path, type, size },
+    );
   }
 
   private finishMeta(): void {

@@ -5,6 +5,7 @@
 import { Agent, request, type Dispatcher } from "undici";
 import { Ms2mError } from "../common/errors.ts";
 import { readBounded, statusError } from "../checkpoint/direct.ts";
+import { CONNECT_TIMEOUT_MS, DEFAULT_PROGRESS_TIMEOUT_MS } from "../checkpoint/progress.ts";
 import {
   runtimeReportSchema,
   type AgentCheckpointRequest,
@@ -36,6 +37,12 @@ export interface AgentClientOptions {
   token: () => string | Promise<string>;
   /** Per-call timeout (default 15 minutes: a send includes transfer and load). */
   timeoutMs?: number;
+  /**
+   * Dead agents: no byte from the agent for this long ends a call (default 15 s). Agents send
+   * `102 Processing` every 2 s while they work, which counts; a killed, vanished or frozen agent
+   * is noticed within this time instead of at the end of `timeoutMs`.
+   */
+  progressTimeoutMs?: number;
   /** Expected server name in agent certificates when calling by IP (default: the IP/host itself). */
   servername?: string;
 }
@@ -54,10 +61,16 @@ export class AgentClient {
   }
 
   private makeDispatcher(ca: AgentClientOptions["ca"]): Dispatcher {
+    const progress = this.options.progressTimeoutMs ?? DEFAULT_PROGRESS_TIMEOUT_MS;
     return new Agent({
-      connect: { ca, ...(this.options.servername ? { servername: this.options.servername } : {}) },
-      headersTimeout: this.options.timeoutMs ?? 15 * 60_000,
-      bodyTimeout: this.options.timeoutMs ?? 15 * 60_000,
+      connect: {
+        ca,
+        timeout: CONNECT_TIMEOUT_MS,
+        ...(this.options.servername ? { servername: this.options.servername } : {}),
+      },
+      // Refreshed by every `102 Processing` the agent sends while it works.
+      headersTimeout: progress,
+      bodyTimeout: progress,
     });
   }
 
@@ -189,6 +202,23 @@ export class AgentClient {
     await this.dispatcher.close();
   }
 
+  /** A call that ended without an answer: why, naming the agent. */
+  private lost(base: URL, err: unknown, timedOut: boolean): Ms2mError {
+    if (err instanceof Ms2mError) return err;
+    const code = (err as { code?: string }).code ?? "";
+    const progress = (this.options.progressTimeoutMs ?? DEFAULT_PROGRESS_TIMEOUT_MS) / 1000;
+    const why = timedOut
+      ? `no answer within ${this.timeoutMs / 1000} s`
+      : code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT"
+        ? `stopped responding: no progress for ${progress} s`
+        : code === "UND_ERR_CONNECT_TIMEOUT"
+          ? `unreachable: no connection within ${CONNECT_TIMEOUT_MS / 1000} s`
+          : `unreachable: ${(err as Error).message}`;
+    return new Ms2mError(timedOut ? "Timeout" : "ServiceUnavailable", `agent ${base.host} ${why}`, {
+      cause: err,
+    });
+  }
+
   private post<T>(agentUrl: string, path: string, body: unknown, signal?: AbortSignal): Promise<T> {
     return this.call("POST", agentUrl, path, body, signal);
   }
@@ -217,12 +247,14 @@ export class AgentClient {
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
     } catch (err) {
-      const reason = timeout.aborted ? "Timeout" : "ServiceUnavailable";
-      throw new Ms2mError(reason, `agent ${base.host} unreachable: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw this.lost(base, err, timeout.aborted);
     }
-    const text = await readBounded(res.body as AsyncIterable<Buffer>, 256 * 1024);
+    let text: string;
+    try {
+      text = await readBounded(res.body as AsyncIterable<Buffer>, 256 * 1024);
+    } catch (err) {
+      throw this.lost(base, err, timeout.aborted);
+    }
     if (res.statusCode < 200 || res.statusCode >= 300) throw statusError(res.statusCode, text);
     return JSON.parse(text) as T;
   }

@@ -10,7 +10,7 @@ import { checkpointArchivePattern } from "../../checkpoint/kubelet-archives.ts";
 import { digestFile } from "../../checkpoint/stream.ts";
 import type { AgentCheckpointRequest, CheckpointRecord, CheckpointResponse } from "../../transfer/types.ts";
 import type { AgentContext } from "../context.ts";
-import { kubeletCheckpoint } from "../kubelet.ts";
+import { KubeletConnectionLost, kubeletCheckpoint } from "../kubelet.ts";
 import { countFailures } from "../metrics.ts";
 
 /** Kubelet checkpoint timeout assumed when the request names none (runtime request timeout + margin). */
@@ -78,7 +78,8 @@ async function recordedCheckpoint(
   } catch (err) {
     // The kubelet answered with a failure: nothing was made, a retry may checkpoint. A lost
     // connection leaves the record Pending (resolved from the checkpoints folder later).
-    if (err instanceof Ms2mError) await ctx.records.remove(migration, body.container);
+    if (err instanceof Ms2mError && !(err instanceof KubeletConnectionLost))
+      await ctx.records.remove(migration, body.container);
     throw err;
   }
   return toCheckpointResponse(await complete(ctx, pending, res.archive, res.seconds));

@@ -17,6 +17,7 @@ import {
   isDigest,
   writeLayout,
 } from "../../checkpoint/image.ts";
+import { ProgressWatchdog, stalled } from "../../checkpoint/progress.ts";
 import { receiveArchive } from "../../checkpoint/stream.ts";
 import { contentTypeOf } from "../body.ts";
 import type { AgentContext } from "../context.ts";
@@ -79,6 +80,14 @@ async function receiveAndLoad(
     );
   }
   const dir = join(ctx.tmpDir, randomUUID());
+  // A sender that stops sending (dead without a reset, stalled) is noticed by progress: no body
+  // bytes for AGENT_PROGRESS_TIMEOUT_SECONDS ends the receive (our heartbeats keep the socket
+  // itself busy, so its idle timeout cannot tell).
+  const watchdog = new ProgressWatchdog(
+    ctx.config.AGENT_PROGRESS_TIMEOUT_SECONDS * 1000,
+    (s) => stalled("sending agent", s),
+    abortedWith(ctx.signal, req),
+  );
   try {
     const blobs = await initLayout(dir);
     const started = performance.now();
@@ -86,10 +95,14 @@ async function receiveAndLoad(
       maxBytes: ctx.config.AGENT_MAX_ARCHIVE_BYTES,
       expectedSize: size,
       expectedDigest: () => headerDigest ?? (req.trailers[HEADER_ARCHIVE_DIGEST] as string | undefined),
-      signal: abortedWith(ctx.signal, req),
+      signal: watchdog.signal,
       destroySource: false,
-      onBytes: (n) => ctx.metrics.bytes.inc({ operation: "receive" }, n),
+      onBytes: (n) => {
+        watchdog.touch();
+        ctx.metrics.bytes.inc({ operation: "receive" }, n);
+      },
     });
+    watchdog.stop();
     const receiveSeconds = (performance.now() - started) / 1000;
     ctx.metrics.transferDuration.observe({ operation: "receive" }, receiveSeconds);
     ctx.metrics.transferSize.observe({ operation: "receive" }, got.size);
@@ -104,6 +117,7 @@ async function receiveAndLoad(
     );
     return { image, digest: got.digest, size: got.size, receiveSeconds, loadSeconds };
   } finally {
+    watchdog.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -2,10 +2,11 @@
 // target node's agent or a registry (the send itself is ../send.ts, shared with the transfer Job).
 //
 // An archive this agent recorded for the migration (`/v1/checkpoint` with a migration key) is
-// kept until the migration is released or expires, and a send to the same destination is done
-// once: a repeat returns the recorded result, a concurrent repeat joins the first. Any other
+// kept until it was sent (a failed send keeps it for the retry; the release or the expiry
+// sweep removes what is left), and a send to the same destination is done once: a repeat
+// returns the recorded result, a concurrent repeat joins the first. Any other
 // archive is read once and removed afterwards (unless `retainArchiveOnFailure` and the send failed).
-import { rm } from "node:fs/promises";
+import { access, rm } from "node:fs/promises";
 import { basename } from "node:path";
 import { Ms2mError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
@@ -14,6 +15,12 @@ import type { CheckpointRecord, SendRecord, SendRequest, SendResponse } from "..
 import type { AgentContext } from "../context.ts";
 import { countFailures } from "../metrics.ts";
 import { sendCheckpoint } from "../send.ts";
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 /** Identity of a send destination in the record: the same migration+container+destination is sent once. */
 function destinationKey(d: SendRequest["destination"]): string {
@@ -55,6 +62,22 @@ async function recordedSend(
     log.info({ archive: rec.archive, destination: body.destination.type }, "repeated send: recorded result");
     return done.result;
   }
+  // Direct, the archive already removed after a send of the same image: the image is in the
+  // target node's store whatever its agent's address is now (a restarted agent has a new pod IP).
+  if (body.destination.type === "agent" && !(await exists(path))) {
+    const image = body.destination.image;
+    const same = rec.sends?.find(
+      (s) =>
+        s.state === "Done" &&
+        s.result &&
+        s.destination.startsWith("agent ") &&
+        s.destination.endsWith(` ${image}`),
+    );
+    if (same?.result) {
+      log.info({ archive: rec.archive }, "repeated send to a restarted target agent: recorded result");
+      return same.result;
+    }
+  }
   const registryImage = body.destination.type === "registry" ? body.destination.image : undefined;
   // Pending before the first byte: a release knows the registry image even if the agent dies mid-push.
   await updateSend(ctx, rec, dest, {
@@ -70,6 +93,10 @@ async function recordedSend(
     ...(manifestDigest ? { manifestDigest } : {}),
     result,
   });
+  // Transferred: the checkpoint (every memory page of the process) leaves this node now, not at
+  // the release. A repeat gets the recorded result; the record stays until the release.
+  await rm(path, { force: true });
+  log.info({ archive: rec.archive }, "archive removed after the transfer");
   return result;
 }
 

@@ -8,7 +8,7 @@ import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listStoredImages, storageReference, storedManifest } from "../../../src/checkpoint/skopeo.ts";
 import { digestFile } from "../../../src/checkpoint/stream.ts";
-import { writeFakeCheckpointArchive } from "../../../src/checkpoint/fake-archive.ts";
+import { checkpointArchiveFiles, writeFakeCheckpointArchive } from "../../../src/checkpoint/fake-archive.ts";
 import { CHECKPOINT_NAME_ANNOTATION } from "../../../src/checkpoint/image.ts";
 import { AgentClient } from "../../../src/transfer/client.ts";
 import { isMs2mError } from "../../../src/common/errors.ts";
@@ -183,6 +183,12 @@ async function receive(
 }
 
 const file = (name: string, data = "x") => ({ name, data: Buffer.from(data) });
+/** The smallest archive the layout check accepts (src/checkpoint/layout.ts). */
+const validArchive = () =>
+  tarOf([
+    { name: "checkpoint/", type: "5", mode: 0o700 },
+    ...checkpointArchiveFiles().map(([name, data]) => ({ name, data })),
+  ]);
 const bad: [string, () => Buffer, number, Record<string, string>?][] = [
   ["absolute path", () => tarOf([file("/etc/cron.d/evil")]), 422],
   ["dot-dot path", () => tarOf([file("checkpoint/../../etc/passwd")]), 422],
@@ -222,7 +228,7 @@ const bad: [string, () => Buffer, number, Record<string, string>?][] = [
   ["header checksum mismatch", () => tarOf([{ ...file("a"), badChecksum: true }]), 400],
   [
     "truncated tar (no end marker)",
-    () => tarOf([file("a", "x".repeat(2000))], { end: false }).subarray(0, 1024),
+    () => tarOf([file("dump.log", "x".repeat(2000))], { end: false }).subarray(0, 1024),
     400,
   ],
   ["not a tar at all", () => Buffer.alloc(4096, 7), 400],
@@ -240,7 +246,7 @@ describe("malicious and broken archives: clear 4xx, no residue, no image", () =>
     });
   }
 
-  const good = tarOf([file("config.dump", "{}")]);
+  const good = validArchive();
   const requestCases: [string, () => Promise<{ code: number; status: { reason: string } }>, number][] = [
     ["wrong content type", () => receive(good, { headers: { "content-type": "application/json" } }), 415],
     ["missing digest", () => receive(good, { headers: { "ms2m-archive-digest": "" } }), 400],
@@ -287,7 +293,7 @@ describe("malicious and broken archives: clear 4xx, no residue, no image", () =>
 
   it("body longer than declared (chunked) → 400 and no residue", async () => {
     const url = new URL("/v1/archives?container=app&image=localhost/ms2m/evil:t", target.url);
-    const body = tarOf([file("a", "y".repeat(5000))]);
+    const body = tarOf([file("dump.log", "y".repeat(5000))]);
     const res = await request(url, {
       method: "POST",
       headers: {
@@ -441,7 +447,7 @@ describe("operations", () => {
     });
     try {
       expect(residue(again)).toEqual([]);
-      const body = tarOf([file("config.dump", "{}")]);
+      const body = validArchive();
       const r = await request(
         new URL("/v1/archives?container=app&image=localhost/ms2m/after-crash:t", again.url),
         {
@@ -476,7 +482,7 @@ describe("operations", () => {
       },
       body: Readable.from(
         (async function* () {
-          yield tarOf([file("a", "z".repeat(1000))], { end: false });
+          yield tarOf([file("dump.log", "z".repeat(1000))], { end: false });
           await sleep(300);
           ac.abort();
           yield Buffer.alloc(10);

@@ -1,7 +1,7 @@
 // Idempotent checkpoint and send per (migration, container): a real agent with a fake kubelet
 // (HTTPS, writes the archive like the kubelet does), the fake reviewer, real skopeo and a
 // loopback registry.
-import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:https";
 import { join } from "node:path";
@@ -193,7 +193,7 @@ describe("checkpoint with a migration key", () => {
 });
 
 describe("send of a recorded checkpoint", () => {
-  it("direct: a repeated send returns the recorded result; the archive stays until the release", async () => {
+  it("direct: the archive leaves the node once sent; a repeated send returns the recorded result", async () => {
     const ck = await controller.checkpoint(source.url, { migration: "m-direct", ...ids("web-4") });
     const image = "localhost/ms2m/default-web-4-app:mdirect";
     const req = {
@@ -202,26 +202,36 @@ describe("send of a recorded checkpoint", () => {
       archive: ck.archive,
       destination: { type: "agent" as const, url: target.url, image },
     };
+    const archivePath = join(source.checkpointsDir, ck.archive);
+    const copy = `${archivePath}.copy`;
+    copyFileSync(archivePath, copy);
     const first = await controller.send(source.url, req);
     expect(first.digest).toBe(ck.digest);
-    const archivePath = join(source.checkpointsDir, ck.archive);
-    expect(existsSync(archivePath)).toBe(true);
+    expect(existsSync(archivePath)).toBe(false); // removed as soon as it was transferred
     const again = await controller.send(source.url, req);
     expect(again).toEqual(first); // recorded, not sent again
+    // The target's agent restarted (a new pod IP): the image is on its node, the result stands.
+    const moved = await controller.send(source.url, {
+      ...req,
+      destination: { ...req.destination, url: target.url.replace("127.0.0.2", "localhost") },
+    });
+    expect(moved).toEqual(first);
 
-    // The answer was lost *and* the source never recorded it (crash between load and record):
-    // the archive is sent again and the target accepts an image it already has.
+    // The answer was lost *and* the source never recorded it (crash between load and record,
+    // so the archive is still there): the archive is sent again and the target accepts an
+    // image it already has; then it is removed.
+    renameSync(copy, archivePath);
     const rec = (await source.agent.records.get("m-direct", "app"))!;
     await source.agent.records.put({ ...rec, sends: [] });
     const resent = await controller.send(source.url, req);
     expect(resent.digest).toBe(first.digest);
     expect(resent.seconds).not.toBe(first.seconds);
+    expect(existsSync(archivePath)).toBe(false);
     const manifest = (await storedManifest(target.store, image)) as { layers: { digest: string }[] };
     expect(manifest.layers[0]!.digest).toBe(first.digest);
 
     const released = await controller.releaseCheckpoints(source.url, "m-direct");
-    expect(released).toMatchObject({ records: 1, archives: 1, registryImages: [] });
-    expect(existsSync(archivePath)).toBe(false);
+    expect(released).toMatchObject({ records: 1, archives: 0, registryImages: [] });
     expect(existsSync(join(source.workDir, "records", "m-direct"))).toBe(false);
     expect(await controller.releaseCheckpoints(source.url, "m-direct")).toMatchObject({
       records: 0,
