@@ -17,7 +17,8 @@
 //    it: absolute clean paths, file_type directory|file, permissions ≤ 07777), deleted.files (CRI-O
 //    removes each path below the container root: clean paths, no `..`), network.status and
 //    status.dump (JSON), rootfs-diff.tar and devshm-checkpoint.tar (tars: inspected as nested
-//    archives with the same path rules), the logs, stats-dump, pod.options/pod.dump, artifacts/,
+//    archives with the same path rules, Linux names, absolute symlink targets allowed: they
+//    resolve inside the container's root, and CRI-O writes etc/mtab -> /proc/mounts), the logs, stats-dump, pod.options/pod.dump, artifacts/,
 //    volumes/.
 //  - nothing else: no top-level name outside that list, no symlink or hard link anywhere in the
 //    archive (CRI-O writes none), every file regular.
@@ -251,7 +252,11 @@ class NestedTar implements EntrySink {
   constructor(name: string, maxEntries: number, done: (entries: number) => void) {
     this.name = name;
     this.done = done;
-    this.inspector = new TarInspector({ maxEntries }, undefined, { portable: false, allowEmpty: true });
+    this.inspector = new TarInspector({ maxEntries }, undefined, {
+      portable: false,
+      allowEmpty: true,
+      allowAbsoluteSymlinks: true,
+    });
   }
   private wrap(f: () => void): void {
     try {

@@ -30,6 +30,12 @@ export interface TarOptions {
   portable?: boolean;
   /** An archive with no entry (two end blocks) is accepted (an empty rootfs-diff.tar). */
   allowEmpty?: boolean;
+  /**
+   * Symlinks may point at absolute targets (default false). Only for a container's own files
+   * (rootfs-diff.tar: CRI-O itself writes `etc/mtab -> /proc/mounts`), which resolve inside the
+   * container's root; no entry may be written below any symlink, so unpacking never follows one.
+   */
+  allowAbsoluteSymlinks?: boolean;
 }
 
 /** Receives the data bytes of one entry (without the block padding). */
@@ -184,7 +190,11 @@ export class TarInspector {
   ) {
     this.limits = { ...defaultTarLimits, ...limits };
     this.onEntry = onEntry;
-    this.options = { portable: options.portable ?? true, allowEmpty: options.allowEmpty ?? false };
+    this.options = {
+      portable: options.portable ?? true,
+      allowEmpty: options.allowEmpty ?? false,
+      allowAbsoluteSymlinks: options.allowAbsoluteSymlinks ?? false,
+    };
   }
 
   /** Feeds the next chunk; throws an Ms2mError on the first problem (and on every call after). */
@@ -396,9 +406,12 @@ export class TarInspector {
     if (type === "symlink") {
       if (linkname === "" || linkname.includes("\0")) throw unsafe("empty symlink target");
       if (Buffer.byteLength(linkname) > this.limits.maxPathLength) throw unsafe("symlink target too long");
-      if (linkname.startsWith("/")) throw unsafe(`absolute symlink target in ${JSON.stringify(path)}`);
-      // Resolve relative to the link's directory; it may never climb above the root.
-      const stack = parts.slice(0, -1);
+      const absolute = linkname.startsWith("/");
+      if (absolute && !this.options.allowAbsoluteSymlinks)
+        throw unsafe(`absolute symlink target in ${JSON.stringify(path)}`);
+      // Resolve relative to the link's directory (an absolute target from the root); it may
+      // never climb above the root.
+      const stack = absolute ? [] : parts.slice(0, -1);
       for (const seg of linkname.split("/")) {
         if (seg === "" || seg === ".") continue;
         if (seg === "..") {
