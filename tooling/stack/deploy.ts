@@ -16,6 +16,14 @@ function withEnv(env: k8s.V1EnvVar[], overrides: Record<string, string>): k8s.V1
   return out;
 }
 
+/** What the project's images run on a simulated node (nodes started after deployMs2m need them too). */
+export function simulatedImages() {
+  return {
+    [AGENT_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
+    [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
+  };
+}
+
 /**
  * ms2m from config/default without the controller Deployment (the tests run the controller
  * binary on the host): CRD, RBAC, the agent DaemonSet with the simulated nodes' settings (vfs
@@ -27,12 +35,7 @@ export async function deployMs2m(env: ControllerTestEnv, work: string): Promise<
   await installCrd(kubectl);
   const real = cluster.runtime === "real";
   if (!real) {
-    for (const name of cluster.nodeNames()) {
-      await cluster.node(name).setImages({
-        [AGENT_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
-        [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
-      });
-    }
+    for (const name of cluster.nodeNames()) await cluster.node(name).setImages(simulatedImages());
   }
   const rendered = await renderKustomize(kubectl, "config/default");
   // The controller points its eviction webhook at itself (WEBHOOK_URL: it runs on the host here)

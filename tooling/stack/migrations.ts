@@ -16,6 +16,48 @@ export interface MigrationSpec {
   replayCutoffSeconds?: number;
 }
 
+/** A MigrationPolicy for one workload's pods (selector `app=<name>`), its queue replayed. */
+export async function createPolicy(
+  env: ControllerTestEnv,
+  ns: string,
+  w: Workload,
+  spec: Record<string, unknown> = {},
+): Promise<void> {
+  await env.custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: ns,
+    plural: "migrationpolicies",
+    body: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: "MigrationPolicy",
+      metadata: { name: w.name },
+      spec: {
+        selector: { matchLabels: { app: w.name } },
+        transferMode: "Direct",
+        messageQueueConfig: {
+          queueName: w.queue,
+          exchangeName: w.exchange,
+          brokerSecretRef: { name: "broker", key: "url" },
+        },
+        ...spec,
+      },
+    },
+  });
+}
+
+/** The StatefulMigrations evictions started in a namespace. */
+export async function evictionMigrations(env: ControllerTestEnv, ns: string): Promise<StatefulMigration[]> {
+  const list = (await env.custom.listNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: ns,
+    plural: PLURAL,
+    labelSelector: "migration.ms2m.io/trigger=eviction",
+  })) as { items: StatefulMigration[] };
+  return list.items;
+}
+
 export async function createMigration(
   env: ControllerTestEnv,
   ns: string,

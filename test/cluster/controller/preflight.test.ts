@@ -6,10 +6,7 @@ import { AGENT_SERVER_NAME, AgentClient } from "../../../src/transfer/index.ts";
 import { replayQueueName } from "../../../src/protocol/replay.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import { COUNTER_IMAGE } from "../../../tooling/cluster/nodes.ts";
-import { repoPath } from "../../../tooling/stack/manifests.ts";
 import {
-  AGENT_IMAGE,
-  CONSUMER_IMAGE,
   SYSTEM_NS,
   checkpointCount,
   controllerTestEnv,
@@ -23,6 +20,7 @@ import {
   queueExists,
   serviceAccountToken,
   setupFile,
+  simulatedImages,
   stopper,
   TestProducer,
   waitForConsumers,
@@ -48,10 +46,7 @@ let ca: Buffer;
 beforeAll(async () => {
   await env.cluster.startNode(OFF, {
     runtime: { criuSupport: false },
-    images: {
-      [AGENT_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
-      [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
-    },
+    images: simulatedImages(),
   });
   // ms2m deployed after node-c is up: its agent is Ready before the controller starts.
   setup = await setupFile(env, "preflight");
