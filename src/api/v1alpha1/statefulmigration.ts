@@ -57,6 +57,37 @@ export const SecretKeyRef = z
   .meta({ description: "Selects a key of a Secret in the migration's namespace." });
 export type SecretKeyRef = z.infer<typeof SecretKeyRef>;
 
+const encryptionKeyRef = (description: string) =>
+  z
+    .object({
+      name: subdomain("name").meta({ description: "Name of a Secret in the migration's namespace." }),
+      key: z
+        .string()
+        .min(1)
+        .max(253)
+        .regex(secretKeyPattern, { message: "key must consist of alphanumerics, '-', '_' or '.'" })
+        .meta({ description: "Key in the Secret whose value is the PEM key." }),
+    })
+    .meta({ description });
+
+export const CheckpointEncryption = z
+  .object({
+    publicKeySecretRef: encryptionKeyRef(
+      "Secret key holding the PEM public key (RSA of at least 2048 bits, or EC P-256/P-384/P-521) the " +
+        "checkpoint image is encrypted to.",
+    ),
+    privateKeySecretRef: encryptionKeyRef(
+      "Secret key holding the matching PEM private key (unencrypted PKCS#8, PKCS#1 or SEC1); read by the " +
+        "controller and handed only to the target node's agent, over TLS, to decrypt the image there.",
+    ),
+  })
+  .meta({
+    description:
+      "Encrypt the checkpoint image at rest (OCI image encryption, JWE recipients): the registry holds only " +
+      "ciphertext, and the image is decrypted only by the target node's agent. Registry mode only.",
+  });
+export type CheckpointEncryption = z.infer<typeof CheckpointEncryption>;
+
 const amqpUrl = withRules(
   z
     .string()
@@ -160,6 +191,7 @@ export const StatefulMigrationSpec = withRules(
         })
         .optional()
         .meta({ description: "Repository the checkpoint images are pushed to; required for Registry." }),
+      encryption: CheckpointEncryption.optional(),
       replayCutoffSeconds: z
         .int()
         .min(1)
@@ -176,6 +208,14 @@ export const StatefulMigrationSpec = withRules(
       fieldPath: ".checkpointImageRepository",
       reason: "FieldValueRequired",
       check: (s) => s.transferMode !== "Registry" || s.checkpointImageRepository !== undefined,
+    },
+    {
+      rule: "!has(self.encryption) || self.transferMode == 'Registry'",
+      message:
+        "encryption applies to transferMode Registry (Direct goes agent to agent over TLS and is never stored)",
+      fieldPath: ".encryption",
+      reason: "FieldValueForbidden",
+      check: (s) => s.encryption === undefined || s.transferMode === "Registry",
     },
     {
       rule: "self == oldSelf",
