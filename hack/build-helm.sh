@@ -7,6 +7,10 @@ set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v4.3.2}"
 CACHE_ROOT="${MS2M_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ms2m}"
+# One build at a time (setup and a test may both ask): the second waits, then finds it built.
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.build-helm.lock"
+flock 9
 HELM_BIN="$CACHE_ROOT/helm-$HELM_VERSION/bin"
 
 log() { echo "[build-helm] $*" >&2; }

@@ -13,6 +13,10 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/kube-wrapper.sh"
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 CACHE_ROOT="${MS2M_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ms2m}"
+# One build at a time (setup and a test may both ask): the second waits, then finds it built.
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.build-kube.lock"
+flock 9
 KUBE_BIN="$CACHE_ROOT/kube-$KUBE_VERSION/bin"
 ETCD_BIN="$CACHE_ROOT/etcd-$ETCD_VERSION/bin"
 

@@ -3,11 +3,13 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { renderCrdYaml, crdPath } from "../src/api/v1alpha1/render.ts";
+import { kinds } from "../src/api/v1alpha1/crd.ts";
+import { crdPath, renderCrdYaml, renderKustomization } from "../src/api/v1alpha1/render.ts";
 import { referencePath, renderReference } from "../src/api/v1alpha1/reference.ts";
 
 const outputs: [string, string][] = [
-  [crdPath, renderCrdYaml()],
+  ...kinds.map((k): [string, string] => [crdPath(k), renderCrdYaml(k)]),
+  ["crd/kustomization.yaml", renderKustomization()],
   [referencePath, renderReference()],
 ];
 let stale = false;

@@ -65,8 +65,9 @@ export function judgeNode(
   if (mismatch) return no(mismatch.replace(/^node /, ""));
   const want = podRequests(pod);
   const allocatable = node.status?.allocatable ?? node.status?.capacity ?? {};
-  const cpu = parseQuantity(allocatable.cpu);
-  const memory = parseQuantity(allocatable.memory);
+  // A node that reports no allocatable (only fakes and bare test nodes) is not limited.
+  const cpu = allocatable.cpu === undefined ? Infinity : parseQuantity(allocatable.cpu);
+  const memory = allocatable.memory === undefined ? Infinity : parseQuantity(allocatable.memory);
   const used = placed.filter((p) => !terminated(p)).map(podRequests);
   const usedCpu = used.reduce((n, r) => n + r.cpu, 0);
   const usedMem = used.reduce((n, r) => n + r.memory, 0);
@@ -79,16 +80,18 @@ export function judgeNode(
   return {
     node: name,
     free: {
-      cpu: cpu > 0 ? freeCpu / cpu : 0,
-      memory: memory > 0 ? freeMem / memory : 0,
+      cpu: Number.isFinite(cpu) && cpu > 0 ? freeCpu / cpu : 0,
+      memory: Number.isFinite(memory) && memory > 0 ? freeMem / memory : 0,
       cpuCores: freeCpu,
       memoryBytes: freeMem,
     },
   };
 }
 
-const fmtCpu = (cores: number) => `${Math.round(cores * 1000) / 1000} CPU`;
-const fmtMem = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+const fmtCpu = (cores: number) =>
+  Number.isFinite(cores) ? `${Math.round(cores * 1000) / 1000} CPU` : "unlimited CPU";
+const fmtMem = (bytes: number) =>
+  Number.isFinite(bytes) ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : "unlimited memory";
 
 /** The scheduler's LeastAllocated: the mean of the free fractions; ties by name. */
 const score = (v: Verdict) => ((v.free?.cpu ?? 0) + (v.free?.memory ?? 0)) / 2;
