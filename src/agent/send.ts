@@ -96,6 +96,10 @@ export async function sendCheckpoint(
     let result: SendResponse;
     let manifestDigest: string | undefined;
     if (req.destination.type === "agent") {
+      if (req.encryption)
+        throw new Ms2mError("BadRequest", "encryption is for registry destinations (Direct goes over TLS)", {
+          retriable: false,
+        });
       if (parseImageReference(req.destination.image).host !== "localhost")
         throw new Ms2mError("BadRequest", "target image must be named localhost/<repo>:<tag>");
       if (!config.AGENT_TLS_CA_FILE)
@@ -133,6 +137,7 @@ export async function sendCheckpoint(
         expectedSize: size,
         // recorded at checkpoint time: not hashed again here, the registry verifies it
         expectedDigest: opts.expected?.digest,
+        encryptTo: req.encryption?.recipients,
         signal: opts.signal,
         ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
       });

@@ -112,10 +112,19 @@ function blob(mediaType: string, value: unknown, annotations?: Record<string, st
 export function describeCheckpointImage(
   archive: { digest: string; size: number },
   containerName: string,
+  /** The layer as pushed encrypted (encryption.ts): the manifest names the ciphertext blob. */
+  encrypted?: { mediaType: string; digest: string; size: number; annotations: Record<string, string> },
 ): CheckpointImage {
   assertDigest(archive.digest, "layer digest");
   assertContainerName(containerName);
-  const layer: BlobDescriptor = { mediaType: MEDIA_TYPE_LAYER, digest: archive.digest, size: archive.size };
+  const layer: BlobDescriptor = encrypted
+    ? {
+        mediaType: encrypted.mediaType,
+        digest: assertDigest(encrypted.digest, "encrypted layer digest"),
+        size: encrypted.size,
+        annotations: encrypted.annotations,
+      }
+    : { mediaType: MEDIA_TYPE_LAYER, digest: archive.digest, size: archive.size };
   const config = blob(MEDIA_TYPE_CONFIG, {
     architecture: goArch(),
     os: "linux",

@@ -22,6 +22,12 @@ import {
   type CheckpointImage,
   type ImageReference,
 } from "./image.ts";
+import {
+  LayerEncryptor,
+  MEDIA_TYPE_LAYER_ENCRYPTED,
+  openEncryptedLayer,
+  type LayerDecryptor,
+} from "./encryption.ts";
 import { CONNECT_TIMEOUT_MS, DEFAULT_PROGRESS_TIMEOUT_MS } from "./progress.ts";
 import { StreamMeter, receiveArchive } from "./stream.ts";
 
@@ -428,7 +434,10 @@ async function putSmallBlob(
 
 export interface PushResult {
   image: string;
+  /** The archive's sha256 (the image's diffID; the blob's digest unless encrypted). */
   layerDigest: string;
+  /** Encrypted: the ciphertext blob's digest. */
+  blobDigest?: string;
   size: number;
   manifestDigest: string;
 }
@@ -450,6 +459,8 @@ export async function pushCheckpointImage(
      */
     expectedDigest?: string | undefined;
     onBytes?: (n: number) => void;
+    /** Encrypt the layer to these PEM public keys (encryption.ts): the registry holds only ciphertext. */
+    encryptTo?: string[] | undefined;
   },
 ): Promise<PushResult> {
   const ref = parseImageReference(imageRef);
@@ -464,6 +475,7 @@ export async function pushCheckpointImage(
     inspect: true,
     hash: opts.expectedDigest === undefined,
   });
+  const encryptor = opts.encryptTo?.length ? new LayerEncryptor(opts.encryptTo) : undefined;
   const onBytes = opts.onBytes;
   // Learns the registry's auth scheme (and gets a token) before the body that cannot be replayed.
   const uploadUrl = await startUpload(base, access, opts);
@@ -472,7 +484,7 @@ export async function pushCheckpointImage(
       for await (const chunk of source as AsyncIterable<Buffer>) {
         meter.update(chunk);
         onBytes?.(chunk.length);
-        yield chunk;
+        yield encryptor ? encryptor.update(chunk) : chunk;
       }
     })(),
     { objectMode: false },
@@ -502,8 +514,9 @@ export async function pushCheckpointImage(
   meter.verifyLayout();
   const digest = opts.expectedDigest ?? finished.digest;
   const size = finished.size;
+  const encrypted = encryptor?.finish(digest);
   const finalUrl = location(res, base);
-  finalUrl.searchParams.set("digest", digest);
+  finalUrl.searchParams.set("digest", encrypted?.digest ?? digest);
   const put = await registryRequest(
     finalUrl,
     access,
@@ -513,7 +526,7 @@ export async function pushCheckpointImage(
   if (put.statusCode !== 201) await fail("commit upload", put, access);
   await put.body.dump();
 
-  const image = describeCheckpointImage({ digest, size }, containerName);
+  const image = describeCheckpointImage({ digest, size }, containerName, encrypted);
   await putSmallBlob(base, image.config.bytes, image.config.descriptor.digest, access, opts);
   const man = await registryRequest(
     `${base}/manifests/${ref.tag}`,
@@ -523,7 +536,13 @@ export async function pushCheckpointImage(
   );
   if (man.statusCode !== 201) await fail("put manifest", man, access);
   await man.body.dump();
-  return { image: imageRef, layerDigest: digest, size, manifestDigest: image.manifest.descriptor.digest };
+  return {
+    image: imageRef,
+    layerDigest: digest,
+    size,
+    manifestDigest: image.manifest.descriptor.digest,
+    ...(encrypted ? { blobDigest: encrypted.digest } : {}),
+  };
 }
 
 async function getFollowing(
@@ -565,7 +584,7 @@ export interface PullResult {
 
 /** Validates a remote manifest as a checkpoint image made the way this project makes them. */
 export function parseCheckpointManifest(raw: unknown): {
-  layer: { digest: string; size: number };
+  layer: { digest: string; size: number; encrypted: boolean; annotations?: Record<string, unknown> };
   containerName: string;
 } {
   const bad = (why: string) => new Ms2mError("Invalid", `not a checkpoint image: ${why}`);
@@ -573,7 +592,12 @@ export function parseCheckpointManifest(raw: unknown): {
     mediaType?: unknown;
     schemaVersion?: unknown;
     config?: { mediaType?: unknown };
-    layers?: { mediaType?: unknown; digest?: unknown; size?: unknown }[];
+    layers?: {
+      mediaType?: unknown;
+      digest?: unknown;
+      size?: unknown;
+      annotations?: Record<string, unknown>;
+    }[];
     annotations?: Record<string, unknown>;
   };
   if (!m || typeof m !== "object" || m.schemaVersion !== 2 || m.mediaType !== MEDIA_TYPE_MANIFEST)
@@ -581,7 +605,9 @@ export function parseCheckpointManifest(raw: unknown): {
   if (m.config?.mediaType !== MEDIA_TYPE_CONFIG) throw bad("config is not an OCI config");
   if (!Array.isArray(m.layers) || m.layers.length !== 1) throw bad("exactly one layer expected");
   const layer = m.layers[0]!;
-  if (layer.mediaType !== MEDIA_TYPE_LAYER) throw bad("layer is not an uncompressed OCI tar");
+  const encrypted = layer.mediaType === MEDIA_TYPE_LAYER_ENCRYPTED;
+  if (layer.mediaType !== MEDIA_TYPE_LAYER && !encrypted)
+    throw bad("layer is not an uncompressed OCI tar (plain or encrypted)");
   if (typeof layer.digest !== "string" || !/^sha256:[a-f0-9]{64}$/.test(layer.digest))
     throw bad("bad layer digest");
   if (typeof layer.size !== "number" || !Number.isSafeInteger(layer.size) || layer.size < 0)
@@ -589,7 +615,15 @@ export function parseCheckpointManifest(raw: unknown): {
   const name = m.annotations?.[CHECKPOINT_NAME_ANNOTATION];
   if (typeof name !== "string") throw bad("checkpoint annotation missing");
   assertContainerName(name);
-  return { layer: { digest: layer.digest, size: layer.size }, containerName: name };
+  return {
+    layer: {
+      digest: layer.digest,
+      size: layer.size,
+      encrypted,
+      ...(encrypted && layer.annotations ? { annotations: layer.annotations } : {}),
+    },
+    containerName: name,
+  };
 }
 
 /**
@@ -604,6 +638,12 @@ export async function pullCheckpointImage(
     maxBytes: number;
     expectedDigest?: string | undefined;
     onBytes?: (n: number) => void;
+    /**
+     * PEM private keys for an encrypted image (decrypted in the stream, nothing stored in
+     * clear before every check passed). Given keys also mean the image must be encrypted: a
+     * plaintext image in its place is refused.
+     */
+    decryptWith?: string[] | undefined;
   },
 ): Promise<PullResult> {
   const ref = parseImageReference(imageRef);
@@ -632,12 +672,21 @@ export async function pullCheckpointImage(
     throw new Ms2mError("Invalid", "registry manifest is not JSON");
   }
   const { layer, containerName } = parseCheckpointManifest(parsed);
-  if (opts.expectedDigest !== undefined && opts.expectedDigest !== layer.digest) {
+  if (opts.decryptWith?.length && !layer.encrypted)
     throw new Ms2mError(
-      "Conflict",
-      `image layer ${layer.digest} is not the expected ${opts.expectedDigest}`,
+      "Forbidden",
+      `checkpoint image ${imageRef} is not encrypted, but the migration asks for encryption`,
       { retriable: false },
     );
+  const decryptor = layer.encrypted
+    ? openEncryptedLayer(layer.annotations, opts.decryptWith, imageRef)
+    : undefined;
+  // The archive's digest: the blob's, or (encrypted) the one the authenticated key options name.
+  const plainDigest = decryptor?.plainDigest ?? layer.digest;
+  if (opts.expectedDigest !== undefined && opts.expectedDigest !== plainDigest) {
+    throw new Ms2mError("Conflict", `image layer ${plainDigest} is not the expected ${opts.expectedDigest}`, {
+      retriable: false,
+    });
   }
   if (layer.size > opts.maxBytes)
     throw new Ms2mError("RequestEntityTooLarge", "checkpoint layer exceeds the maximum size");
@@ -645,17 +694,48 @@ export async function pullCheckpointImage(
   const blobRes = await getFollowing(`${base}/blobs/${layer.digest}`, access, opts);
   if (blobRes.statusCode !== 200) await fail("get blob", blobRes, access);
   const part = `${blobs}/.partial`;
-  const got = await receiveArchive(blobRes.body, part, {
-    maxBytes: opts.maxBytes,
-    expectedSize: layer.size,
-    expectedDigest: layer.digest,
-    signal: opts.signal,
-    ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
-  });
+  const got = await receiveArchive(
+    decryptor ? decrypting(blobRes.body, decryptor, layer) : blobRes.body,
+    part,
+    {
+      maxBytes: opts.maxBytes,
+      expectedSize: layer.size,
+      expectedDigest: plainDigest,
+      signal: opts.signal,
+      ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
+    },
+  );
   await rename(part, blobPath(layoutDir, got.digest));
   const image = describeCheckpointImage(got, containerName);
   await writeLayout(layoutDir, image, tag, containerName);
   return { layerDigest: got.digest, size: got.size, containerName, image };
+}
+
+/**
+ * The plaintext of an encrypted blob, chunk by chunk. Before the last chunk is handed on, the
+ * ciphertext's size and sha256 (the manifest's) and the HMAC are checked: a tampered blob fails
+ * the receive, whose partial file is then removed.
+ */
+async function* decrypting(
+  body: AsyncIterable<Buffer>,
+  decryptor: LayerDecryptor,
+  layer: { digest: string; size: number },
+): AsyncGenerator<Buffer> {
+  const hash = createHash("sha256");
+  let size = 0;
+  let held: Buffer | undefined;
+  for await (const chunk of body) {
+    hash.update(chunk);
+    size += chunk.length;
+    if (held) yield held;
+    held = decryptor.update(chunk);
+  }
+  if (size !== layer.size || `sha256:${hash.digest("hex")}` !== layer.digest)
+    throw new Ms2mError("BadRequest", "encrypted layer does not match its manifest digest and size", {
+      retriable: false,
+    });
+  decryptor.finish();
+  if (held) yield held;
 }
 
 /**

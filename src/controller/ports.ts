@@ -85,6 +85,12 @@ export interface TransferRequest {
   /** Registry mode: repository:tag to push; Direct mode: name:tag to load on the target node. */
   image: string;
   key: string;
+  /**
+   * Registry mode with spec.encryption: the PEM keys read from its Secrets. The image is pushed
+   * encrypted to `publicKey`; `privateKey` goes only to the target node's agent, which decrypts
+   * and loads the image there.
+   */
+  encryption?: { publicKey: string; privateKey: string };
 }
 export interface TransferResult {
   /** Image reference the target pod's container uses. */

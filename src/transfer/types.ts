@@ -10,6 +10,12 @@ const dnsSubdomain = z
   .max(253)
   .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { message: "must be a DNS-1123 subdomain" });
 const imageRef = z.string().min(3).max(512);
+const pemKey = z
+  .string()
+  .max(16 * 1024)
+  .regex(/^-----BEGIN [A-Z0-9 ]+-----\r?\n[\s\S]+-----END [A-Z0-9 ]+-----\s*$/, {
+    message: "must be a PEM key",
+  });
 const digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, { message: "must be sha256:<64 hex>" });
 
 export const sendRequestSchema = z.strictObject({
@@ -35,6 +41,11 @@ export const sendRequestSchema = z.strictObject({
   ]),
   /** Keep the archive if the send fails (to retry without a new checkpoint). Default: delete. */
   retainArchiveOnFailure: z.boolean().optional(),
+  /**
+   * Registry only: encrypt the checkpoint image to these public keys (PEM, RSA ≥ 2048 or EC;
+   * OCI image encryption, JWE recipients). Public keys only: nothing secret in a send.
+   */
+  encryption: z.strictObject({ recipients: z.array(pemKey).min(1).max(4) }).optional(),
 });
 export type SendRequest = z.infer<typeof sendRequestSchema>;
 
@@ -58,6 +69,13 @@ export const pullRequestSchema = z.strictObject({
   image: imageRef,
   /** The layer digest the send reported: pins the content. */
   expectedDigest: digest.optional(),
+  /**
+   * The image is encrypted: decrypt it with these private keys (PEM). Sent over the agents' TLS
+   * only, used in memory for this pull, never written or logged. With keys, a plaintext image
+   * is refused. With decryption the image may also be loaded under its registry name (`image`
+   * equal to `source`), so the target pod's kubelet finds it present and never pulls it.
+   */
+  decryption: z.strictObject({ privateKeys: z.array(pemKey).min(1).max(4) }).optional(),
 });
 export type PullRequest = z.infer<typeof pullRequestSchema>;
 

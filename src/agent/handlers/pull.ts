@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../common/logger.ts";
+import { parseImageReference } from "../../checkpoint/image.ts";
 import { pullCheckpointImage } from "../../checkpoint/registry.ts";
 import type { PullRequest, PullResponse } from "../../transfer/types.ts";
 import type { AgentContext } from "../context.ts";
@@ -20,7 +21,9 @@ export function pull(ctx: AgentContext, body: PullRequest, log: Logger): Promise
 }
 
 async function pullAndLoad(ctx: AgentContext, body: PullRequest, log: Logger): Promise<PullResponse> {
-  const ref = localImage(body.image);
+  // Decrypted images may keep their registry name (the kubelet then finds them present).
+  const ref =
+    body.decryption && body.image === body.source ? parseImageReference(body.image) : localImage(body.image);
   const dir = join(ctx.tmpDir, randomUUID());
   const started = performance.now();
   try {
@@ -28,6 +31,7 @@ async function pullAndLoad(ctx: AgentContext, body: PullRequest, log: Logger): P
       ...(await registryOptions(ctx.config)),
       maxBytes: ctx.config.AGENT_MAX_ARCHIVE_BYTES,
       expectedDigest: body.expectedDigest,
+      decryptWith: body.decryption?.privateKeys,
       signal: ctx.signal,
       onBytes: (n) => ctx.metrics.bytes.inc({ operation: "pull" }, n),
     });
@@ -37,7 +41,7 @@ async function pullAndLoad(ctx: AgentContext, body: PullRequest, log: Logger): P
     await recordLoaded(ctx, body.migration, got.containerName, body.image, "pull");
     const loadSeconds = await loadAndVerify(ctx, dir, ref.tag, body.image, got.layerDigest, got.size);
     log.info(
-      { image: body.image, digest: got.layerDigest, pullSeconds, loadSeconds },
+      { image: body.image, digest: got.layerDigest, pullSeconds, loadSeconds, decrypted: !!body.decryption },
       "checkpoint image pulled",
     );
     return {

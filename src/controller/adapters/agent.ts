@@ -139,6 +139,7 @@ export class AgentTransfer implements TransferPort {
       req.mode === "Direct"
         ? { type: "agent" as const, url: await this.locator.urlFor(req.targetNode), image: req.image }
         : { type: "registry" as const, image: req.image };
+    const encrypted = req.mode === "Registry" && req.encryption !== undefined;
     const res = await this.client.send(source, {
       migration,
       namespace: req.namespace,
@@ -148,8 +149,29 @@ export class AgentTransfer implements TransferPort {
       destination,
       // A failed send can be retried without a second checkpoint.
       retainArchiveOnFailure: true,
+      ...(encrypted ? { encryption: { recipients: [req.encryption!.publicKey] } } : {}),
     });
-    return { image: res.image, digest: res.digest, bytes: res.size };
+    return this.decryptOnTarget(req, { image: res.image, digest: res.digest, bytes: res.size });
+  }
+
+  /**
+   * Registry mode with encryption: the registry holds only ciphertext, which the target node's
+   * runtime cannot pull into a restorable image. The target node's agent pulls it, decrypts it
+   * with the private key (handed over TLS, in memory only) and loads it under the registry name,
+   * so the target pod's kubelet finds it present (IfNotPresent) and never pulls. Idempotent (a
+   * repeated pull loads the same image again). Without encryption: nothing to do.
+   */
+  async decryptOnTarget(req: TransferRequest, sent: TransferResult): Promise<TransferResult> {
+    if (req.mode !== "Registry" || !req.encryption) return sent;
+    const target = await this.locator.urlFor(req.targetNode);
+    const got = await this.client.pull(target, {
+      migration: splitKey(req.key).migration,
+      source: sent.image,
+      image: sent.image,
+      ...(sent.digest ? { expectedDigest: sent.digest } : {}),
+      decryption: { privateKeys: [req.encryption.privateKey] },
+    });
+    return { image: sent.image, digest: got.digest, bytes: got.size };
   }
 
   /**

@@ -6,6 +6,7 @@ import { isMs2mError } from "../../common/errors.ts";
 import { next, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
 import { checkpointKey, checkpointTag, uidOf } from "../names.ts";
+import { encryptionKeys } from "../adapters/encryption.ts";
 import { TransferInProgress } from "../adapters/transfer-job/jobs.ts";
 
 /** Backstop re-check of a running transfer Job; its watch events normally come first. */
@@ -26,8 +27,9 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   );
   // One archive per container, all sent side by side (a multi-container pod's transfers overlap).
   const outcomes = await Promise.allSettled(
-    pending.map((c) => {
+    pending.map(async (c) => {
       const image = ctx.transport.checkpointImage(ctx.m, c.name, checkpointTag(uidOf(ctx.m), c.name));
+      const encryption = await encryptionKeys(ctx.deps.cluster, ctx.namespace, ctx.m.spec.encryption);
       return ctx.deps.transfer.transfer({
         mode,
         namespace: ctx.namespace,
@@ -39,6 +41,7 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
         ...(c.checkpointDigest ? { digest: c.checkpointDigest } : {}),
         image,
         key: checkpointKey(uidOf(ctx.m), c.name),
+        ...(encryption ? { encryption } : {}),
       });
     }),
   );

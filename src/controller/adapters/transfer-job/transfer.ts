@@ -35,7 +35,7 @@ import {
   type TransferRunner,
 } from "./jobs.ts";
 import { KEY_MIGRATION_UID } from "../../names.ts";
-import { splitKey, type AgentLocator } from "../agent.ts";
+import { AgentTransfer, splitKey, type AgentLocator } from "../agent.ts";
 
 const isTrue = (job: V1Job, ...types: string[]) =>
   (job.status?.conditions ?? []).some((c) => types.includes(c.type) && c.status === "True");
@@ -160,6 +160,10 @@ export class JobTransfer implements TransferPort {
       container: req.container,
       archive: req.archivePath,
       destination,
+      // Public key only: the Job's spec holds nothing secret.
+      ...(req.mode === "Registry" && req.encryption
+        ? { encryption: { recipients: [req.encryption.publicKey] } }
+        : {}),
     });
     if (!parsed.success) {
       throw new Ms2mError(
@@ -367,9 +371,12 @@ export class RoutedTransfer implements TransferPort {
 
   async transfer(req: TransferRequest): Promise<TransferResult> {
     if (this.runner === "agent") return this.agent.transfer(req);
-    if (this.runner === "job") return this.job.transfer(req);
-    if (await this.job.jobFor(req.key)) return this.job.transfer(req);
-    return (await this.agentOn(req.sourceNode)) ? this.agent.transfer(req) : this.job.transfer(req);
+    const viaJob =
+      this.runner === "job" || (await this.job.jobFor(req.key)) || !(await this.agentOn(req.sourceNode));
+    if (!viaJob) return this.agent.transfer(req);
+    const sent = await this.job.transfer(req);
+    // Encrypted Registry transfers: the Job pushed ciphertext; the target's agent decrypts it.
+    return this.agent instanceof AgentTransfer ? this.agent.decryptOnTarget(req, sent) : sent;
   }
 
   /**
