@@ -16,6 +16,8 @@ export const ENTRY_POINTS = {
   agent: "cmd/ms2m-agent/main.ts",
   consumer: "workload/consumer.ts",
   producer: "workload/producer.ts",
+  // The kubectl plugin: the npm package's bin and the krew archive (no image copies it).
+  "kubectl-ms2m": "cmd/kubectl-ms2m/main.ts",
 } as const;
 
 export type BundleName = keyof typeof ENTRY_POINTS;

@@ -29,7 +29,10 @@ export const LAYERS = {
     "src/messaging",
     "src/protocol",
   ],
+  // The kubectl plugin's library: the API types, client helpers, the runtime rules and the agent client.
+  "src/cli": ["src/common", "src/api", "src/kube", "src/checkpoint", "src/transfer"],
   "cmd/ms2m-agent": ["src/common", "src/kube", "src/checkpoint", "src/transfer", "src/agent"],
+  "cmd/kubectl-ms2m": ["src/cli"],
   "cmd/ms2m-controller": ["src"],
   // The reference workload imports only what a workload author would: the SDK.
   workload: ["src/common", "src/sdk", "src/protocol"],

@@ -1,0 +1,119 @@
+// kubectl ms2m: the plugin's commands. `main(argv, io)` returns the exit code (0 ok, 1 the
+// operation failed or found a problem, 2 a usage error), so the tests run it in-process too.
+import { parseArgs } from "node:util";
+import { describeError } from "../common/errors.ts";
+import { UsageError, type Command, type CommandContext, type Flags, type Options } from "./command.ts";
+import { connect, type Kube } from "./kube.ts";
+import type { Io, OutputFormat } from "./output.ts";
+import { cancelCommand } from "./commands/cancel.ts";
+import { doctorCommand } from "./commands/doctor.ts";
+import { logsCommand } from "./commands/logs.ts";
+import { migrateCommand } from "./commands/migrate.ts";
+import { statusCommand } from "./commands/status.ts";
+import { VERSION } from "./version.ts";
+
+/** Flags every command takes (kubectl passes none of its own to a plugin: they are ours). */
+const globalOptions = {
+  namespace: { type: "string", short: "n" },
+  kubeconfig: { type: "string" },
+  context: { type: "string" },
+  output: { type: "string", short: "o" },
+  help: { type: "boolean", short: "h" },
+} satisfies Options;
+
+export const commands: Command[] = [migrateCommand, statusCommand, cancelCommand, logsCommand, doctorCommand];
+
+const GLOBAL_HELP = `Global flags:
+  -n, --namespace NS     namespace (default: the kubeconfig context's, else default)
+      --kubeconfig FILE  kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
+      --context NAME     kubeconfig context
+  -o, --output FORMAT    json or yaml instead of the human output
+  -h, --help             this help`;
+
+export function rootHelp(): string {
+  const width = Math.max("version".length, ...commands.map((c) => c.name.length));
+  return [
+    "kubectl ms2m: live migration of stateful, message-consuming pods (ms2m)",
+    "",
+    "Commands:",
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    `  ${"version".padEnd(width)}  the plugin's version`,
+    "",
+    "Run `kubectl ms2m COMMAND --help` for a command's flags.",
+    "",
+    GLOBAL_HELP,
+    "",
+  ].join("\n");
+}
+
+function commandHelp(c: Command): string {
+  return `${c.summary}\n\nUsage:\n  ${c.usage}\n\n${GLOBAL_HELP}\n`;
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    io.out(rootHelp());
+    return name ? 0 : 2;
+  }
+  if (name === "version" || name === "--version") {
+    io.out(`kubectl-ms2m ${VERSION}\n`);
+    return 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    io.err(`error: unknown command "${name}"\n\n${rootHelp()}`);
+    return 2;
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: { ...globalOptions, ...command.options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    io.err(`error: ${describeError(err)}\n\n${commandHelp(command)}`);
+    return 2;
+  }
+  const flags = parsed.values as Flags;
+  if (flags.help) {
+    io.out(commandHelp(command));
+    return 0;
+  }
+  const output = flags.output as string | undefined;
+  if (output !== undefined && output !== "json" && output !== "yaml") {
+    io.err(`error: --output must be json or yaml (got "${output}")\n`);
+    return 2;
+  }
+  const { min, max } = command.positionals;
+  if (parsed.positionals.length < min || parsed.positionals.length > max) {
+    io.err(`error: wrong number of arguments\n\n${commandHelp(command)}`);
+    return 2;
+  }
+  let kube: Kube | undefined;
+  const ctx: CommandContext = {
+    io,
+    kube: () =>
+      (kube ??= connect({
+        kubeconfig: flags.kubeconfig as string | undefined,
+        context: flags.context as string | undefined,
+        namespace: flags.namespace as string | undefined,
+      })),
+    namespaceFlag: flags.namespace as string | undefined,
+    format: (output as OutputFormat | undefined) ?? "human",
+  };
+  try {
+    return await command.run(ctx, parsed.positionals, flags);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`error: ${err.message}\nSee 'kubectl ms2m ${command.name} --help'.\n`);
+      return 2;
+    }
+    io.err(`error: ${describeError(err)}\n`);
+    return 1;
+  } finally {
+    await kube?.close();
+  }
+}
