@@ -76,13 +76,15 @@ RUNTIME ?= simulated
 STRATEGY ?= ShadowPod
 TRANSFER ?= Direct
 RATE ?= 20
+SCENARIO ?= migrate
+NODES ?= $(if $(filter drain,$(SCENARIO)),3,2)
 KEEP ?= 0
 .PHONY: demo
-demo: setup ## The main job end to end: cluster, ms2m, workload, one migration, summary (RUNTIME=simulated|real STRATEGY=ShadowPod|Sequential TRANSFER=Direct|Registry RATE=20 KEEP=1).
-	$(ENV) node hack/demo.ts --runtime=$(RUNTIME) --strategy=$(STRATEGY) --transfer=$(TRANSFER) --rate=$(RATE) $(if $(filter 1 true yes,$(KEEP)),--keep)
+demo: setup ## The main job end to end: cluster, ms2m, workload, one migration, summary (RUNTIME=simulated|real SCENARIO=migrate|drain NODES=2 (3 for drain) STRATEGY=ShadowPod|Sequential TRANSFER=Direct|Registry RATE=20 KEEP=1).
+	$(ENV) MS2M_NODES=$(NODES) node hack/demo.ts --runtime=$(RUNTIME) --scenario=$(SCENARIO) --strategy=$(STRATEGY) --transfer=$(TRANSFER) --rate=$(RATE) $(if $(filter 1 true yes,$(KEEP)),--keep)
 
-cluster-up: setup ## Start a local cluster (RUNTIME=simulated|real); prints the KUBECONFIG to use.
-	$(ENV) MS2M_RUNTIME=$(RUNTIME) node hack/cluster.ts up
+cluster-up: setup ## Start a local cluster (RUNTIME=simulated|real NODES=2); prints the KUBECONFIG to use.
+	$(ENV) MS2M_RUNTIME=$(RUNTIME) MS2M_NODES=$(NODES) node hack/cluster.ts up
 
 cluster-down: ## Stop the local cluster and remove everything it made.
 	$(ENV) node hack/cluster.ts down

@@ -73,10 +73,10 @@ async function serve(): Promise<void> {
   };
   process.on("SIGTERM", () => void stop());
   process.on("SIGINT", () => void stop());
-  // Two workers (MS2M_NODES=node-a,node-b,... to change), registered and Ready: simulated, or
-  // real (MS2M_RUNTIME=real: kubelet + CRI-O + runc + CRIU each) with the cluster's registry
-  // holding the project's images, which real nodes pull.
-  const nodes = (process.env.MS2M_NODES ?? "node-a,node-b").split(",").filter(Boolean);
+  // Two workers (MS2M_NODES=3 for node-a..node-c, or a list of names), registered and Ready:
+  // simulated, or real (MS2M_RUNTIME=real: kubelet + CRI-O + runc + CRIU each) with the cluster's
+  // registry holding the project's images, which real nodes pull.
+  const nodes = nodeNames(process.env.MS2M_NODES || undefined);
   const runtime = process.env.MS2M_RUNTIME === "real" ? "real" : "simulated";
   try {
     cluster = await TestCluster.start(cp.clusterInfo, { nodes, runtime });
@@ -98,6 +98,16 @@ async function serve(): Promise<void> {
   }
   // Stay alive: the cluster lives as long as this supervisor.
   setInterval(() => undefined, 1 << 30);
+}
+
+/** MS2M_NODES: a count (node-a, node-b, ...; 1 to 6) or comma-separated names; default two. */
+function nodeNames(value = "2"): string[] {
+  if (/^\d+$/.test(value)) {
+    const n = Number(value);
+    if (n < 1 || n > 6) throw new Error(`NODES=${value}: between 1 and 6 nodes`);
+    return Array.from({ length: n }, (_, i) => `node-${String.fromCharCode(97 + i)}`);
+  }
+  return value.split(",").filter(Boolean);
 }
 
 async function down(): Promise<void> {

@@ -5,9 +5,11 @@
 // registry on the bridge), runs the reference workload under a producer, applies a
 // StatefulMigration, shows its phases as `kubectl get smig -w` does, and ends with a summary:
 // the runtime, per-phase timings, total, the checkpoint archive's size, the consumer's downtime
-// and the message accounting.
-//   node hack/demo.ts [--runtime=simulated|real] [--strategy=ShadowPod|Sequential]
-//                     [--transfer=Direct|Registry] [--rate=N] [--keep]
+// and the message accounting. --scenario=drain starts no migration itself: a MigrationPolicy
+// selects the workload and `kubectl drain node-a` moves it live (the controller's eviction
+// webhook), the summary adds how long the drain took.
+//   node hack/demo.ts [--runtime=simulated|real] [--scenario=migrate|drain]
+//                     [--strategy=ShadowPod|Sequential] [--transfer=Direct|Registry] [--rate=N] [--keep]
 // Exits 1 when a message was lost or applied twice (or the migration failed), 2 on bad options.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -52,8 +54,8 @@ const clusterScript = join(root, "hack", "cluster.ts");
 function usage(msg?: string): never {
   if (msg) console.error(`demo: ${msg}`);
   console.error(
-    "usage: node hack/demo.ts [--runtime=simulated|real] [--strategy=ShadowPod|Sequential] [--transfer=Direct|Registry] [--rate=N] [--keep]\n" +
-      "   or: make demo [RUNTIME=simulated|real] [STRATEGY=ShadowPod|Sequential] [TRANSFER=Direct|Registry] [RATE=N] [KEEP=1]",
+    "usage: node hack/demo.ts [--runtime=simulated|real] [--scenario=migrate|drain] [--strategy=ShadowPod|Sequential] [--transfer=Direct|Registry] [--rate=N] [--keep]\n" +
+      "   or: make demo [RUNTIME=simulated|real] [SCENARIO=migrate|drain] [STRATEGY=ShadowPod|Sequential] [TRANSFER=Direct|Registry] [RATE=N] [KEEP=1]",
   );
   process.exit(2);
 }
@@ -61,6 +63,7 @@ function usage(msg?: string): never {
 const { values } = parseArgs({
   options: {
     runtime: { type: "string", default: "simulated" },
+    scenario: { type: "string", default: "migrate" },
     strategy: { type: "string", default: "ShadowPod" },
     transfer: { type: "string", default: "Direct" },
     rate: { type: "string", default: "20" },
@@ -85,6 +88,10 @@ if (!Number.isFinite(rate) || rate <= 0 || rate > 2000) usage(`rate must be in (
 const keep = values.keep;
 const runtimes: Record<string, NodeRuntime> = { simulated: "simulated", sim: "simulated", real: "real" };
 const runtime = runtimes[values.runtime.toLowerCase()] ?? usage(`unknown runtime ${values.runtime}`);
+const scenarios = { migrate: "migrate", drain: "drain" } as const;
+const scenario =
+  scenarios[values.scenario.toLowerCase() as keyof typeof scenarios] ??
+  usage(`unknown scenario ${values.scenario}`);
 const workloadKind = strategy === "ShadowPod" ? "Deployment" : "StatefulSet";
 
 const t0 = Date.now();
@@ -212,21 +219,60 @@ function migrationManifest(
   ].join("\n");
 }
 
+/** What the drain scenario applies: live migration for the workload's pods when evicted. */
+function policyManifest(app: string, queue: string, exchange: string, registryRepo: string) {
+  return [
+    "apiVersion: migration.ms2m.io/v1alpha1",
+    "kind: MigrationPolicy",
+    "metadata:",
+    `  name: ${app}`,
+    "spec:",
+    `  selector: { matchLabels: { app: ${app} } }`,
+    `  migrationStrategy: ${strategy}`,
+    `  transferMode: ${transfer}`,
+    ...(transfer === "Registry" ? [`  checkpointImageRepository: ${registryRepo}`] : []),
+    "  messageQueueConfig:",
+    `    queueName: ${queue}`,
+    `    exchangeName: ${exchange}`,
+    "    brokerSecretRef: { name: broker, key: url }",
+    "",
+  ].join("\n");
+}
+
 const secs = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
 const mib = (bytes: number) =>
   bytes >= 1024 * 1024 ? `${(bytes / 1048576).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 
+/** Runs a command with its output shown as the demo's (indented, time-stamped); resolves its exit code. */
+function runStreaming(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      env: { ...process.env, KUBECONFIG: kubeconfig },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const show = (d: Buffer) => {
+      for (const l of d.toString().trimEnd().split("\n")) console.log(`${stamp()}   ${l}`);
+    };
+    child.stdout.on("data", show);
+    child.stderr.on("data", show);
+    child.on("error", reject);
+    child.on("close", (code) => resolve(code ?? 1));
+  });
+}
+
 async function main(): Promise<number> {
   console.log(
-    `ms2m demo: ${strategy} (${workloadKind}), transfer ${transfer}, ${rate} msg/s, ${runtime} nodes, ` +
+    `ms2m demo${scenario === "drain" ? " (kubectl drain)" : ""}: ${strategy} (${workloadKind}), transfer ${transfer}, ${rate} msg/s, ${runtime} nodes, ` +
       `${keep ? "keeping the cluster afterwards" : "cleaning up afterwards"}\n`,
   );
 
   // 1. The cluster.
+  const nodeSpec = process.env.MS2M_NODES || "2";
+  const nodeCount = /^\d+$/.test(nodeSpec) ? `${nodeSpec} nodes` : nodeSpec;
   const nodesWhat =
     runtime === "real"
-      ? "real node-a, node-b (kubelet + CRI-O + runc + CRIU), the project's images in its registry"
-      : "simulated node-a, node-b";
+      ? `${nodeCount} real (kubelet + CRI-O + runc + CRIU), the project's images in its registry`
+      : `${nodeCount} simulated`;
   if (clusterRunning()) {
     const running = (JSON.parse(await readFile(join(stateDir, "info.json"), "utf8")) as ClusterInfo).runtime;
     if ((running ?? "simulated") !== runtime) {
@@ -238,7 +284,9 @@ async function main(): Promise<number> {
     }
     say("using the running cluster (make cluster-up)");
   } else {
-    say(`starting the local cluster: control plane, ${nodesWhat} (make cluster-up RUNTIME=${runtime})`);
+    say(
+      `starting the local cluster: control plane, ${nodesWhat} (make cluster-up RUNTIME=${runtime} NODES=${nodeSpec})`,
+    );
     ownCluster = true;
     clusterCommand("up");
   }
@@ -257,7 +305,7 @@ async function main(): Promise<number> {
   registry = await startRegistry(info.hostIp, { dir: join(work, "registry"), pidFile: slotPids });
   say(`registry on ${e.registry}`);
   const { caFile } = await deployMs2m(e, work);
-  say("ms2m deployed from config/default: CRD, RBAC, agent DaemonSet Ready on node-a and node-b");
+  say(`ms2m deployed from config/default: CRDs, RBAC, webhook, agent DaemonSet Ready on every node`);
   controller = new ControllerProcess(e, work, caFile, { LOG_LEVEL: "info" });
   controller.pidFile = slotPids;
   await controller.start();
@@ -270,9 +318,15 @@ async function main(): Promise<number> {
   ns = await createNamespace(e, "demo");
   const w = workloadNames(ns, "consumer", work);
   w.appliedLogDir = join(work, `${ns}-applied`);
-  if (workloadKind === "Deployment") await createDeployment(e, ns, w, "node-a");
-  else await createStatefulSet(e, ns, w, "node-a");
+  // Pinned to node-a for a StatefulMigration; for a drain the scheduler must be free to place the
+  // pod's replacements, so it is placed on node-a by cordoning the other nodes meanwhile.
+  const pin = scenario === "migrate" ? "node-a" : undefined;
+  const others = info.nodes.map((n) => n.name).filter((n) => n !== "node-a");
+  if (!pin) for (const n of others) mustSucceed(await e.kubectl(["cordon", n]), `cordon ${n}`);
+  if (workloadKind === "Deployment") await createDeployment(e, ns, w, pin);
+  else await createStatefulSet(e, ns, w, pin);
   const [source] = await waitForConsumers(e, ns, w.name, 1);
+  if (!pin) for (const n of others) mustSucceed(await e.kubectl(["uncordon", n]), `uncordon ${n}`);
   const sourcePod = source?.metadata?.name ?? "";
   const podsCols = "custom-columns=POD:.metadata.name,NODE:.spec.nodeName,STATUS:.status.phase";
   say(
@@ -284,10 +338,8 @@ async function main(): Promise<number> {
   say(`producer publishing ${rate} msg/s to ${w.exchange}; warming up 3 s`);
   await sleep(3_000);
 
-  // 4. The migration, watched as a user would.
-  const name = `${w.name}-to-node-b`;
-  const manifest = migrationManifest(name, sourcePod, w.queue, w.exchange, `${e.registry}/ms2m/checkpoints`);
-  say(`kubectl apply -f - (after ${producer.confirmed.length} messages)\n${indent(manifest)}`);
+  // 4. The migration, watched as a user would: applied, or started by a drain's eviction.
+  const registryRepo = `${e.registry}/ms2m/checkpoints`;
   say(`kubectl -n ${ns} get smig -w`);
   const { kubeBin } = await controlPlaneBinaries();
   watcher = spawn(`${kubeBin}/kubectl`, ["-n", ns, "get", "smig", "-w"], {
@@ -301,10 +353,51 @@ async function main(): Promise<number> {
     watchBuf = lines.pop() ?? "";
     for (const l of lines) console.log(`${stamp()}   ${l}`);
   });
-  mustSucceed(await e.kubectl(["-n", ns, "apply", "-f", "-"], manifest), "apply StatefulMigration");
+  let name = `${w.name}-to-node-b`;
+  let drainMs: number | undefined;
   let m: StatefulMigration;
   let failed: string | undefined;
   try {
+    if (scenario === "migrate") {
+      const manifest = migrationManifest(name, sourcePod, w.queue, w.exchange, registryRepo);
+      say(`kubectl apply -f - (after ${producer.confirmed.length} messages)\n${indent(manifest)}`);
+      mustSucceed(await e.kubectl(["-n", ns, "apply", "-f", "-"], manifest), "apply StatefulMigration");
+    } else {
+      const policy = policyManifest(w.name, w.queue, w.exchange, registryRepo);
+      say(`kubectl apply -f -\n${indent(policy)}`);
+      mustSucceed(await e.kubectl(["-n", ns, "apply", "-f", "-"], policy), "apply MigrationPolicy");
+      say(`kubectl drain node-a --ignore-daemonsets (after ${producer.confirmed.length} messages)`);
+      const drainStart = Date.now();
+      const drained = await runStreaming(`${kubeBin}/kubectl`, [
+        "drain",
+        "node-a",
+        "--ignore-daemonsets",
+        "--timeout=300s",
+      ]);
+      drainMs = Date.now() - drainStart;
+      mustSucceed(await e.kubectl(["uncordon", "node-a"]), "uncordon node-a");
+      if (drained !== 0) throw new Error(`kubectl drain exited ${drained}`);
+      say(`drained node-a in ${secs(drainMs)}; kubectl uncordon node-a`);
+      const started = mustSucceed(
+        await e.kubectl([
+          "-n",
+          ns,
+          "get",
+          "smig",
+          "-l",
+          "migration.ms2m.io/trigger=eviction",
+          "-o",
+          "jsonpath={.items[*].metadata.name}",
+        ]),
+        "get smig",
+      )
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean);
+      if (started.length !== 1)
+        throw new Error(`expected one migration started by the drain, got [${started}]`);
+      name = started[0]!;
+    }
     m = await waitForPhase(e, ns, name, ["Completed"], 180_000, 100);
   } catch (err) {
     failed = err instanceof Error ? err.message : String(err);
@@ -372,6 +465,7 @@ async function main(): Promise<number> {
   console.log(
     `  ${"total".padEnd(14)} ${secs(completed - started).padStart(10)}  (status.duration ${m.status?.duration})`,
   );
+  if (drainMs !== undefined) console.log(`  ${"kubectl drain".padEnd(14)} ${secs(drainMs).padStart(10)}`);
   console.log("\nconsumer downtime (longest gap in message processing, migration start to producer stop)");
   console.log(
     `  ${secs(dt.gapMs)} from ${rel(dt.gapStart)} to ${rel(dt.gapEnd)}` +

@@ -88,7 +88,8 @@ export function workloadNames(ns: string, name: string, work: string, queuePerPo
 export function consumerTemplate(
   w: Workload,
   env: ControllerTestEnv,
-  nodeName: string,
+  /** Pinned to this node; undefined: the scheduler places the pod (and its replacements). */
+  nodeName?: string,
 ): k8s.V1PodTemplateSpec {
   const real = env.cluster.runtime === "real";
   // Real pods write through hostPath volumes as the consumer image's non-root user.
@@ -107,7 +108,7 @@ export function consumerTemplate(
   return {
     metadata: { labels: { app: w.name, tier: "consumer" } },
     spec: {
-      nodeName,
+      ...(nodeName ? { nodeName } : {}),
       terminationGracePeriodSeconds: 10,
       // Test machines give root no CAP_SYS_RESOURCE, and without it CRIU cannot read the rlimits
       // of a process of another user (prlimit: EPERM), so real nodes only checkpoint root
@@ -158,7 +159,7 @@ export async function createDeployment(
   env: ControllerTestEnv,
   ns: string,
   w: Workload,
-  node: string,
+  node: string | undefined,
   replicas = 1,
 ) {
   const template = consumerTemplate(w, env, node);
@@ -175,7 +176,7 @@ export async function createStatefulSet(
   env: ControllerTestEnv,
   ns: string,
   w: Workload,
-  node: string,
+  node: string | undefined,
   replicas = 1,
 ) {
   const template = consumerTemplate(w, env, node);
