@@ -2,15 +2,14 @@
 // TokenReview/SubjectAccessReview reviewer, a loopback docker-registry, agents on per-test
 // roots, and a hand-rolled tar header writer for malicious archives.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AccessAttributes, Reviewer, UserInfo } from "../src/agent/auth.ts";
 import { parseAgentConfig } from "../src/agent/config.ts";
 import { AgentServer } from "../src/agent/server.ts";
 import { createLogger } from "../src/common/logger.ts";
 import { freePort, sleep } from "./exec.ts";
+import { removeTempDir, tempDir } from "./temp-dir.ts";
 
 export interface Pki {
   dir: string;
@@ -57,9 +56,12 @@ export function selfSigned(
   return { certFile, keyFile };
 }
 
-/** A CA and one serving certificate valid for 127.0.0.1, 127.0.0.2 and ms2m-agent (what agents verify). */
+/**
+ * A CA and one serving certificate valid for 127.0.0.1, 127.0.0.2 and ms2m-agent (what agents
+ * verify), in a temp folder `dir` the caller removes (removeTempDir(pki.dir)).
+ */
 export function makePki(): Pki {
-  const dir = mkdtempSync(join(tmpdir(), "ms2m-pki-"));
+  const dir = tempDir("pki");
   const run = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
   selfSigned(dir, "ca", "/CN=ms2m-test-ca");
   run("req", ...NEW_EC_KEY, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=ms2m-agent");
@@ -150,7 +152,7 @@ export async function startAgent(
   pki: Pki,
   opts: { host?: string; env?: Record<string, string>; reviewer?: FakeReviewer; token?: string } = {},
 ): Promise<TestAgent> {
-  const root = mkdtempSync(join(tmpdir(), "ms2m-agent-"));
+  const root = tempDir("agent");
   const host = opts.host ?? "127.0.0.1";
   const reviewer = opts.reviewer ?? new FakeReviewer();
   const env = {
@@ -180,7 +182,10 @@ export async function startAgent(
     },
     { cert: pki.cert, key: pki.key },
   );
-  const port = await agent.listen();
+  const port = await agent.listen().catch(async (err: unknown) => {
+    await removeRoot(root);
+    throw err;
+  });
   return {
     agent,
     url: `https://${host}:${port}`,
@@ -207,7 +212,7 @@ export async function removeRoot(root: string): Promise<void> {
   } catch {
     // not mounted (vfs, or never used)
   }
-  await rm(root, { recursive: true, force: true });
+  await removeTempDir(root);
 }
 
 /** Files left in the agent's temp folder (must be none between requests). */
@@ -231,7 +236,7 @@ export interface TestRegistry {
  * config's `auth:` section (htpasswd or token) when the registry should require credentials.
  */
 export async function startRegistry(opts: { auth?: string } = {}): Promise<TestRegistry> {
-  const dir = mkdtempSync(join(tmpdir(), "ms2m-registry-"));
+  const dir = tempDir("registry");
   const port = await freePort();
   const cfg = join(dir, "config.yml");
   writeFileSync(
@@ -256,7 +261,10 @@ export async function startRegistry(opts: { auth?: string } = {}): Promise<TestR
     } catch {
       // not yet
     }
-    if (proc.exitCode !== null) throw new Error(`registry exited: ${stderr}`);
+    if (proc.exitCode !== null) {
+      await removeTempDir(dir);
+      throw new Error(`registry exited: ${stderr}`);
+    }
     await sleep(100);
   }
   return {
@@ -265,7 +273,7 @@ export async function startRegistry(opts: { auth?: string } = {}): Promise<TestR
     dir,
     async stop() {
       proc.kill("SIGTERM");
-      await rm(dir, { recursive: true, force: true });
+      await removeTempDir(dir);
     },
   };
 }

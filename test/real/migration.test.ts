@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../harness/after-file.ts";
 import { sleep } from "../../tooling/exec.ts";
 import {
   containerId,
@@ -38,8 +39,8 @@ let setup: Awaited<ReturnType<typeof setupFile>>;
 beforeAll(async () => {
   setup = await setupFile(env, "real-mig");
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
 });
 
 describe.each([

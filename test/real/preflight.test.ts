@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../harness/after-file.ts";
 import { sleep } from "../../tooling/exec.ts";
 import {
   containerId,
@@ -31,8 +32,8 @@ beforeAll(async () => {
   await waitForNodeReady(env.kc, "node-c", 120_000);
   setup = await setupFile(env, "real-pre"); // waits for the agent on every node, node-c too
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
   await env.cluster.stopNode("node-c");
 });
 

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../harness/after-file.ts";
 import { readdir } from "node:fs/promises";
 import { sleep } from "../../tooling/exec.ts";
 import {
@@ -30,9 +31,9 @@ let setup: Awaited<ReturnType<typeof setupFile>>;
 beforeAll(async () => {
   setup = await setupFile(env, "real-rb");
 });
-afterAll(async () => {
+afterFile(async (failed) => {
   await env.cluster.realNode("node-b").setCriuFault(false);
-  await setup?.teardown();
+  await setup?.teardown(failed);
 });
 
 it("a restore CRI-O refuses rolls back: source untouched, nothing left behind, 0 lost", async () => {

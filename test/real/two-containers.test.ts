@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../harness/after-file.ts";
 import { sleep } from "../../tooling/exec.ts";
 import {
   consumerTemplate,
@@ -30,8 +31,8 @@ let setup: Awaited<ReturnType<typeof setupFile>>;
 beforeAll(async () => {
   setup = await setupFile(env, "real-two");
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
 });
 
 // PID 1 of its container: without a handler SIGTERM would be ignored until the grace period ends.

@@ -3,11 +3,14 @@
 // Deployment (not the host binary of controller-process.ts) and issuing the agents' TLS itself
 // (MANAGE_AGENT_TLS). Used by `make deploy` (hack/deploy.ts), the real tier's deployed-controller
 // test and the kubectl-ms2m tests.
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { waitFor } from "../exec.ts";
+import { CertificateAuthority } from "../cluster/pki.ts";
 import { mustSucceed, renderKustomize, repoPath } from "./manifests.ts";
-import { AGENT_IMAGE, SYSTEM_NS, type StackEnv } from "./env.ts";
+import { AGENT_IMAGE, CONSUMER_IMAGE, SYSTEM_NS, type StackEnv, workDir } from "./env.ts";
 import { waitForAgents } from "./deploy.ts";
 
 /** config/default's controller image (simulated nodes map it to the controller's sources). */
@@ -93,8 +96,8 @@ export async function renderMs2m(
 
 /**
  * Deploys ms2m from config/default, controller included, and waits until an agent is Ready on
- * every node and the controller is Ready and leading. Simulated nodes learn the two images first
- * (the controller and agent sources, run as the images would run them).
+ * every node and the controller is Ready and leading. Simulated nodes learn the images first (the
+ * controller, agent and reference workload sources, run as the images would run them).
  */
 export async function deployMs2mWithController(env: StackEnv, options: DeployOptions = {}): Promise<void> {
   if (env.cluster.runtime !== "real") {
@@ -103,10 +106,13 @@ export async function deployMs2mWithController(env: StackEnv, options: DeployOpt
       await env.cluster.node(name).setImages({
         [images.agent]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
         [images.controller]: { command: [process.execPath, repoPath("tooling/stack/controller-entry.ts")] },
+        // The reference workload, as deployMs2m maps it.
+        [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
       });
     }
   }
   const objects = await renderMs2m(env, options);
+  if (env.cluster.runtime !== "real") await simulatorAgentTls(env, objects);
   const body = objects.map((o) => `---\n${JSON.stringify(o)}\n`).join("");
   mustSucceed(
     await env.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], body),
@@ -123,6 +129,50 @@ export async function deployMs2mWithController(env: StackEnv, options: DeployOpt
   );
   await waitForControllerLeading(env);
   await waitForAgents(env, 180_000);
+}
+
+/**
+ * The simulator mounts a Secret volume only once the Secret exists, `optional: true` or not (a
+ * real kubelet starts the pod without it), so on simulated nodes the controller pod could never
+ * start to issue the agents' Secret. There the Secret is issued first (a throwaway CA, as
+ * deployMs2m does); the controller, leading, re-issues it from its own CA as on a real cluster.
+ */
+async function simulatorAgentTls(env: StackEnv, objects: k8s.KubernetesObject[]): Promise<void> {
+  const namespace = objects.find((o) => o.kind === "Namespace");
+  if (namespace) {
+    mustSucceed(
+      await env.kubectl(
+        ["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        JSON.stringify(namespace),
+      ),
+      "apply the namespace",
+    );
+  }
+  const existing = await env.core
+    .readNamespacedSecret({ name: "ms2m-agent-tls", namespace: SYSTEM_NS })
+    .catch(() => undefined);
+  if (existing) return;
+  const work = await workDir("sim-agent-tls");
+  try {
+    const ca = new CertificateAuthority(join(work, "pki"));
+    await ca.init();
+    const pair = await ca.issue("agent", {
+      commonName: "ms2m-agent",
+      dnsNames: ["ms2m-agent"],
+      usage: "both",
+    });
+    const data = {
+      "tls.crt": (await readFile(pair.cert)).toString("base64"),
+      "tls.key": (await readFile(pair.key)).toString("base64"),
+      "ca.crt": (await readFile(ca.ca.cert)).toString("base64"),
+    };
+    await env.core.createNamespacedSecret({
+      namespace: SYSTEM_NS,
+      body: { metadata: { name: "ms2m-agent-tls" }, type: "kubernetes.io/tls", data },
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 /** The controller pod that holds the Lease, once it is Ready. */

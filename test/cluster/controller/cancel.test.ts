@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
   controllerTestEnv,
@@ -34,7 +35,7 @@ beforeAll(async () => {
   }
 });
 
-afterAll(async () => {
+afterFile(async (failed) => {
   console.log("[cancel] outcomes", JSON.stringify(outcomes));
   for (const n of env.cluster.nodeNames()) {
     await env.cluster
@@ -42,7 +43,7 @@ afterAll(async () => {
       .setLatencies({ checkpointMs: 0, restoreMs: 0, containerStartMs: 0 })
       .catch(() => undefined);
   }
-  await setup?.teardown();
+  await setup?.teardown(failed);
 });
 
 const PHASES = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replaying", "Finalizing"];

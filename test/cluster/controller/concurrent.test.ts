@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import {
   controllerOf,
   controllerTestEnv,
@@ -31,8 +32,8 @@ beforeAll(async () => {
   registry = await startRegistry(env.hostIp);
   setup = await setupFile(env, "conc");
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
   await registry?.stop();
 });
 

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
   checkpointCount,
@@ -39,7 +40,7 @@ beforeAll(async () => {
   for (const n of env.cluster.nodeNames()) await env.cluster.node(n).setLatencies(LATENCIES);
 });
 
-afterAll(async () => {
+afterFile(async (failed) => {
   console.log("[crash] outcomes", JSON.stringify(outcomes));
   for (const n of env.cluster.nodeNames()) {
     await env.cluster
@@ -47,7 +48,7 @@ afterAll(async () => {
       .setLatencies({ checkpointMs: 0, restoreMs: 0, containerStartMs: 0 })
       .catch(() => undefined);
   }
-  await setup?.teardown();
+  await setup?.teardown(failed);
   await registry?.stop();
 });
 

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../../sim/config.ts";
 import { sleep } from "../../../tooling/exec.ts";
 import {
@@ -34,13 +35,13 @@ const ZERO: Latencies = {
 beforeAll(async () => {
   setup = await setupFile(env, "lat");
 });
-afterAll(async () => {
+afterFile(async (failed) => {
   for (const n of env.cluster.nodeNames())
     await env.cluster
       .node(n)
       .setLatencies(ZERO)
       .catch(() => undefined);
-  await setup?.teardown();
+  await setup?.teardown(failed);
 });
 
 /** Seconds the agents reported for this pod's checkpoint and send (from their logs). */

@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 import {
   ControllerProcess,
   consumerTemplate,
@@ -46,10 +48,11 @@ beforeAll(async () => {
   ns = await createNamespace(env, "mig");
 });
 
-afterAll(async () => {
+afterFile(async (failed) => {
   await controller?.stop();
   await registry?.stop();
   if (ns) await env.core.deleteNamespace({ name: ns }).catch(() => undefined);
+  await removeTempDir(work, { keep: failed });
 });
 
 const controllerRef = (p: {

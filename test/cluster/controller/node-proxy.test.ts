@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import { readFile } from "node:fs/promises";
 import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
@@ -34,10 +35,10 @@ beforeAll(async () => {
   fallbackRbac = await readFile(repoPath("config/components/node-proxy-fallback/role.yaml"), "utf8");
 });
 
-afterAll(async () => {
+afterFile(async (failed) => {
   // Other files check that the controller may NOT use nodes/proxy.
   await env.kubectl(["delete", "--ignore-not-found", "-f", "-"], fallbackRbac);
-  await setup?.teardown();
+  await setup?.teardown(failed);
 });
 
 async function startWorkload(label: string) {

@@ -1,5 +1,6 @@
 import { readFile, readdir } from "node:fs/promises";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import type * as k8s from "@kubernetes/client-node";
 import { listStoredImages } from "../../../src/checkpoint/skopeo.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../../src/transfer/index.ts";
@@ -55,9 +56,9 @@ beforeAll(async () => {
   agents = await agentClientAs("ms2m-controller");
 });
 
-afterAll(async () => {
+afterFile(async (failed) => {
   await agents?.close();
-  await setup?.teardown();
+  await setup?.teardown(failed);
   await env.cluster.stopNode(OFF).catch(() => undefined);
 });
 

@@ -1,7 +1,9 @@
 import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { readFile } from "node:fs/promises";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import {
@@ -79,13 +81,14 @@ beforeAll(async () => {
   ns = await createNamespace(env, "xferjob");
 });
 
-afterAll(async () => {
+afterFile(async (failed) => {
   await controller?.stop();
   await env.kubectl(["delete", "--ignore-not-found", "-f", "-"], fallbackRbac);
   if (ns) await env.core.deleteNamespace({ name: ns }).catch(() => undefined);
   await env.cluster.stopNode(SOURCE).catch(() => undefined);
   await registry?.stop();
   await new Promise((resolve) => refusing?.close(resolve));
+  await removeTempDir(work, { keep: failed });
 });
 
 async function transferJobs(uid: string) {

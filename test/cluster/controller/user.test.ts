@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { parse, stringify } from "yaml";
 import { controlPlaneBinaries } from "../../../tooling/cluster/binaries.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
@@ -34,8 +35,8 @@ beforeAll(async () => {
   registry = await startRegistry(env.hostIp);
   setup = await setupFile(env, "user");
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
   await registry?.stop();
 });
 

@@ -1,5 +1,6 @@
 import type * as k8s from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import { waitForNodeReady } from "../../../tooling/cluster/nodes.ts";
 import {
@@ -35,8 +36,8 @@ beforeAll(async () => {
   await waitForNodeReady(env.kc, "node-c");
   setup = await setupFile(env, "drain");
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
   for (const n of ["node-a", "node-b"]) await env.kubectl(["uncordon", n]);
   await env.cluster.stopNode("node-c").catch(() => undefined);
 });
@@ -64,8 +65,7 @@ async function onNodeA(ns: string, make: () => Promise<void>, apps: string[]): P
 
 /** The reference consumer without a node pinned: the scheduler places it (and its replacements). */
 function template(w: Workload, extra: Partial<k8s.V1PodSpec> = {}): k8s.V1PodTemplateSpec {
-  const t = consumerTemplate(w, env, "node-a");
-  delete t.spec!.nodeName;
+  const t = consumerTemplate(w, env);
   Object.assign(t.spec!, extra);
   return t;
 }

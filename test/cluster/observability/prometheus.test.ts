@@ -1,6 +1,8 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 import {
   ControllerProcess,
   controllerTestEnv,
@@ -99,10 +101,11 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
+afterFile(async (failed) => {
   await prometheus?.stop();
   await controller?.stop();
   if (ns) await env.core.deleteNamespace({ name: ns }).catch(() => undefined);
+  await removeTempDir(work, { keep: failed });
 });
 
 it("listens on 127.0.0.1 only", async () => {

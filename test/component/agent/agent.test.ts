@@ -1,7 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import { join } from "node:path";
 import { Agent, request } from "undici";
@@ -26,6 +25,7 @@ import {
   type TestRegistry,
 } from "../../../tooling/agent-fixture.ts";
 import { sleep } from "../../../tooling/exec.ts";
+import { removeTempDir, tempDir } from "../../../tooling/temp-dir.ts";
 
 const sha = (b: Buffer) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 const TS = "2025-01-02T03:04:05Z";
@@ -57,26 +57,29 @@ afterAll(async () => {
   await controller?.close();
   await dispatcher?.close();
   await Promise.all([source?.stop(), target?.stop(), registry?.stop()]);
+  await removeTempDir(pki?.dir);
 });
 
 /** Exports the layer of a stored image and returns its digest (byte identity end to end). */
 function storedLayerDigest(a: TestAgent, image: string): string {
-  const out = mkdtempSync(join(tmpdir(), "ms2m-export-"));
-  execFileSync("skopeo", [
-    "--insecure-policy",
-    "copy",
-    "--quiet",
-    "--dest-oci-accept-uncompressed-layers",
-    storageReference(a.store, image),
-    `oci:${out}:x`,
-  ]);
-  const index = JSON.parse(readFileSync(join(out, "index.json"), "utf8"));
-  const man = JSON.parse(
-    readFileSync(join(out, "blobs", "sha256", index.manifests[0].digest.slice(7)), "utf8"),
-  );
-  const layer = readFileSync(join(out, "blobs", "sha256", man.layers[0].digest.slice(7)));
-  execFileSync("rm", ["-rf", out]);
-  return sha(layer);
+  const out = tempDir("export");
+  try {
+    execFileSync("skopeo", [
+      "--insecure-policy",
+      "copy",
+      "--quiet",
+      "--dest-oci-accept-uncompressed-layers",
+      storageReference(a.store, image),
+      `oci:${out}:x`,
+    ]);
+    const index = JSON.parse(readFileSync(join(out, "index.json"), "utf8"));
+    const man = JSON.parse(
+      readFileSync(join(out, "blobs", "sha256", index.manifests[0].digest.slice(7)), "utf8"),
+    );
+    return sha(readFileSync(join(out, "blobs", "sha256", man.layers[0].digest.slice(7))));
+  } finally {
+    execFileSync("rm", ["-rf", out]);
+  }
 }
 
 async function placeArchive(a: TestAgent, pod: string, container: string, size: number) {

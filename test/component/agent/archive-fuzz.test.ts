@@ -2,6 +2,7 @@
 // run is test/long/archive-fuzz.test.ts (`make test-long`). See ./archive-fuzz.ts.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { makePki, startAgent, type Pki, type TestAgent } from "../../../tooling/agent-fixture.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 import { fuzzAgent } from "./archive-fuzz.ts";
 
 const RUNS = Number(process.env["MS2M_FUZZ_RUNS"] ?? 1000);
@@ -14,6 +15,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await agent?.stop();
+  await removeTempDir(pki?.dir);
 });
 
 it(

@@ -20,6 +20,7 @@ import {
   type TestRegistry,
 } from "../../../tooling/agent-fixture.ts";
 import { sleep } from "../../../tooling/exec.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 
 let pki: Pki;
 let kubelet: Server;
@@ -82,6 +83,7 @@ afterAll(async () => {
   await agentCaller?.close();
   await Promise.all([source?.stop(), target?.stop(), registry?.stop()]);
   await new Promise<void>((r) => (kubelet ? kubelet.close(() => r()) : r()));
+  await removeTempDir(pki?.dir);
 });
 
 const recordFile = (a: TestAgent, m: string, c: string) => join(a.workDir, "records", m, `${c}.json`);

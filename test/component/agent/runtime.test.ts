@@ -5,6 +5,7 @@ import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentClient } from "../../../src/transfer/client.ts";
 import { TOKENS, makePki, startAgent, type Pki, type TestAgent } from "../../../tooling/agent-fixture.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 
 // GET /v1/runtime on a real agent server (TLS, the authenticator, the route), with the node's
 // /etc/crio and /etc/containerd stood in for by temp folders and a fake TokenReview/SAR reviewer
@@ -38,6 +39,7 @@ afterAll(async () => {
   await dispatcher?.close();
   await agent?.stop();
   rmSync(etc, { recursive: true, force: true });
+  await removeTempDir(pki?.dir);
 });
 
 async function get(path: string, token?: string, method = "GET") {

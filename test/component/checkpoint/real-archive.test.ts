@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamMeter } from "../../../src/checkpoint/stream.ts";
 import { storedManifest } from "../../../src/checkpoint/skopeo.ts";
 import { TOKENS, makePki, startAgent, type Pki, type TestAgent } from "../../../tooling/agent-fixture.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 
 const archive = gunzipSync(
   readFileSync(new URL("./fixtures/crio-1.36.1-criu-4.2.1-sleep.tar.gz", import.meta.url)),
@@ -34,6 +35,7 @@ describe("a real CRI-O/CRIU checkpoint archive", () => {
   });
   afterAll(async () => {
     await agent?.stop();
+    await removeTempDir(pki?.dir);
   });
 
   it("is received and loaded by an agent", async () => {

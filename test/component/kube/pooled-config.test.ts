@@ -7,6 +7,7 @@ import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PooledKubeConfig } from "../../../src/kube/config.ts";
 import { makePki, type Pki } from "../../../tooling/agent-fixture.ts";
+import { removeTempDir } from "../../../tooling/temp-dir.ts";
 
 describe("PooledKubeConfig", () => {
   let pki: Pki;
@@ -29,6 +30,7 @@ describe("PooledKubeConfig", () => {
   afterAll(async () => {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
+    await removeTempDir(pki?.dir);
   });
 
   const load = (kc: KubeConfig, token: string) =>

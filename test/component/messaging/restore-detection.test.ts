@@ -3,8 +3,7 @@
 // from its pod identity (here a temp file standing for the Downward API volume): no more primary
 // queue, START_REPLAY on the new pod's control queue, the dedup window kept. A connection dropped
 // by a TCP relay stands for the restore's dead socket.
-import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +15,7 @@ import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { declareWorkloadTopology, messageId, type SequencedMessage } from "../../../workload/topology.ts";
 import { TcpRelay } from "../../../tooling/broker/relay.ts";
 import { freePort, sleep } from "../../../tooling/exec.ts";
+import { removeTempDir, tempDir } from "../../../tooling/temp-dir.ts";
 import { BROKER_URL, deleteBrokerObjects, queueStats, uniqueId, waitUntil } from "./harness.ts";
 
 let relay: TcpRelay;
@@ -47,7 +47,7 @@ async function scenario(podName: string, uid?: string) {
   const id = uniqueId("restore");
   const exchange = `ms2m.test.ex.${id}`;
   const queue = `ms2m.test.q.${id}`;
-  const podinfo = mkdtempSync(join(tmpdir(), "ms2m-podinfo-"));
+  const podinfo = tempDir("podinfo");
   // Replaced atomically, as the kubelet's atomic writer does.
   const writePodinfo = (item: "name" | "uid", value: string) => {
     writeFileSync(join(podinfo, `.${item}.tmp`), value);
@@ -83,6 +83,7 @@ async function scenario(podName: string, uid?: string) {
   cleanups.push(async () => {
     await consumer.close();
     await deleteBrokerObjects([queue, ...[...pods].map(controlQueueName)], [exchange]);
+    await removeTempDir(podinfo);
   });
 
   const publish = async (seqs: number[]) => {

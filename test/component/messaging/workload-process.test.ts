@@ -5,11 +5,10 @@
 //    connection dropped (a TCP relay), with the source's HOSTNAME and POD_NAME still in its env;
 // and the accounting CLI on the producer log and the final state the consumer dumped per pod.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, onTestFinished, type TestContext } from "vitest";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { decideCutover } from "../../../src/messaging/drain.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
@@ -17,9 +16,17 @@ import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { Producer } from "../../../workload/producer.ts";
 import { TcpRelay } from "../../../tooling/broker/relay.ts";
 import { freePort, sleep } from "../../../tooling/exec.ts";
+import { removeTempDir, tempDir } from "../../../tooling/temp-dir.ts";
 import { BROKER_URL, deleteBrokerObjects, readyCount, uniqueId, waitUntil } from "./harness.ts";
 
 const children: ChildProcess[] = [];
+
+/** The test's folder (the processes' files and logs), removed when it passes, kept when it fails. */
+function testDir(prefix: string): string {
+  const dir = tempDir(prefix);
+  onTestFinished(({ task }: TestContext) => removeTempDir(dir, { keep: task.result?.state === "fail" }));
+  return dir;
+}
 afterAll(() => children.forEach((c) => c.exitCode === null && c.kill("SIGKILL")));
 
 /** The consumer as a process; its log lines (pino JSON) are collected in `lines`. */
@@ -85,7 +92,7 @@ describe("reference workload processes", () => {
     { timeout: 60_000 },
     async () => {
       const id = uniqueId("proc");
-      const dir = mkdtempSync(join(tmpdir(), "ms2m-proc-"));
+      const dir = testDir("proc");
       const exchange = `ms2m.test.ex.${id}`;
       const queue = `ms2m.test.q.${id}`;
       const [sourcePod, targetPod] = [`src-${id}`, `dst-${id}`];
@@ -186,7 +193,7 @@ describe("reference workload processes", () => {
     { timeout: 60_000 },
     async () => {
       const id = uniqueId("criu");
-      const dir = mkdtempSync(join(tmpdir(), "ms2m-criu-"));
+      const dir = testDir("criu");
       const exchange = `ms2m.test.ex.${id}`;
       const queue = `ms2m.test.q.${id}`;
       const [sourcePod, targetPod] = [`src-${id}`, `src-${id}-ms2m-1`];

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { controllerTestEnv, SYSTEM_NS, waitForAgents } from "../../cluster/controller/env.ts";
 import { chaosCase, chaosSetup, phaseOf, reach, type ChaosSetup } from "./scenario.ts";
 
@@ -12,8 +13,8 @@ let setup: ChaosSetup;
 beforeAll(async () => {
   setup = await chaosSetup(env, "chaos-agent");
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
 });
 
 async function targetAgent() {

@@ -1,4 +1,5 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { sleep } from "../../../tooling/exec.ts";
 import { controllerTestEnv } from "../../cluster/controller/env.ts";
 import {
@@ -44,9 +45,9 @@ afterEach(async () => {
   restore();
   expect(await brokerUp(), "the shared broker at 127.0.0.1:5672 is down after the case").toBe(true);
 });
-afterAll(async () => {
+afterFile(async (failed) => {
   restore();
-  await setup?.teardown();
+  await setup?.teardown(failed);
 });
 
 /** Phases seen (polled) while `during` runs. */

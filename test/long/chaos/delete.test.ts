@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { controllerTestEnv, deleteMigration, migrationGone } from "../../cluster/controller/env.ts";
 import { chaosCase, chaosSetup, PHASES, phaseOf, reach, STRATEGIES, type ChaosSetup } from "./scenario.ts";
 
@@ -11,8 +12,8 @@ let setup: ChaosSetup;
 beforeAll(async () => {
   setup = await chaosSetup(env, "chaos-del");
 });
-afterAll(async () => {
-  await setup?.teardown();
+afterFile(async (failed) => {
+  await setup?.teardown(failed);
 });
 
 describe.each(STRATEGIES)("%s", (strategy) => {

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import { beforeAll, expect, it, vi } from "vitest";
+import { afterFile } from "../../harness/after-file.ts";
 import { controllerTestEnv, controllerOf } from "../../cluster/controller/env.ts";
 import {
   chaosCase,
@@ -29,12 +30,12 @@ let setup: ChaosSetup;
 beforeAll(async () => {
   setup = await chaosSetup(env, "chaos-node");
 });
-afterAll(async () => {
+afterFile(async (failed) => {
   await env.cluster
     .node("node-b")
     .setReady(true)
     .catch(() => undefined);
-  await setup?.teardown();
+  await setup?.teardown(failed);
 });
 
 it.each(STRATEGIES)("%s: target NotReady in Restoring", async (strategy) => {

@@ -42,17 +42,20 @@ export type FileSetup = Awaited<ReturnType<typeof setupFile>>;
 /** ms2m deployed, the controller running, a namespace, the registry, the nodes' latencies set. */
 export async function chaosSetup(env: ControllerTestEnv, prefix: string) {
   const registry = await startRegistry(env.hostIp);
-  const setup = await setupFile(env, prefix);
+  const setup = await setupFile(env, prefix).catch(async (err: unknown) => {
+    await registry.stop();
+    throw err;
+  });
   for (const n of env.cluster.nodeNames()) await env.cluster.node(n).setLatencies(CHAOS_LATENCIES);
   return {
     ...setup,
-    async teardown() {
+    async teardown(failed: boolean) {
       for (const n of env.cluster.nodeNames()) {
         const node = env.cluster.node(n);
         await node.setLatencies(ZERO_LATENCIES).catch(() => undefined);
         await node.setReady(true).catch(() => undefined);
       }
-      await setup.teardown();
+      await setup.teardown(failed);
       await registry.stop();
     },
   };

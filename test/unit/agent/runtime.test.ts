@@ -1,14 +1,15 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { inspectRuntime, requestedRuntime } from "../../../src/agent/runtime.ts";
+import { removeTempDir, tempDir } from "../../../tooling/temp-dir.ts";
 
 // src/agent/runtime.ts: finding and reading the runtime's files in the mounted folders (the
 // rules they feed are tested in runtime-config.test.ts).
 describe("reading the node's folders", () => {
   const folders = () => {
-    const root = mkdtempSync(join(tmpdir(), "ms2m-runtime-"));
+    const root = tempDir("runtime");
+    onTestFinished(() => removeTempDir(root));
     const dirs = { crio: join(root, "crio"), containerd: join(root, "containerd") };
     mkdirSync(dirs.crio);
     mkdirSync(dirs.containerd);

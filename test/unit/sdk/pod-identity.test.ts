@@ -1,18 +1,20 @@
 // The SDK's restore detection: which pod the process is in (Downward API files, never HOSTNAME,
 // POD_NAME only as a declared last resort), and when a change of identity means "restored".
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import {
   identityChange,
   podInfoFiles,
   readPodIdentity,
   type PodIdentity,
 } from "../../../src/sdk/pod-identity.ts";
+import { removeTempDir, tempDir } from "../../../tooling/temp-dir.ts";
 
+/** A Downward API folder with these files, removed when the test finishes. */
 function podinfo(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "ms2m-podinfo-"));
+  const dir = tempDir("podinfo");
+  onTestFinished(() => removeTempDir(dir));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return dir;
 }
@@ -49,7 +51,7 @@ describe("readPodIdentity", () => {
   });
 
   it("falls back to POD_NAME without a name file, and says so; never to HOSTNAME", () => {
-    const missing = join(mkdtempSync(join(tmpdir(), "ms2m-podinfo-")), "name");
+    const missing = join(podinfo({}), "name");
     expect(readPodIdentity({ MS2M_POD_NAME_FILE: missing, POD_NAME: "env-pod", HOSTNAME: "h" })).toEqual({
       name: "env-pod",
       source: "env",
@@ -73,7 +75,7 @@ describe("readPodIdentity", () => {
   });
 
   it("treats an unreadable name file (a directory) as absent", () => {
-    const dir = mkdtempSync(join(tmpdir(), "ms2m-podinfo-"));
+    const dir = podinfo({});
     mkdirSync(join(dir, "name"));
     expect(readPodIdentity({ MS2M_POD_NAME_FILE: join(dir, "name"), POD_NAME: "e" }).source).toBe("env");
   });

@@ -1,13 +1,14 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { loadRestoredState, serveCheckpoints } from "../../../src/sdk/simulated-runtime.ts";
+import { removeTempDir, tempDir } from "../../../tooling/temp-dir.ts";
 
 describe("simulated runtime: checkpoint contract helpers", () => {
   it("serves POST /checkpoint on a unix socket with the state bytes; 404 otherwise", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "ms2m-ckpt-"));
+    const dir = tempDir("ckpt");
+    onTestFinished(() => removeTempDir(dir));
     const socketPath = join(dir, "ckpt.sock");
     const server = await serveCheckpoints(() => Buffer.from("state-42"), socketPath);
     const call = (method: string, path: string) =>
@@ -37,7 +38,8 @@ describe("simulated runtime: checkpoint contract helpers", () => {
   });
 
   it("loads restored bytes only when MS2M_RESTORE_FROM is set", () => {
-    const dir = mkdtempSync(join(tmpdir(), "ms2m-restore-"));
+    const dir = tempDir("restore");
+    onTestFinished(() => removeTempDir(dir));
     const file = join(dir, "state");
     writeFileSync(file, Buffer.from([1, 2, 3]));
     expect(loadRestoredState(file)).toEqual(Buffer.from([1, 2, 3]));

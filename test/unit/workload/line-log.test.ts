@@ -1,12 +1,13 @@
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { removeTempDir, tempDir } from "../../../tooling/temp-dir.ts";
 import { LineLog } from "../../../workload/line-log.ts";
 
 describe("LineLog", () => {
   it("appends, switches files while lines keep coming, and flushes every file on close", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "ms2m-linelog-"));
+    const dir = tempDir("linelog");
+    onTestFinished(() => removeTempDir(dir));
     const errors: string[] = [];
     const log = new LineLog((err) => errors.push(err.message)).open(join(dir, "a.applied"));
     log.write("1 1\n");
