@@ -29,10 +29,6 @@ SYSTEM_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 CRIU_APT_KEYRING="${CRIU_APT_KEYRING:-$SYSTEM_KEYRING}"
 
 CACHE_ROOT="${MS2M_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ms2m}"
-# One build at a time (setup and a test may both ask): the second waits, then finds it built.
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.build-node.lock"
-flock 9
 KUBELET_BIN="$CACHE_ROOT/kubelet-$KUBE_VERSION/bin"
 CRIO_BIN="$CACHE_ROOT/crio-$CRIO_VERSION/bin"
 CRICTL_BIN="$CACHE_ROOT/crictl-$CRICTL_VERSION/bin"
