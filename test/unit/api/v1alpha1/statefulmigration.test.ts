@@ -7,8 +7,13 @@ import { invalidCases } from "./invalid-manifests.ts";
 const repo = (rel: string) => new URL(`../../../../${rel}`, import.meta.url);
 
 describe("StatefulMigration schema", () => {
+  // The StatefulMigration samples (config/samples also holds a MigrationPolicy: migrationpolicy.test.ts).
   const samples = readdirSync(repo("config/samples")).filter(
-    (f) => f.endsWith(".yaml") && f !== "kustomization.yaml",
+    (f) =>
+      f.endsWith(".yaml") &&
+      f !== "kustomization.yaml" &&
+      (parse(readFileSync(repo(`config/samples/${f}`), "utf8")) as { kind: string }).kind ===
+        "StatefulMigration",
   );
   it("has one sample per strategy and transfer mode", () => {
     const combos = samples.map((f) => {
