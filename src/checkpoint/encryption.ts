@@ -104,8 +104,8 @@ const JWK_CURVE: Record<string, string> = {
   "P-521": "secp521r1",
 };
 
-/** RFC 7518 4.6.2: Concat KDF (SHA-256) for ECDH-ES key agreement. */
-function concatKdf(z: Buffer, alg: string, bits: number, apu: Buffer, apv: Buffer): Buffer {
+/** RFC 7518 4.6.2: Concat KDF (SHA-256) for ECDH-ES key agreement (exported for its test vector). */
+export function concatKdf(z: Buffer, alg: string, bits: number, apu: Buffer, apv: Buffer): Buffer {
   const u32 = (n: number) => {
     const b = Buffer.alloc(4);
     b.writeUInt32BE(n);
@@ -333,6 +333,11 @@ export class LayerDecryptor {
   update(ct: Buffer): Buffer {
     this.hmac.update(ct);
     return this.decipher.update(ct);
+  }
+
+  /** Ciphertext that is only authenticated, not decrypted (the rest of a blob after a failure). */
+  authenticate(ct: Buffer): void {
+    this.hmac.update(ct);
   }
 
   finish(): void {

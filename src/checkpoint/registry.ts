@@ -469,13 +469,15 @@ export async function pushCheckpointImage(
   const access: Access = { repository: ref.repository, actions: ["pull", "push"] };
   if (opts.expectedDigest !== undefined && !isDigest(opts.expectedDigest))
     throw new Ms2mError("BadRequest", "digest must be sha256:<64 hex>");
+  const encryptor = opts.encryptTo?.length ? new LayerEncryptor(opts.encryptTo) : undefined;
   const meter = new StreamMeter({
     maxBytes: opts.maxBytes,
     expectedSize: opts.expectedSize,
     inspect: true,
-    hash: opts.expectedDigest === undefined,
+    // Encrypted, the registry verifies only the ciphertext: the archive is hashed here, since its
+    // digest goes into the authenticated key options the target checks the decrypted bytes against.
+    hash: opts.expectedDigest === undefined || encryptor !== undefined,
   });
-  const encryptor = opts.encryptTo?.length ? new LayerEncryptor(opts.encryptTo) : undefined;
   const onBytes = opts.onBytes;
   // Learns the registry's auth scheme (and gets a token) before the body that cannot be replayed.
   const uploadUrl = await startUpload(base, access, opts);
@@ -512,6 +514,12 @@ export async function pushCheckpointImage(
   // Nothing is committed (the upload is only a session until the PUT) unless the archive is a
   // complete checkpoint.
   meter.verifyLayout();
+  if (encryptor && opts.expectedDigest !== undefined && opts.expectedDigest !== finished.digest)
+    throw new Ms2mError(
+      "BadRequest",
+      `archive digest mismatch: ${finished.digest} read, ${opts.expectedDigest} expected; nothing committed`,
+      { retriable: false },
+    );
   const digest = opts.expectedDigest ?? finished.digest;
   const size = finished.size;
   const encrypted = encryptor?.finish(digest);
@@ -694,17 +702,23 @@ export async function pullCheckpointImage(
   const blobRes = await getFollowing(`${base}/blobs/${layer.digest}`, access, opts);
   if (blobRes.statusCode !== 200) await fail("get blob", blobRes, access);
   const part = `${blobs}/.partial`;
-  const got = await receiveArchive(
-    decryptor ? decrypting(blobRes.body, decryptor, layer) : blobRes.body,
-    part,
-    {
+  const decrypting = decryptor ? new DecryptingBody(blobRes.body, decryptor, layer) : undefined;
+  let got: Awaited<ReturnType<typeof receiveArchive>>;
+  try {
+    got = await receiveArchive(decrypting ? decrypting.chunks() : blobRes.body, part, {
       maxBytes: opts.maxBytes,
       expectedSize: layer.size,
       expectedDigest: plainDigest,
       signal: opts.signal,
       ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
-    },
-  );
+    });
+  } catch (err) {
+    // A check of the decrypted bytes failed: if the ciphertext was tampered with, say so.
+    if (decrypting && !opts.signal?.aborted) throw (await decrypting.authenticate()) ?? err;
+    throw err;
+  } finally {
+    await decrypting?.close();
+  }
   await rename(part, blobPath(layoutDir, got.digest));
   const image = describeCheckpointImage(got, containerName);
   await writeLayout(layoutDir, image, tag, containerName);
@@ -714,28 +728,92 @@ export async function pullCheckpointImage(
 /**
  * The plaintext of an encrypted blob, chunk by chunk. Before the last chunk is handed on, the
  * ciphertext's size and sha256 (the manifest's) and the HMAC are checked: a tampered blob fails
- * the receive, whose partial file is then removed.
+ * the receive, whose partial file is then removed. The body is read by hand (not `for await`),
+ * so that after a receive that failed on the (unauthenticated) plaintext — a tampered tar header
+ * trips the layout check before the HMAC can be checked — `authenticate` can read the rest of the
+ * ciphertext and name the real cause.
  */
-async function* decrypting(
-  body: AsyncIterable<Buffer>,
-  decryptor: LayerDecryptor,
-  layer: { digest: string; size: number },
-): AsyncGenerator<Buffer> {
-  const hash = createHash("sha256");
-  let size = 0;
-  let held: Buffer | undefined;
-  for await (const chunk of body) {
-    hash.update(chunk);
-    size += chunk.length;
-    if (held) yield held;
-    held = decryptor.update(chunk);
+class DecryptingBody {
+  private readonly hash = createHash("sha256");
+  private readonly it: AsyncIterator<Buffer>;
+  private size = 0;
+  private readonly decryptor: LayerDecryptor;
+  private readonly layer: { digest: string; size: number };
+  private verdict: Ms2mError | null | undefined;
+  constructor(
+    body: AsyncIterable<Buffer>,
+    decryptor: LayerDecryptor,
+    layer: { digest: string; size: number },
+  ) {
+    this.it = body[Symbol.asyncIterator]();
+    this.decryptor = decryptor;
+    this.layer = layer;
   }
-  if (size !== layer.size || `sha256:${hash.digest("hex")}` !== layer.digest)
-    throw new Ms2mError("BadRequest", "encrypted layer does not match its manifest digest and size", {
+
+  async *chunks(): AsyncGenerator<Buffer> {
+    let held: Buffer | undefined;
+    for (;;) {
+      const r = await this.it.next();
+      if (r.done) break;
+      this.take(r.value);
+      if (held) yield held;
+      held = this.decryptor.update(r.value);
+    }
+    const verdict = this.check();
+    if (verdict) throw verdict;
+    if (held) yield held;
+  }
+
+  private take(chunk: Buffer): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    if (this.size > this.layer.size) throw this.mismatch();
+  }
+
+  private mismatch(): Ms2mError {
+    return new Ms2mError("BadRequest", "encrypted layer does not match its manifest digest and size", {
       retriable: false,
     });
-  decryptor.finish();
-  if (held) yield held;
+  }
+
+  private check(): Ms2mError | null {
+    if (this.verdict !== undefined) return this.verdict;
+    if (this.size !== this.layer.size || `sha256:${this.hash.digest("hex")}` !== this.layer.digest)
+      return (this.verdict = this.mismatch());
+    try {
+      this.decryptor.finish();
+      return (this.verdict = null);
+    } catch (err) {
+      return (this.verdict = err as Ms2mError);
+    }
+  }
+
+  /**
+   * After a failed receive: reads what is left of the ciphertext (at most the manifest's size)
+   * and returns the integrity error if the blob was tampered with; undefined when it was not,
+   * or cannot be told (the connection failed).
+   */
+  async authenticate(): Promise<Ms2mError | undefined> {
+    if (this.verdict !== undefined) return this.verdict ?? undefined;
+    try {
+      for (;;) {
+        const r = await this.it.next();
+        if (r.done) break;
+        this.take(r.value);
+        this.decryptor.authenticate(r.value);
+      }
+    } catch (err) {
+      if (err instanceof Ms2mError) return err;
+      return undefined;
+    } finally {
+      await this.it.return?.();
+    }
+    return this.check() ?? undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
 }
 
 /**

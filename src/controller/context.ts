@@ -125,7 +125,9 @@ export class PhaseContext {
 
   /** The transfer mode Pending recorded (status.transferMode; the spec's before that). */
   get transport(): Transport {
-    return transportFor(this.m.status?.transferMode ?? this.m.spec.transferMode);
+    return transportFor(this.m.status?.transferMode ?? this.m.spec.transferMode, {
+      encrypted: this.m.spec.encryption !== undefined,
+    });
   }
 
   get now(): number {

@@ -4,7 +4,9 @@
 // restore fails the migration here, before anything is frozen (../preflight.ts).
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import type { OwnerStatus } from "../../api/v1alpha1/index.ts";
+import { isMs2mError } from "../../common/errors.ts";
 import { controllerOf } from "../../kube/owners.ts";
+import { encryptionKeys } from "../adapters/encryption.ts";
 import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
 import { FINALIZER } from "../names.ts";
@@ -54,7 +56,8 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
   const owner = await resolveOwner(ctx, pod);
   // Resolved once, here: every later phase reads them from the status (ctx.strategy, ctx.transport).
   const strategy = resolveStrategy(ctx.m.spec.migrationStrategy, owner);
-  const transport = transportFor(ctx.m.spec.transferMode);
+  const transport = transportFor(ctx.m.spec.transferMode, { encrypted: ctx.m.spec.encryption !== undefined });
+  await checkEncryptionKeys(ctx, transport);
   const { node: target, reason: chosenBecause } = await resolveTargetNode(ctx, pod, sourceNode, transport);
 
   const preflight = await runtimePreflight(ctx, { sourceNode, target, transport });
@@ -89,6 +92,27 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
   if (chosenBecause) ctx.event("Normal", "TargetNodeChosen", chosenBecause);
   for (const e of preflight.events) ctx.event(e.type, e.reason, e.message);
   return next();
+}
+
+/**
+ * spec.encryption's Secrets are read and the key pair checked here, before anything is frozen:
+ * a missing Secret or key, a key that does not parse, a pair that does not match, or encryption
+ * asked of a Direct transfer fail the migration with the message naming the Secret.
+ */
+async function checkEncryptionKeys(ctx: PhaseContext, transport: Transport): Promise<void> {
+  const spec = ctx.m.spec.encryption;
+  if (!spec) return;
+  if (transport.name !== "Registry")
+    return fail(
+      "EncryptionKeysInvalid",
+      "spec.encryption is for Registry transfers only (Direct goes over TLS)",
+    );
+  try {
+    await encryptionKeys(ctx.deps.cluster, ctx.namespace, spec);
+  } catch (err) {
+    if (isMs2mError(err) && !err.retriable) return fail("EncryptionKeysInvalid", err.message, err);
+    throw err;
+  }
 }
 
 const m = (ctx: PhaseContext) => `${ctx.namespace}/${ctx.m.spec.sourcePod}`;
