@@ -9,7 +9,7 @@ AGENT_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-agent:$(VERSION)
 WORKLOAD_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-workload:$(VERSION)
 
 .PHONY: help setup test test-unit test-component test-cluster test-real test-long lint format typecheck manifests \
-	build bundle images images-push docker-build docker-push cluster-up cluster-down clean
+	build bundle images images-push docker-build docker-push cluster-up cluster-down deploy undeploy clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,13 @@ cluster-up: setup ## Start a local cluster (RUNTIME=simulated|real NODES=2); pri
 
 cluster-down: ## Stop the local cluster and remove everything it made.
 	$(ENV) node hack/cluster.ts down
+
+deploy: ## Deploy config/default to the `make cluster-up` cluster, the controller as its Deployment from the cluster registry's images.
+	$(ENV) node hack/deploy.ts
+
+CRDS ?= 0
+undeploy: ## Remove what `make deploy` deployed (CRDS=1: the CRDs too, and with them every migration).
+	$(ENV) node hack/deploy.ts --undeploy $(if $(filter 1 true yes,$(CRDS)),--crds)
 
 clean: ## Remove build output (not the control-plane and base-image caches).
 	rm -rf dist .build coverage .test-results*.json

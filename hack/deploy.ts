@@ -3,7 +3,9 @@
 // registry (.cluster/info.json: `make cluster-up RUNTIME=real` builds them with `make images` and
 // pushes them there), applied with kubectl. The controller runs as its Deployment and issues the
 // agents' TLS itself (MANAGE_AGENT_TLS). On simulated nodes the images map to the sources.
-//   node hack/deploy.ts [--undeploy]
+// `make undeploy` removes it again: the namespace with everything in it, the cluster-wide RBAC and
+// the webhook configuration; the CRDs (and with them every migration) only with --crds.
+//   node hack/deploy.ts [--undeploy [--crds]]
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,7 +14,7 @@ import { stackEnv, SYSTEM_NS } from "../tooling/stack/index.ts";
 import {
   clusterImages,
   deployMs2mWithController,
-  removeControllerDeployment,
+  removeMs2m,
   waitForControllerLeading,
 } from "../tooling/stack/deployment.ts";
 
@@ -28,8 +30,12 @@ const info = JSON.parse(
 const env = stackEnv(info);
 try {
   if (process.argv.includes("--undeploy")) {
-    await removeControllerDeployment(env);
-    console.log(`ms2m-controller Deployment removed from ${SYSTEM_NS}`);
+    const crds = process.argv.includes("--crds");
+    await removeMs2m(env, { crds });
+    console.log(
+      `ms2m removed from ${info.server}: namespace ${SYSTEM_NS}, cluster RBAC, webhook configuration` +
+        (crds ? ", CRDs" : " (the CRDs stay: make undeploy CRDS=1 removes them and every migration)"),
+    );
   } else {
     const started = Date.now();
     const images = clusterImages(env);

@@ -109,13 +109,18 @@ function ignoreConflict(err: unknown): void {
   if ((err as { code?: number }).code !== 409) throw err;
 }
 
-export async function waitForAgents(env: ControllerTestEnv, timeoutMs = 90_000): Promise<void> {
+/** An agent pod Ready on every node (in `namespace`, default ms2m-system). */
+export async function waitForAgents(
+  env: ControllerTestEnv,
+  timeoutMs = 90_000,
+  namespace = SYSTEM_NS,
+): Promise<void> {
   const nodes = env.cluster.nodeNames();
   await waitFor(
     "ms2m-agent Ready on every node",
     async () => {
       const pods = await env.core.listNamespacedPod({
-        namespace: SYSTEM_NS,
+        namespace,
         labelSelector: "app.kubernetes.io/name=ms2m-agent",
       });
       const ready = new Set(

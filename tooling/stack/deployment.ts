@@ -175,14 +175,18 @@ async function simulatorAgentTls(env: StackEnv, objects: k8s.KubernetesObject[])
   }
 }
 
-/** The controller pod that holds the Lease, once it is Ready. */
-export async function waitForControllerLeading(env: StackEnv, timeoutMs = 120_000): Promise<string> {
+/** The controller pod that holds the Lease, once it is Ready (in `namespace`, default ms2m-system). */
+export async function waitForControllerLeading(
+  env: StackEnv,
+  timeoutMs = 120_000,
+  namespace = SYSTEM_NS,
+): Promise<string> {
   const coordination = env.kc.makeApiClient(k8s.CoordinationV1Api);
   return waitFor(
     "ms2m-controller Ready and leading",
     async () => {
       const pods = await env.core.listNamespacedPod({
-        namespace: SYSTEM_NS,
+        namespace,
         labelSelector: "app.kubernetes.io/name=ms2m-controller",
       });
       const ready = pods.items.filter(
@@ -191,7 +195,7 @@ export async function waitForControllerLeading(env: StackEnv, timeoutMs = 120_00
           p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
       );
       const lease = await coordination
-        .readNamespacedLease({ name: "ms2m-controller", namespace: SYSTEM_NS })
+        .readNamespacedLease({ name: "ms2m-controller", namespace })
         .catch(() => undefined);
       const holder = lease?.spec?.holderIdentity ?? "";
       const leader = ready.find((p) => holder.startsWith(`${p.metadata?.name}_`));
@@ -252,5 +256,57 @@ export async function removeMs2mKeepingCrds(env: StackEnv, timeoutMs = 120_000):
       return ns === null ? true : undefined;
     },
     { timeoutMs, intervalMs: 250 },
+  );
+}
+
+/** ms2m's CRDs (crd/), cluster-wide. */
+export const MS2M_CRDS = ["statefulmigrations.migration.ms2m.io", "migrationpolicies.migration.ms2m.io"];
+
+/**
+ * Removes everything config/default deployed: the controller Deployment first (its pods stop
+ * before their RBAC goes), then the namespace with everything in it and the cluster-wide RBAC,
+ * and the eviction webhook's configuration. With `crds` the CRDs too, and with them every
+ * StatefulMigration and MigrationPolicy of the cluster: the finalizers of those left are dropped
+ * first (no controller is left to run them). `make undeploy` (hack/deploy.ts --undeploy) and the
+ * Helm test, which installs ms2m afresh.
+ */
+export async function removeMs2m(env: StackEnv, options: { crds?: boolean } = {}): Promise<void> {
+  await removeControllerDeployment(env);
+  await removeMs2mKeepingCrds(env);
+  mustSucceed(
+    await env.kubectl(["delete", "--ignore-not-found", "validatingwebhookconfiguration", "ms2m-eviction"]),
+    "delete the eviction webhook configuration",
+  );
+  if (!options.crds) return;
+  for (const crd of MS2M_CRDS) {
+    const [plural, group] = [crd.slice(0, crd.indexOf(".")), crd.slice(crd.indexOf(".") + 1)];
+    const list = (await env.custom
+      .listClusterCustomObject({ group, version: "v1alpha1", plural })
+      .catch((err: unknown) => {
+        if ((err as { code?: number }).code === 404) return { items: [] };
+        throw err;
+      })) as { items: k8s.KubernetesObject[] };
+    for (const o of list.items) {
+      if (!o.metadata?.finalizers?.length) continue;
+      await env.kubectl([
+        "-n",
+        o.metadata.namespace ?? "",
+        "patch",
+        `${plural}.${group}`,
+        o.metadata.name ?? "",
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":null}}',
+      ]);
+    }
+  }
+  mustSucceed(
+    await env.kubectl([
+      "delete",
+      "--ignore-not-found",
+      "--timeout=120s",
+      ...MS2M_CRDS.map((c) => `crd/${c}`),
+    ]),
+    "delete ms2m's CRDs",
   );
 }
