@@ -9,7 +9,7 @@ AGENT_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-agent:$(VERSION)
 WORKLOAD_IMAGE ?= $(IMAGE_REGISTRY)/ms2m-workload:$(VERSION)
 
 .PHONY: help setup test test-unit test-component test-cluster test-real test-long lint format typecheck manifests \
-	build bundle images images-push docker-build docker-push cluster-up cluster-down deploy undeploy clean
+	build bundle images images-push docker-build docker-push cluster-up cluster-down deploy undeploy release-check clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -95,6 +95,10 @@ deploy: ## Deploy config/default to the `make cluster-up` cluster, the controlle
 CRDS ?= 0
 undeploy: ## Remove what `make deploy` deployed (CRDS=1: the CRDs too, and with them every migration).
 	$(ENV) node hack/deploy.ts --undeploy $(if $(filter 1 true yes,$(CRDS)),--crds)
+
+TAG ?=
+release-check: ## One semantic version everywhere (package.json's); TAG=vX.Y.Z: the tag matches and CHANGELOG.md has its section.
+	$(ENV) node hack/release-check.ts $(if $(TAG),--tag $(TAG))
 
 clean: ## Remove build output (not the control-plane and base-image caches).
 	rm -rf dist .build coverage .test-results*.json
