@@ -1,12 +1,12 @@
 // The kubectl plugin as users run it: the real kubectl finds `kubectl-ms2m` on the PATH and runs
-// it for `kubectl ms2m ...`. Here the executable is a shim that runs the plugin's sources (or a
-// given file: the bundle, an npm-installed bin).
+// it for `kubectl ms2m ...`. The executable is a shim that runs the plugin's sources or a given
+// file (the bundle, an npm-installed bin), or the given executable itself (a krew archive's).
 import { execFile } from "node:child_process";
-import { chmod, mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, copyFile, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { controlPlaneBinaries } from "./cluster/binaries.ts";
+import { tempDir } from "./temp-dir.ts";
 
 export const PLUGIN_ENTRY = fileURLToPath(new URL("../cmd/kubectl-ms2m/main.ts", import.meta.url));
 
@@ -16,18 +16,23 @@ export interface PluginResult {
   stderr: string;
 }
 
-/** A folder holding an executable `kubectl-ms2m` that runs `entry` with this Node.js. */
-export async function pluginDir(entry = PLUGIN_ENTRY): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "ms2m-plugin-"));
-  const shim = join(dir, "kubectl-ms2m");
-  await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${entry}" "$@"\n`);
-  await chmod(shim, 0o755);
+/**
+ * A new temp folder (the caller removes it with removeTempDir) holding an executable
+ * `kubectl-ms2m`: a shim running `entry` with this Node.js, or, with `copy`, `entry` itself (an
+ * executable that finds `node` on the PATH through its `#!/usr/bin/env node`).
+ */
+export async function pluginDir(entry = PLUGIN_ENTRY, options: { copy?: boolean } = {}): Promise<string> {
+  const dir = tempDir("plugin");
+  const bin = join(dir, "kubectl-ms2m");
+  if (options.copy) await copyFile(entry, bin);
+  else await writeFile(bin, `#!/bin/sh\nexec "${process.execPath}" "${entry}" "$@"\n`);
+  await chmod(bin, 0o755);
   return dir;
 }
 
 /**
  * `kubectl ms2m ARGS` through the real kubectl's plugin lookup, with the given kubeconfig and a
- * PATH that starts with `binDir` (a folder with `kubectl-ms2m`).
+ * PATH that starts with `binDir` (a folder with `kubectl-ms2m`), then this Node.js's folder.
  */
 export async function kubectlPlugin(
   binDir: string,
@@ -36,18 +41,13 @@ export async function kubectlPlugin(
   options: { timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<PluginResult> {
   const { kubeBin } = await controlPlaneBinaries();
+  const path = [binDir, join(process.execPath, ".."), process.env.PATH ?? ""].join(delimiter);
   return new Promise((resolve) => {
     execFile(
       join(kubeBin, "kubectl"),
       ["ms2m", ...args],
       {
-        env: {
-          ...process.env,
-          PATH: `${binDir}${delimiter}${process.env.PATH ?? ""}`,
-          KUBECONFIG: kubeconfig,
-          NO_COLOR: "1",
-          ...options.env,
-        },
+        env: { ...process.env, PATH: path, KUBECONFIG: kubeconfig, NO_COLOR: "1", ...options.env },
         timeout: options.timeoutMs ?? 300_000,
         maxBuffer: 16 * 1024 * 1024,
       },

@@ -26,6 +26,8 @@ export interface BundleOptions {
   outDir?: string;
   /** Write <name>.mjs.map next to each bundle (run with `node --enable-source-maps` to use them). */
   sourcemap?: boolean;
+  /** Only these bundles (default: all). */
+  names?: BundleName[];
 }
 
 // CommonJS dependencies (amqplib, prom-client, ...) call require() for Node built-ins, which an
@@ -37,16 +39,17 @@ const banner = [
   "const require = __ms2mCreateRequire(import.meta.url);",
 ].join("\n");
 
-/** Builds all bundles; returns each bundle's path and size. */
+/** Builds the bundles (all, or `names`); returns each bundle's path and size. */
 export async function bundle(
   options: BundleOptions = {},
 ): Promise<Record<BundleName, { path: string; bytes: number }>> {
   const outDir = options.outDir ?? BUNDLE_DIR;
+  const names = options.names ?? (Object.keys(ENTRY_POINTS) as BundleName[]);
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
   await build({
     absWorkingDir: ROOT,
-    entryPoints: ENTRY_POINTS,
+    entryPoints: Object.fromEntries(names.map((n) => [n, ENTRY_POINTS[n]])),
     outdir: outDir,
     outExtension: { ".js": ".mjs" },
     bundle: true,
@@ -62,7 +65,7 @@ export async function bundle(
     logLevel: "warning",
   });
   const out = {} as Record<BundleName, { path: string; bytes: number }>;
-  for (const name of Object.keys(ENTRY_POINTS) as BundleName[]) {
+  for (const name of names) {
     const path = join(outDir, `${name}.mjs`);
     out[name] = { path, bytes: (await stat(path)).size };
   }

@@ -21,8 +21,18 @@ export interface CommandContext {
 
 export interface Command {
   name: string;
+  /** One line, for the list of commands. */
   summary: string;
+  /** `kubectl ms2m NAME ARGS [flags]`. */
   usage: string;
+  /** What it does, a few lines. */
+  description: string;
+  /** The command's flags, one per line (`  --flag VALUE   what it does`). */
+  flags: string;
+  /** `# what` lines followed by the command. */
+  examples: string;
+  /** Exit code → meaning. */
+  exitCodes: Record<number, string>;
   /** The command's own flags. */
   options: Options;
   positionals: { min: number; max: number };

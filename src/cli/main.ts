@@ -33,28 +33,67 @@ const GLOBAL_HELP = `Global flags:
 export function rootHelp(): string {
   const width = Math.max("version".length, ...commands.map((c) => c.name.length));
   return [
-    "kubectl ms2m: live migration of stateful, message-consuming pods (ms2m)",
+    "kubectl ms2m: live migration of stateful, message-consuming pods with ms2m.",
+    "",
+    "Moves a running pod to another node without losing its in-memory state or a message: the",
+    "container is checkpointed, sent to the target node, restored there, and the messages that",
+    "arrived meanwhile are replayed before the cutover (a StatefulMigration does it; this plugin",
+    "creates, follows and explains them).",
+    "",
+    "Usage:",
+    "  kubectl ms2m COMMAND [ARGS] [flags]",
     "",
     "Commands:",
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
-    `  ${"version".padEnd(width)}  the plugin's version`,
+    `  ${"version".padEnd(width)}  Print the plugin's version`,
     "",
-    "Run `kubectl ms2m COMMAND --help` for a command's flags.",
+    "Examples:",
+    "  kubectl ms2m doctor                                    # is this cluster ready?",
+    "  kubectl ms2m migrate consumer-7d9f8b6c5-x2lqz --to node-b --wait \\",
+    "      --queue orders --exchange orders.fanout --broker-secret rabbitmq-url",
+    "  kubectl ms2m status                                    # the namespace's migrations",
+    "",
+    "Run 'kubectl ms2m COMMAND --help' for a command's flags, examples and exit codes.",
     "",
     GLOBAL_HELP,
     "",
   ].join("\n");
 }
 
-function commandHelp(c: Command): string {
-  return `${c.summary}\n\nUsage:\n  ${c.usage}\n\n${GLOBAL_HELP}\n`;
+export function commandHelp(c: Command): string {
+  const codes = Object.entries({ ...c.exitCodes, 2: "usage error: a flag or argument is wrong" })
+    .map(([code, what]) => `  ${code}  ${what}`)
+    .join("\n");
+  return [
+    `kubectl ms2m ${c.name}: ${c.summary}`,
+    "",
+    c.description,
+    "",
+    "Usage:",
+    `  ${c.usage}`,
+    "",
+    ...(c.flags ? ["Flags:", c.flags, ""] : []),
+    "Examples:",
+    c.examples,
+    "",
+    "Exit codes:",
+    codes,
+    "",
+    GLOBAL_HELP,
+    "",
+  ].join("\n");
 }
 
 export async function main(argv: string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === "help" || name === "--help" || name === "-h") {
-    io.out(rootHelp());
-    return name ? 0 : 2;
+  if (!name) {
+    io.err(rootHelp());
+    return 2;
+  }
+  if (name === "help" || name === "--help" || name === "-h") {
+    const topic = commands.find((c) => c.name === rest[0]);
+    io.out(topic ? commandHelp(topic) : rootHelp());
+    return 0;
   }
   if (name === "version" || name === "--version") {
     io.out(`kubectl-ms2m ${VERSION}\n`);
@@ -62,7 +101,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
   const command = commands.find((c) => c.name === name);
   if (!command) {
-    io.err(`error: unknown command "${name}"\n\n${rootHelp()}`);
+    io.err(
+      `error: unknown command "${name}" for "kubectl ms2m"\nSee 'kubectl ms2m --help' for the commands.\n`,
+    );
     return 2;
   }
   let parsed: ReturnType<typeof parseArgs>;
@@ -74,7 +115,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       strict: true,
     });
   } catch (err) {
-    io.err(`error: ${describeError(err)}\n\n${commandHelp(command)}`);
+    io.err(`error: ${describeError(err)}\nSee 'kubectl ms2m ${command.name} --help'.\n`);
     return 2;
   }
   const flags = parsed.values as Flags;
@@ -84,12 +125,19 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
   const output = flags.output as string | undefined;
   if (output !== undefined && output !== "json" && output !== "yaml") {
-    io.err(`error: --output must be json or yaml (got "${output}")\n`);
+    io.err(
+      `error: --output must be json or yaml (got "${output}")\nSee 'kubectl ms2m ${command.name} --help'.\n`,
+    );
     return 2;
   }
   const { min, max } = command.positionals;
   if (parsed.positionals.length < min || parsed.positionals.length > max) {
-    io.err(`error: wrong number of arguments\n\n${commandHelp(command)}`);
+    const got = parsed.positionals.length;
+    const want = min === max ? `${min}` : min === 0 ? `at most ${max}` : `${min} to ${max}`;
+    io.err(
+      `error: ${command.name} takes ${want} argument${max === 1 ? "" : "s"}, got ${got}${got ? ` (${parsed.positionals.join(" ")})` : ""}\n` +
+        `Usage: ${command.usage}\nSee 'kubectl ms2m ${command.name} --help'.\n`,
+    );
     return 2;
   }
   let kube: Kube | undefined;

@@ -24,18 +24,28 @@ export function cancelOutcome(last: StatefulMigration | undefined): string {
 
 export const cancelCommand: Command = {
   name: "cancel",
-  summary: "Cancel a running migration (it is rolled back, or finished past its point of no return)",
-  usage: `kubectl ms2m cancel NAME [--wait=false] [--timeout 5m]
-
-  --no-wait            return once the deletion is requested
+  summary: "Cancel a running migration (rolled back, or finished past the cutover)",
+  usage: "kubectl ms2m cancel NAME [--no-wait] [--timeout DURATION]",
+  description: `Deletes the StatefulMigration, which asks the controller to cancel it: before the cutover it
+is rolled back (the source pod runs on as before; what the migration made is removed); once the
+cutover may have moved the queue (Finalizing, or a Sequential migration whose source is gone) it
+is finished forward instead. Waits until the controller has released it and says which it was.
+A migration that has already ended is left alone.`,
+  flags: `  --no-wait            return once the cancellation is requested
   --timeout DURATION   how long to wait for the controller (default 5m)`,
+  examples: `  kubectl ms2m cancel consumer-to-node-b -n shop
+  kubectl ms2m cancel consumer-to-node-b --no-wait`,
+  exitCodes: {
+    0: "cancelled (rolled back or finished forward), or it had already ended",
+    1: "NAME not found, it failed for another reason while being cancelled, or --timeout passed",
+  },
   options: { "no-wait": { type: "boolean" }, timeout: { type: "string" } },
   positionals: { min: 1, max: 1 },
   async run(ctx, [name], flags) {
+    const timeoutMs = parseDuration((flags.timeout as string | undefined) ?? "5m");
     const kube = ctx.kube();
     const ns = kube.namespace;
     const { io } = ctx;
-    const timeoutMs = parseDuration((flags.timeout as string | undefined) ?? "5m");
     const before = await getMigration(kube, ns, name!);
     if (!before) throw new Error(`statefulmigration ${ns}/${name} not found`);
     if (isTerminal(before)) {

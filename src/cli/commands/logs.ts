@@ -106,11 +106,21 @@ function render(io: Io, e: LogEntry): string {
 
 export const logsCommand: Command = {
   name: "logs",
-  summary: "A migration's Events and the controller's log lines about it, in time order",
-  usage: `kubectl ms2m logs NAME [--follow] [--controller-namespace ms2m-system]
-
-  -f, --follow                     keep printing until the migration ends
+  summary: "Show a migration's Events and the controller's log lines about it, in time order",
+  usage: "kubectl ms2m logs NAME [-f] [--controller-namespace NS]",
+  description: `Merges the migration's Events with the lines of every controller pod's log that are about it
+(the JSON lines whose migration is NAMESPACE/NAME and whose uid, where a line has one, is this
+migration's: a name used again does not mix two migrations). The controller keeps these lines as
+long as its pod's log does; Events expire after an hour by default.`,
+  flags: `  -f, --follow                     keep printing until the migration ends
       --controller-namespace NS    where the controller runs (default ms2m-system)`,
+  examples: `  kubectl ms2m logs consumer-to-node-b -n shop
+  kubectl ms2m logs consumer-to-node-b -f
+  kubectl ms2m logs consumer-to-node-b -o json`,
+  exitCodes: {
+    0: "shown",
+    1: "no such migration and no Events of one by that name",
+  },
   options: {
     follow: { type: "boolean", short: "f" },
     "controller-namespace": { type: "string" },

@@ -101,11 +101,17 @@ export function buildMigration(name: string, pod: string, f: MigrateFlags): Stat
 
 export const migrateCommand: Command = {
   name: "migrate",
-  summary: "Migrate a running pod to another node, live (creates a StatefulMigration)",
-  usage: `kubectl ms2m migrate POD [--to NODE] [flags]
-
-  --to NODE                 target node (default: the controller picks a Ready, schedulable one)
-  --strategy S              ShadowPod or Sequential (default: from the pod's owner)
+  summary: "Move a running pod to another node, live (creates a StatefulMigration)",
+  usage: "kubectl ms2m migrate POD [--to NODE] [flags]",
+  description: `Creates a StatefulMigration for POD (in -n NAMESPACE) after checking that the pod exists and
+runs, and that the target node exists and is not the pod's own. ms2m's controller then
+checkpoints the pod, transfers and restores it on the target, replays the messages that arrived
+meanwhile and cuts over. With --wait the phases are shown as they happen (redrawn in place on a
+terminal, one line per phase otherwise), then the per-phase timings. The flags are checked
+against the API's own rules before anything is created.`,
+  flags: `  --to NODE                 target node (default: the controller picks a Ready, schedulable one)
+  --strategy S              ShadowPod or Sequential (default: from the pod's owner: Sequential
+                            for a StatefulSet's pod, else ShadowPod)
   --transfer T              Direct (agent to agent) or Registry (default: Registry with
                             --image-repository, else Direct)
   --image-repository REPO   where Registry pushes the checkpoint image (registry/repo)
@@ -114,14 +120,28 @@ export const migrateCommand: Command = {
   --routing-key K           the queue's binding key (default: none, fan-out)
   --broker-secret NAME[:KEY]
                             the Secret (in the pod's namespace) whose KEY (default url) is the
-                            broker URL; the namespace's owner lets the controller read it
-                            (see kubectl ms2m doctor --broker-secret)
-  --broker-url URL          the broker URL, without credentials
+                            broker URL; the controller must be allowed to read it
+                            (kubectl ms2m doctor --broker-secret checks that)
+  --broker-url URL          the broker URL, without credentials (instead of --broker-secret)
   --replay-cutoff SECONDS   longest replay before cutting over (default 120)
   --name NAME               the StatefulMigration's name (default POD-to-NODE)
-  --wait                    follow the phases live, then print the timings; exit 1 if it failed
-  --timeout DURATION        how long --wait waits (default 10m)
-  --dry-run                 print the StatefulMigration instead of creating it`,
+  --wait                    follow the phases live, then print the timings
+  --timeout DURATION        how long --wait waits, e.g. 90s, 10m (default 10m); the migration
+                            goes on after that
+  --dry-run                 print the StatefulMigration (yaml, or -o json) instead of creating it`,
+  examples: `  # Move a consumer to node-b and watch it, its queue replayed from the broker in the Secret
+  kubectl ms2m migrate consumer-7d9f8b6c5-x2lqz --to node-b --wait \\
+      --queue orders --exchange orders.fanout --broker-secret rabbitmq-url
+
+  # Let the controller pick the node; ship the checkpoint through a registry
+  kubectl ms2m migrate db-0 --image-repository registry.example.com/ms2m/checkpoints
+
+  # See what would be created
+  kubectl ms2m migrate consumer-7d9f8b6c5-x2lqz --to node-b --dry-run`,
+  exitCodes: {
+    0: "created (without --wait), or Completed (with --wait)",
+    1: "not created (pod or node not found, pod not Running, already on that node, the API refused it),\n     or with --wait: Failed, or still running at --timeout",
+  },
   options: {
     to: { type: "string" },
     strategy: { type: "string" },

@@ -8,10 +8,19 @@ import { details, listTable } from "../present.ts";
 
 export const statusCommand: Command = {
   name: "status",
-  summary: "Show migrations, or one migration's phases, timings and conditions",
-  usage: `kubectl ms2m status [NAME] [-A]
-
-  -A, --all-namespaces   every namespace (without NAME)`,
+  summary: "List migrations, or show one: route, phases, timings, conditions",
+  usage: "kubectl ms2m status [NAME] [-A]",
+  description: `Without NAME, the namespace's StatefulMigrations as \`kubectl get smig\` lists them (-A: every
+namespace). With NAME, one migration: where from and where to, its failure and rollback if any,
+the replay, the per-phase timings, its conditions and its containers' checkpoints.`,
+  flags: "  -A, --all-namespaces   every namespace (without NAME)",
+  examples: `  kubectl ms2m status -A
+  kubectl ms2m status consumer-to-node-b -n shop
+  kubectl ms2m status consumer-to-node-b -o yaml`,
+  exitCodes: {
+    0: "shown (also when there are none)",
+    1: "NAME not found, or the cluster does not serve StatefulMigrations (ms2m not installed)",
+  },
   options: { "all-namespaces": { type: "boolean", short: "A" } },
   positionals: { min: 0, max: 1 },
   async run(ctx, [name], flags) {

@@ -42,7 +42,7 @@ const CONTROLLER_LABEL = "app.kubernetes.io/name=ms2m-controller";
 const AGENT_TLS_SECRET = "ms2m-agent-tls";
 
 const install =
-  "install ms2m: helm install ms2m oci://ghcr.io/ms2m/charts/ms2m -n ms2m-system, or kubectl apply -k config/default";
+  "install ms2m: helm install ms2m charts/ms2m -n ms2m-system --create-namespace, or kubectl apply -k config/default";
 
 function isReady(p: k8s.V1Pod): boolean {
   return (
