@@ -35,7 +35,7 @@ export const archiveName = (version: string) => `kubectl-ms2m-v${version}.tar.gz
 export async function tarGz(entries: { name: string; data: Buffer; mode: number }[]): Promise<Buffer> {
   const pack = tarStream.pack();
   const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
+  pack.on("data", (c: unknown) => chunks.push(c as Buffer));
   const ended = new Promise<void>((resolve, reject) => {
     pack.on("end", resolve);
     pack.on("error", reject);

@@ -4,7 +4,7 @@ import * as k8s from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../kube/config.ts";
 import { isMs2mError } from "../common/errors.ts";
 import { getOrUndefined, kubeCall } from "../kube/errors.ts";
-import { group, plural, version, type StatefulMigration } from "../api/v1alpha1/statefulmigration.ts";
+import { group, kind, plural, version, type StatefulMigration } from "../api/v1alpha1/statefulmigration.ts";
 
 export interface KubeOptions {
   kubeconfig?: string | undefined;
@@ -91,4 +91,26 @@ export function deleteMigration(kube: Kube, namespace: string, name: string): Pr
     () => kube.custom.deleteNamespacedCustomObject({ ...ref, namespace, name }),
     `delete statefulmigration ${namespace}/${name}`,
   );
+}
+
+/** A migration's Events, oldest first (only this object's, by uid, where it is known). */
+export async function migrationEvents(
+  kube: Kube,
+  namespace: string,
+  name: string,
+  uid: string | undefined,
+): Promise<k8s.CoreV1Event[]> {
+  const list = await kubeCall(
+    () =>
+      kube.core.listNamespacedEvent({
+        namespace,
+        fieldSelector: `involvedObject.kind=${kind},involvedObject.name=${name}`,
+      }),
+    `list events of statefulmigration ${namespace}/${name}`,
+  );
+  const time = (e: k8s.CoreV1Event) =>
+    new Date(e.lastTimestamp ?? e.eventTime ?? e.metadata.creationTimestamp ?? 0).getTime();
+  return list.items
+    .filter((e) => !uid || !e.involvedObject.uid || e.involvedObject.uid === uid)
+    .sort((a, b) => time(a) - time(b));
 }

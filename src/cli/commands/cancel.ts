@@ -1,25 +1,64 @@
 // kubectl ms2m cancel NAME: deleting a running StatefulMigration cancels it. The controller rolls it
 // back (the source pod runs on as before) or, past its point of no return, finishes it forward,
-// then lets the object go. Waits for that (unless --wait=false) and says which it was.
+// then lets the object go. Waits for that (unless --no-wait) and says which it was.
 import { sleep } from "../../common/backoff.ts";
 import type { StatefulMigration } from "../../api/v1alpha1/statefulmigration.ts";
 import type { Command } from "../command.ts";
-import { deleteMigration, getMigration } from "../kube.ts";
+import { deleteMigration, getMigration, migrationEvents } from "../kube.ts";
 import { printObject } from "../output.ts";
 import { isTerminal, parseDuration } from "../wait.ts";
 
-/** What the last state seen before the object went says about the outcome. */
-export function cancelOutcome(last: StatefulMigration | undefined): string {
+/** An Event of the migration (type, reason, message), oldest first. */
+export interface MigrationEvent {
+  type?: string | undefined;
+  reason?: string | undefined;
+  message?: string | undefined;
+}
+
+export interface CancelOutcome {
+  text: string;
+  /** Cancelled cleanly (rolled back or finished forward): exit 0. */
+  ok: boolean;
+}
+
+/**
+ * What happened, from the last state seen before the object went and the migration's Events
+ * (the object may go between two reads: the controller's final `Failed`/`Completed` Event and
+ * its `RollbackIncomplete`/`StateNotRestored` warnings say what the last update said).
+ */
+export function cancelOutcome(
+  last: StatefulMigration | undefined,
+  events: MigrationEvent[] = [],
+): CancelOutcome {
   const s = last?.status;
+  const final = events.filter((e) => e.reason === "Failed" || e.reason === "Completed").at(-1);
+  if (s?.phase === "Completed" || final?.reason === "Completed")
+    return { text: "it had passed its point of no return and was finished forward: Completed", ok: true };
   const rolledBack = s?.conditions?.find((c) => c.type === "RolledBack");
-  if (s?.phase === "Completed")
-    return "it had passed its point of no return and was finished forward: Completed";
-  if (s?.failure?.reason === "Cancelled" && rolledBack?.status === "True")
-    return `cancelled in ${s.failure.phase} and rolled back: the source pod runs on`;
-  if (s?.failure && rolledBack?.status === "False")
-    return `failed in ${s.failure.phase} (${s.failure.reason}) without a rollback: ${s.failure.message}`;
-  if (s?.failure) return `cancelled in ${s.failure.phase} (${s.failure.reason})`;
-  return `cancelled in ${s?.phase ?? "Pending"}`;
+  // RollingBack: in progress when last seen; the outcome is in the Events.
+  const conclusive = rolledBack && rolledBack.reason !== "RollingBack" ? rolledBack : undefined;
+  const warning = events.find((e) => e.reason === "RollbackIncomplete" || e.reason === "StateNotRestored");
+  const incomplete =
+    conclusive?.status === "False"
+      ? conclusive.message || conclusive.reason
+      : warning
+        ? warning.message || warning.reason
+        : undefined;
+  const rolled =
+    !incomplete && (conclusive?.status === "True" || /\(rolled back\)$/.test(final?.message ?? ""));
+  const phase = s?.failure?.phase ?? s?.phase ?? "Pending";
+  if (s?.failure && s.failure.reason !== "Cancelled") {
+    const how = incomplete
+      ? `; the rollback is incomplete: ${incomplete}`
+      : rolled
+        ? ", and was rolled back: the source pod runs on"
+        : "";
+    return { text: `failed in ${phase} (${s.failure.reason}: ${s.failure.message})${how}`, ok: false };
+  }
+  if (incomplete)
+    return { text: `cancelled in ${phase}, but the rollback is incomplete: ${incomplete}`, ok: false };
+  if (rolled) return { text: `cancelled in ${phase} and rolled back: the source pod runs on`, ok: true };
+  return { text: `cancelled in ${phase}`, ok: true };
 }
 
 export const cancelCommand: Command = {
@@ -76,9 +115,17 @@ A migration that has already ended is left alone.`,
       }
       await sleep(250);
     }
-    if (ctx.format !== "human") printObject(io, ctx.format, last);
-    else io.out(`statefulmigration ${ns}/${name}: ${cancelOutcome(last)}\n`);
-    // A failure of its own while it was being cancelled (not the cancellation) is worth an exit 1.
-    return last?.status?.failure && last.status.failure.reason !== "Cancelled" ? 1 : 0;
+    // The controller records its last word as an Event just before it lets the object go.
+    let events: MigrationEvent[] = [];
+    for (let i = 0; i < 5; i++) {
+      events = await migrationEvents(kube, ns, name!, before.metadata.uid);
+      if (events.some((e) => e.reason === "Failed" || e.reason === "Completed")) break;
+      await sleep(300);
+    }
+    const outcome = cancelOutcome(last, events);
+    if (ctx.format !== "human") printObject(io, ctx.format, { ...last, outcome: outcome.text });
+    else io.out(`statefulmigration ${ns}/${name}: ${outcome.text}\n`);
+    // A failure of its own, or a rollback that could not finish, is worth an exit 1.
+    return outcome.ok ? 0 : 1;
   },
 };

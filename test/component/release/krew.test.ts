@@ -49,7 +49,7 @@ async function entries(archive: string): Promise<Map<string, { mode: number; dat
   const done = new Promise<void>((resolve, reject) => {
     extract.on("entry", (header, stream, next) => {
       const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("data", (c: unknown) => chunks.push(c as Buffer));
       stream.on("end", () => {
         out.set(header.name, { mode: header.mode ?? 0, data: Buffer.concat(chunks) });
         next();
