@@ -356,6 +356,24 @@ describe("a wrong, missing or unexpected key fails clearly and leaves nothing on
     await nothingLeft();
   });
 
+  it("a recorded digest that does not match the archive: the encrypted push cannot tell, the pull refuses it", async () => {
+    const remote = `${registry.host}/ms2m/wrong-digest:t`;
+    const other = `sha256:${createHash("sha256").update("something else").digest("hex")}`;
+    await pushCheckpointImage(Readable.from([archive.bytes]), remote, "app", {
+      ...insecure(),
+      maxBytes: MAX,
+      expectedDigest: other,
+      encryptTo: [RSA.publicKey],
+    });
+    const dir = join(work, "wrong-digest");
+    const err = await rejected(
+      pullCheckpointImage(remote, dir, "t", { ...insecure(), maxBytes: MAX, decryptWith: [RSA.privateKey] }),
+    );
+    expect(err.message).toMatch(/digest mismatch/);
+    expect(readdirSync(join(dir, "blobs", "sha256"))).toEqual([]);
+    await removeTempDir(dir);
+  });
+
   it("a tampered ciphertext (blob and manifest rewritten, key options kept): HMAC mismatch, nothing stored", async () => {
     const m = await manifestOf(image());
     const layer = m.layers[0]!;
