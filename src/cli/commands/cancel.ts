@@ -76,7 +76,7 @@ A migration that has already ended is left alone.`,
   kubectl ms2m cancel consumer-to-node-b --no-wait`,
   exitCodes: {
     0: "cancelled (rolled back or finished forward), or it had already ended",
-    1: "NAME not found, it failed for another reason while being cancelled, or --timeout passed",
+    1: "NAME not found, the rollback could not finish, it had failed for another reason,\n     or --timeout passed",
   },
   options: { "no-wait": { type: "boolean" }, timeout: { type: "string" } },
   positionals: { min: 1, max: 1 },
