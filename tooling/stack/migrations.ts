@@ -14,6 +14,11 @@ export interface MigrationSpec {
   transferMode?: "Direct" | "Registry";
   checkpointImageRepository?: string;
   replayCutoffSeconds?: number;
+  onRestoreFailure?: "Rollback" | "ColdStart";
+  encryption?: {
+    publicKeySecretRef: { name: string; key: string };
+    privateKeySecretRef: { name: string; key: string };
+  };
 }
 
 /** A MigrationPolicy for one workload's pods (selector `app=<name>`), its queue replayed. */
