@@ -2,7 +2,9 @@
 // transport an encrypted Registry migration gets.
 import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { AgentTransfer, type AgentLocator } from "../../../../src/controller/adapters/agent.ts";
 import { encryptionKeys } from "../../../../src/controller/adapters/encryption.ts";
+import type { AgentClient } from "../../../../src/transfer/index.ts";
 import { transportFor } from "../../../../src/controller/transfer-modes/index.ts";
 import { Ms2mError } from "../../../../src/common/errors.ts";
 
@@ -103,5 +105,73 @@ describe("transportFor", () => {
       needsTargetAgent: true,
     });
     expect(transportFor("Direct", { encrypted: true })).toBe(transportFor("Direct"));
+  });
+});
+
+describe("AgentTransfer with encryption: who gets which key", () => {
+  const UID = "6f0c1d2e-aaaa-bbbb-cccc-0123456789ab";
+  const digest = `sha256:${"a".repeat(64)}`;
+  function fakes() {
+    const calls: [string, string, Record<string, unknown>][] = [];
+    const client = {
+      async send(url: string, body: Record<string, unknown>) {
+        calls.push(["send", url, body]);
+        return { image: (body["destination"] as { image: string }).image, digest, size: 7 };
+      },
+      async pull(url: string, body: Record<string, unknown>) {
+        calls.push(["pull", url, body]);
+        return {
+          image: body["image"],
+          digest,
+          size: 7,
+          containerName: "app",
+          pullSeconds: 0,
+          loadSeconds: 0,
+        };
+      },
+    } as unknown as AgentClient;
+    const locator = { urlFor: async (node: string) => `https://${node}:9443` } as unknown as AgentLocator;
+    return { t: new AgentTransfer(client, locator), calls };
+  }
+  const req = (mode: "Registry" | "Direct", encryption?: { publicKey: string; privateKey: string }) => ({
+    mode,
+    namespace: "default",
+    pod: "web-0",
+    container: "app",
+    sourceNode: "node-a",
+    targetNode: "node-b",
+    archivePath: "checkpoint-web-0_default-app-2025-01-01T00:00:00Z.tar",
+    image: "registry:5000/ms2m/checkpoints:app-6f0c1d2eaaaa",
+    key: `${UID}/app`,
+    ...(encryption ? { encryption } : {}),
+  });
+
+  it("the source gets only the public key, the target's pull only the private key and the pinned digest", async () => {
+    const f = fakes();
+    const keys = { publicKey: A.publicKey, privateKey: A.privateKey };
+    const res = await f.t.transfer(req("Registry", keys));
+    expect(f.calls.map(([op, url]) => [op, url])).toEqual([
+      ["send", "https://node-a:9443"],
+      ["pull", "https://node-b:9443"],
+    ]);
+    const [, , send] = f.calls[0]!;
+    expect(send["encryption"]).toEqual({ recipients: [A.publicKey] });
+    expect(JSON.stringify(send)).not.toContain("PRIVATE KEY");
+    const [, , pull] = f.calls[1]!;
+    expect(pull).toEqual({
+      migration: UID,
+      source: "registry:5000/ms2m/checkpoints:app-6f0c1d2eaaaa",
+      image: "registry:5000/ms2m/checkpoints:app-6f0c1d2eaaaa",
+      expectedDigest: digest,
+      decryption: { privateKeys: [A.privateKey] },
+    });
+    expect(res).toEqual({ image: "registry:5000/ms2m/checkpoints:app-6f0c1d2eaaaa", digest, bytes: 7 });
+  });
+
+  it("without encryption Registry only pushes (the target's runtime pulls)", async () => {
+    const f = fakes();
+    await f.t.transfer(req("Registry"));
+    expect(f.calls.map(([op]) => op)).toEqual(["send"]);
+    expect(f.calls[0]![2]["encryption"]).toBeUndefined();
   });
 });
