@@ -60,6 +60,13 @@ interface ContainerRecord {
   imageId: string;
 }
 
+/**
+ * Fault injection for tests (simulated nodes only): a pod with this annotation set to "true" that
+ * is restored from a checkpoint image gets a fresh process instead, as a runtime that silently
+ * falls back to a cold start would. Target pods inherit the source pod's annotations.
+ */
+export const ANNOTATION_RESTORE_AS_FRESH_START = "sim.ms2m.io/restore-as-fresh-start";
+
 /** Simulator variables that name host paths or this node: recomputed for a restored process. */
 const TRANSLATED_ENV = [
   "MS2M_CONTAINER_ROOT",
@@ -352,7 +359,10 @@ export class PodWorker {
     await this.deps.volumes.containerRoot(spec.cwd, spec.mounts);
     await writeFile(this.terminationFile(rec), "", { mode: 0o600 });
     let restoreFile: string | undefined;
-    if (resolved.checkpoint) {
+    if (resolved.checkpoint && this.pod.metadata?.annotations?.[ANNOTATION_RESTORE_AS_FRESH_START] === "true") {
+      // The fault: the container runs from the checkpoint's spec, but its process starts fresh.
+      this.log.warn({ container: rec.spec.name }, "fault: restore as a fresh start");
+    } else if (resolved.checkpoint) {
       // Beside the root folder, not in it: the root is rebuilt for every container instance.
       restoreFile = join(spec.cwd, "..", `restore-${Date.now()}.bin`);
       await writeFile(restoreFile, resolved.checkpoint.state, { mode: 0o600 });

@@ -188,7 +188,12 @@ export interface CutoverResult {
 export interface MessagingPort {
   /** Declares the replay queue and binds it like the primary queue; returns its name. */
   prepareReplay(ref: ReplayRef): Promise<{ replayQueue: string }>;
-  startReplay(ref: ReplayRef, targetPod: string, replayQueue: string): Promise<void>;
+  /** The target's answer says which pod its process was restored from (absent: a fresh start). */
+  startReplay(
+    ref: ReplayRef,
+    targetPod: string,
+    replayQueue: string,
+  ): Promise<{ restoredFrom?: { pod: string; uid?: string } }>;
   progress(ref: ReplayRef, replayQueue: string, targetPod: string): Promise<ReplayProgress>;
   /** Loss-free switch of consumption from the source to the target. */
   cutover(

@@ -69,6 +69,12 @@ export const statusMessageSchema = z.object({
   counters: consumerCountersSchema,
   /** REPLAY_ENDED: whether the SDK emptied the replay queue (false when the cutoff fired). */
   drainedToEmpty: z.boolean().optional(),
+  /**
+   * The pod this process ran in before it was restored into this one (the migration's source).
+   * Absent: the process started fresh here. The controller verifies a restore with it: a target
+   * that answers START_REPLAY without it is a cold start, not the checkpointed process.
+   */
+  restoredFrom: z.object({ pod: z.string(), uid: z.string().optional() }).optional(),
 });
 export type StatusMessage = z.infer<typeof statusMessageSchema>;
 export type StatusType = StatusMessage["type"];

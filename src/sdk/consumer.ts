@@ -13,7 +13,13 @@ import amqp from "amqplib";
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, GetMessage } from "amqplib";
 import { backoffDelay, sleep, type BackoffOptions } from "../common/backoff.ts";
 import { DedupWindow, DEFAULT_DEDUP_CAPACITY } from "./dedup.ts";
-import { identityChange, readPodIdentity, type IdentityChange, type PodIdentity } from "./pod-identity.ts";
+import {
+  identityChange,
+  isMigrationTargetPod,
+  readPodIdentity,
+  type IdentityChange,
+  type PodIdentity,
+} from "./pod-identity.ts";
 import {
   CONTROL_QUEUE_ARGS,
   FENCE_HEADER,
@@ -65,6 +71,12 @@ export interface MigratingConsumerOptions {
   restored?: ConsumerSnapshot;
   /** Consume the primary queue right away even when restored (default false). */
   consumePrimaryWhenRestored?: boolean;
+  /**
+   * Whether this pod is a migration's target (a fresh process there is a restore that became a
+   * cold start: it waits for the controller instead of consuming). Default: the Downward API
+   * labels file (isMigrationTargetPod); without it a fresh process always consumes.
+   */
+  inMigrationTarget?: () => boolean;
   progressIntervalMs?: number;
   reconnect?: BackoffOptions;
   logger?: ConsumerLogger;
@@ -105,6 +117,8 @@ export class MigratingConsumer {
   #chain: Promise<void> = Promise.resolve();
   /** The pod this process last connected as. */
   #identity: PodIdentity | undefined;
+  /** The pod this process was restored from (reported to the controller, which verifies it). */
+  #restoredFrom: PodIdentity | undefined;
   #warnedEnvIdentity = false;
   #closed = false;
   #connected: Promise<void> | undefined;
@@ -234,6 +248,19 @@ export class MigratingConsumer {
     // Committed above before the hook runs: a connection lost meanwhile does not make the retry
     // see the move a second time.
     if (change === "restored" && previous) await this.#enqueue(() => this.#restoredInto(previous, current));
+    if (
+      change === "first" &&
+      this.#mode === "primary" &&
+      (this.#opts.inMigrationTarget ?? isMigrationTargetPod)()
+    ) {
+      // Started fresh in a migration's target pod: the checkpoint was not restored. Consuming
+      // now would apply messages to a state the controller may throw away; it decides.
+      this.#mode = "awaiting-replay";
+      this.#log.warn(
+        { pod: current.name },
+        "started fresh in a migration target pod (not restored from the checkpoint): waiting for the controller",
+      );
+    }
   }
 
   /**
@@ -250,6 +277,7 @@ export class MigratingConsumer {
     this.#stopProgress();
     Object.assign(this.#counters, { processed: 0, replayed: 0, duplicatesSkipped: 0, unacked: 0 });
     this.#mode = this.#opts.consumePrimaryWhenRestored ? "primary" : "awaiting-replay";
+    this.#restoredFrom = previous;
     const info: RestoreInfo = { previousPod: previous.name, pod: current.name };
     this.#log.info({ ...info, mode: this.#mode }, "restored into another pod");
     try {
@@ -440,7 +468,16 @@ export class MigratingConsumer {
 
   #status(type: StatusMessage["type"], migration: string, msg: Delivery): StatusMessage {
     const inReplyTo = msg.properties.messageId as string | undefined;
-    return { type, migration, pod: this.podName, inReplyTo, at: Date.now(), counters: this.metrics() };
+    const from = this.#restoredFrom;
+    return {
+      type,
+      migration,
+      pod: this.podName,
+      inReplyTo,
+      at: Date.now(),
+      counters: this.metrics(),
+      ...(from ? { restoredFrom: from.uid ? { pod: from.name, uid: from.uid } : { pod: from.name } } : {}),
+    };
   }
 
   async #reply(ch: ConfirmChannel, queue: string, status: StatusMessage): Promise<void> {

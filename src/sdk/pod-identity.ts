@@ -30,9 +30,30 @@ export type IdentityChange = "first" | "same" | "restored";
  * /etc/podinfo/name) and `MS2M_POD_UID_FILE` (default: `uid` beside the name file, so one
  * volume with the items `name` and `uid` serves both, also under the simulator's path translation).
  */
-export function podInfoFiles(env: NodeJS.ProcessEnv = process.env): { name: string; uid: string } {
+export function podInfoFiles(env: NodeJS.ProcessEnv = process.env): {
+  name: string;
+  uid: string;
+  labels: string;
+} {
   const name = env.MS2M_POD_NAME_FILE || DEFAULT_POD_NAME_FILE;
-  return { name, uid: env.MS2M_POD_UID_FILE || join(dirname(name), "uid") };
+  return {
+    name,
+    uid: env.MS2M_POD_UID_FILE || join(dirname(name), "uid"),
+    labels: env.MS2M_POD_LABELS_FILE || join(dirname(name), "labels"),
+  };
+}
+
+/** The label ms2m puts on a migration's target pod while it restores and replays. */
+const TARGET_ROLE = /^migration\.ms2m\.io\/role="target"$/m;
+
+/**
+ * Whether this pod is a migration's target, from the Downward API labels file (`metadata.labels`,
+ * one `key="value"` per line) when mounted. A process that starts fresh in such a pod is not the
+ * restored one (the runtime fell back to a cold start): it must not consume the primary queue
+ * before the controller has decided what to do with it.
+ */
+export function isMigrationTargetPod(env: NodeJS.ProcessEnv = process.env): boolean {
+  return TARGET_ROLE.test(readTrimmed(podInfoFiles(env).labels) ?? "");
 }
 
 /**

@@ -144,6 +144,8 @@ export function consumerTemplate(
             items: [
               { path: "name", fieldRef: { fieldPath: "metadata.name" } },
               { path: "uid", fieldRef: { fieldPath: "metadata.uid" } },
+              // A fresh process in a migration's target pod (a failed restore) waits for the controller.
+              { path: "labels", fieldRef: { fieldPath: "metadata.labels" } },
             ],
           },
         },

@@ -7,6 +7,7 @@ import {
   MessageQueueConfig,
   MigrationStrategy,
   NodeLabels,
+  OnRestoreFailure,
   ObjectMeta,
   TransferMode,
   apiVersion,
@@ -84,6 +85,7 @@ export const MigrationPolicySpec = withRules(
       targetNodeSelector: NodeLabels.optional().meta({
         description: "Labels a node must carry to receive a migrated pod.",
       }),
+      onRestoreFailure: OnRestoreFailure.default("Rollback"),
       maxConcurrentPerNode: z
         .int()
         .min(1)

@@ -57,6 +57,14 @@ export const SecretKeyRef = z
   .meta({ description: "Selects a key of a Secret in the migration's namespace." });
 export type SecretKeyRef = z.infer<typeof SecretKeyRef>;
 
+export const OnRestoreFailure = z.enum(["Rollback", "ColdStart"]).meta({
+  description:
+    "What to do when the target is not the restored process (the runtime started it fresh; the SDK " +
+    "reports it): Rollback (the source keeps running, nothing is lost) or ColdStart (keep the fresh " +
+    "target and replay into it: no message is lost, the in-memory state from before the checkpoint is).",
+});
+export type OnRestoreFailure = z.infer<typeof OnRestoreFailure>;
+
 const encryptionKeyRef = (description: string) =>
   z
     .object({
@@ -198,6 +206,7 @@ export const StatefulMigrationSpec = withRules(
         .max(86400)
         .default(120)
         .meta({ description: "Longest time the replay may take before cutting over (1 to 86400)." }),
+      onRestoreFailure: OnRestoreFailure.default("Rollback"),
       messageQueueConfig: MessageQueueConfig.optional(),
     })
     .meta({ description: "What to migrate and how. Immutable: delete the object to cancel." }),

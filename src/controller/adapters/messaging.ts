@@ -44,7 +44,8 @@ export class BrokerMessaging implements MessagingPort {
   }
 
   async startReplay(ref: ReplayRef, targetPod: string) {
-    await this.of(ref).startReplay(targetPod);
+    const answer = await this.of(ref).startReplay(targetPod);
+    return answer.restoredFrom ? { restoredFrom: answer.restoredFrom } : {};
   }
 
   async progress(ref: ReplayRef, _replayQueue: string, targetPod: string): Promise<ReplayProgress> {

@@ -229,6 +229,7 @@ function migrationFor(policy: MigrationPolicy, pod: V1Pod, name: string): Statef
       sourcePod: pod.metadata?.name ?? "",
       transferMode: p.transferMode,
       replayCutoffSeconds: p.replayCutoffSeconds,
+      onRestoreFailure: p.onRestoreFailure,
       ...(p.checkpointImageRepository ? { checkpointImageRepository: p.checkpointImageRepository } : {}),
       ...(p.migrationStrategy ? { migrationStrategy: p.migrationStrategy } : {}),
       ...(p.messageQueueConfig ? { messageQueueConfig: p.messageQueueConfig } : {}),

@@ -6,7 +6,7 @@ import { fail } from "../failures.ts";
 import { uidOf } from "../names.ts";
 import { isPodReady, podFailure } from "../pods.ts";
 import { isOurs } from "../podspec.ts";
-import { iso, timingOf } from "../status.ts";
+import { getCondition, iso, setCondition, timingOf } from "../status.ts";
 import { pastNoReturn } from "../point-of-no-return.ts";
 import { replayRef } from "./shared.ts";
 
@@ -39,8 +39,10 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
       });
     }
     // Idempotent on the consumer side; sent again once after a controller restart.
-    await ctx.deps.messaging.startReplay(ref, target.metadata?.name ?? "", replayQueue);
+    const answer = await ctx.deps.messaging.startReplay(ref, target.metadata?.name ?? "", replayQueue);
     ctx.deps.sent.add(sentKey);
+    const cold = await verifyRestore(ctx, target.metadata?.name ?? "", answer.restoredFrom);
+    if (cold) return cold;
   }
 
   const progress = await ctx.deps.messaging.progress(ref, replayQueue, target.metadata?.name ?? "");
@@ -66,4 +68,60 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
     return next();
   }
   return wait(Math.min(ctx.deps.settings.replayPollMs, cutoffMs - elapsed));
+}
+
+export const CONDITION_RESTORE_VERIFIED = "RestoreVerified";
+
+/**
+ * A migration completes only with the checkpointed process in the target: its SDK names the pod
+ * it was restored from. A target that started fresh (the runtime fell back to a cold start) is
+ * rolled back, or kept under spec.onRestoreFailure: ColdStart (its replay then holds every message
+ * since the checkpoint; the state from before it is lost). Returns the failure, if any.
+ */
+async function verifyRestore(
+  ctx: PhaseContext,
+  targetPod: string,
+  restoredFrom: { pod: string; uid?: string } | undefined,
+): Promise<Outcome | undefined> {
+  const s = ctx.m.status ?? {};
+  const source = ctx.m.spec.sourcePod;
+  const restored =
+    restoredFrom !== undefined &&
+    (restoredFrom.uid && s.sourcePodUID ? restoredFrom.uid === s.sourcePodUID : restoredFrom.pod === source);
+  const what = restoredFrom
+    ? `its process was restored from pod ${restoredFrom.pod}${restoredFrom.uid ? ` (uid ${restoredFrom.uid})` : ""}, not from the source ${source}${s.sourcePodUID ? ` (uid ${s.sourcePodUID})` : ""}`
+    : "its process started fresh instead of being restored from the checkpoint (its SDK reports no restore)";
+  if (restored) {
+    if (getCondition(s, CONDITION_RESTORE_VERIFIED)?.status !== "True") {
+      await ctx.update((m) =>
+        setCondition(m, ctx.now, {
+          type: CONDITION_RESTORE_VERIFIED,
+          status: "True",
+          reason: "Restored",
+          message: `target pod ${targetPod} runs the checkpointed process of ${restoredFrom.pod}`,
+        }),
+      );
+    }
+    return undefined;
+  }
+  if (ctx.m.spec.onRestoreFailure !== "ColdStart") {
+    return fail(
+      "RestoreNotVerified",
+      `target pod ${targetPod}: ${what}; rolled back (spec.onRestoreFailure: Rollback). Check the target node's ` +
+        "runtime restores checkpoints (CRI-O enable_criu_support), or set onRestoreFailure: ColdStart to accept a fresh start",
+    );
+  }
+  if (getCondition(s, CONDITION_RESTORE_VERIFIED)?.reason !== "ColdStart") {
+    const message = `target pod ${targetPod}: ${what}; kept as a cold start (spec.onRestoreFailure: ColdStart): it replays every message since the checkpoint, the in-memory state from before it is lost`;
+    await ctx.update((m) =>
+      setCondition(m, ctx.now, {
+        type: CONDITION_RESTORE_VERIFIED,
+        status: "False",
+        reason: "ColdStart",
+        message,
+      }),
+    );
+    ctx.event("Warning", "ColdStart", message);
+  }
+  return undefined;
 }

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BrokerPool } from "../../../src/messaging/broker-pool.ts";
 import { ReplayMigration } from "../../../src/messaging/migration.ts";
 import { MigratingConsumer, type RestoreInfo } from "../../../src/sdk/consumer.ts";
-import { readPodIdentity } from "../../../src/sdk/pod-identity.ts";
+import { isMigrationTargetPod, readPodIdentity } from "../../../src/sdk/pod-identity.ts";
 import { controlQueueName } from "../../../src/protocol/replay.ts";
 import { declareWorkloadTopology, messageId, type SequencedMessage } from "../../../workload/topology.ts";
 import { TcpRelay } from "../../../tooling/broker/relay.ts";
@@ -43,7 +43,7 @@ afterAll(async () => {
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 /** One consumer "pod" with its own exchange, primary queue and Downward API folder. */
-async function scenario(podName: string, uid?: string) {
+async function scenario(podName: string, uid?: string, labels?: string) {
   const id = uniqueId("restore");
   const exchange = `ms2m.test.ex.${id}`;
   const queue = `ms2m.test.q.${id}`;
@@ -55,6 +55,7 @@ async function scenario(podName: string, uid?: string) {
   };
   writePodinfo("name", podName);
   if (uid) writePodinfo("uid", uid);
+  if (labels) writeFileSync(join(podinfo, "labels"), labels);
 
   const applied: number[] = [];
   const restores: RestoreInfo[] = [];
@@ -64,6 +65,7 @@ async function scenario(podName: string, uid?: string) {
     url: `amqp://guest:guest@127.0.0.1:${relay.port}`,
     queue,
     podIdentity: () => readPodIdentity({ MS2M_POD_NAME_FILE: join(podinfo, "name"), POD_NAME: podName }),
+    inMigrationTarget: () => isMigrationTargetPod({ MS2M_POD_NAME_FILE: join(podinfo, "name") }),
     reconnect: { initialMs: 50, maxMs: 200 },
     progressIntervalMs: 100,
     setup: async (ch) => {
@@ -183,6 +185,8 @@ describe("restore detection by the pod identity", () => {
 
       const started = await migration.startReplay(target);
       expect(started.pod).toBe(target);
+      // What the controller verifies: this process is the one checkpointed in the source pod.
+      expect(started.restoredFrom).toEqual({ pod: source });
       // The replay queue holds 11..30: 11..20 are in the state already (dedup window kept).
       await waitUntil("replay applied", () => {
         const m = s.consumer.metrics();
@@ -244,5 +248,27 @@ describe("restore detection by the pod identity", () => {
     await sleep(300);
     expect(await queueStats(s.queue)).toEqual({ messageCount: 2, consumerCount: 0 });
     expect(s.applied).toEqual(range(1, 3));
+  });
+
+  it("a process that starts fresh in a migration's target pod waits for the controller and reports no restore", async () => {
+    const target = `cold-${uniqueId("p")}-ms2m-1`;
+    const s = await scenario(target, "uid-t", 'app="orders"\nmigration.ms2m.io/role="target"\n');
+    const migration = new ReplayMigration(pool, {
+      uid: s.id,
+      topology: { brokerUrl: BROKER_URL, exchange: s.exchange, primaryQueue: s.queue },
+      answerTimeoutMs: 15_000,
+    });
+    cleanups.push(async () => void (await migration.cleanup()));
+    await s.consumer.start(); // declares the workload's topology
+    expect(s.consumer.mode).toBe("awaiting-replay");
+    await migration.setup();
+    await s.publish(range(1, 4));
+    await sleep(300);
+    // Not taken from the primary queue: the source (or the controller's decision) owns them.
+    expect(await queueStats(s.queue)).toEqual({ messageCount: 4, consumerCount: 0 });
+    expect(s.applied).toEqual([]);
+    const started = await migration.startReplay(target);
+    expect(started.pod).toBe(target);
+    expect(started.restoredFrom).toBeUndefined();
   });
 });

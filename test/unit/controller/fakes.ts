@@ -407,10 +407,17 @@ export class FakeMessaging implements MessagingPort {
     this.queues.add(q);
     return { replayQueue: q };
   }
-  async startReplay(_ref: ReplayRef, targetPod: string) {
+  /**
+   * What the target's SDK answers: the pod its process was restored from. Default (set by
+   * makeWorld): the migration's source, as a real restore reports; undefined: a cold start.
+   */
+  restoredFrom: (ref: ReplayRef) => { pod: string; uid?: string } | undefined = () => undefined;
+  async startReplay(ref: ReplayRef, targetPod: string) {
     this.faults.hit("startReplay");
     this.started.push(targetPod);
     this.faults.hit("startReplay:after");
+    const from = this.restoredFrom(ref);
+    return from ? { restoredFrom: from } : {};
   }
   async progress(): Promise<ReplayProgress> {
     this.faults.hit("progress");
@@ -468,6 +475,10 @@ export function makeWorld(): World {
   const transfer = new FakeTransfer();
   const runtime = new FakeRuntime();
   const messaging = new FakeMessaging();
+  messaging.restoredFrom = (ref) => {
+    const m = cluster.migrations.get(`${ref.namespace}/${ref.migration}`);
+    return m ? { pod: m.spec.sourcePod, uid: m.status?.sourcePodUID } : undefined;
+  };
   const events = new FakeEvents();
   const deps: PhaseDeps = {
     cluster,

@@ -458,6 +458,51 @@ describe("Replaying", () => {
     expect(w.cluster.pod(w.source.metadata!.name!)?.metadata?.deletionTimestamp).toBeUndefined();
   });
 
+  it("completes only with the restored process in the target: RestoreVerified=True", async () => {
+    const w = setup("Deployment");
+    await drive(w);
+    expect(phaseOf(w)).toBe("Completed");
+    const c = statusOf(w).conditions?.find((x) => x.type === "RestoreVerified");
+    expect(c?.status).toBe("True");
+    expect(c?.message).toContain(w.source.metadata!.name!);
+  });
+
+  it("rolls back a target that started fresh instead of being restored (onRestoreFailure: Rollback)", async () => {
+    const w = setup("Deployment");
+    w.messaging.restoredFrom = () => undefined; // the runtime fell back to a cold start
+    await drive(w);
+    expect(statusOf(w).failure?.reason).toBe("RestoreNotVerified");
+    expect(statusOf(w).failure?.phase).toBe("Replaying");
+    expect(statusOf(w).failure?.message).toMatch(
+      /started fresh instead of being restored.*onRestoreFailure: ColdStart/,
+    );
+    // Rolled back: the source serves as before, the target and the replay queue are gone.
+    expect(w.cluster.pod(w.source.metadata!.name!)?.metadata?.deletionTimestamp).toBeUndefined();
+    const live = [...w.cluster.pods.values()].filter((p) => !p.metadata?.deletionTimestamp);
+    expect(live.map((p) => p.metadata?.name)).toEqual([w.source.metadata!.name!]);
+    expect(w.messaging.queues.size).toBe(0);
+    expect(w.messaging.rollbacks).toHaveLength(1);
+  });
+
+  it("refuses a process restored from another pod than the source (another incarnation)", async () => {
+    const w = setup("Deployment");
+    w.messaging.restoredFrom = () => ({ pod: w.source.metadata!.name!, uid: "an-earlier-incarnation" });
+    await drive(w);
+    expect(statusOf(w).failure?.reason).toBe("RestoreNotVerified");
+    expect(statusOf(w).failure?.message).toContain("an-earlier-incarnation");
+  });
+
+  it("keeps a cold-started target with onRestoreFailure: ColdStart, and says so", async () => {
+    const w = setup("Deployment", { onRestoreFailure: "ColdStart" });
+    w.messaging.restoredFrom = () => undefined;
+    await drive(w);
+    expect(phaseOf(w)).toBe("Completed");
+    const c = statusOf(w).conditions?.find((x) => x.type === "RestoreVerified");
+    expect(c).toMatchObject({ status: "False", reason: "ColdStart" });
+    expect(w.events.events.filter((e) => e.reason === "ColdStart")).toHaveLength(1);
+    expect(w.messaging.cutovers).toHaveLength(1);
+  });
+
   it("polls the queue depth at the configured interval", async () => {
     const w = setup("Deployment");
     w.messaging.drained = false;

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import {
   identityChange,
+  isMigrationTargetPod,
   podInfoFiles,
   readPodIdentity,
   type PodIdentity,
@@ -34,7 +35,11 @@ describe("readPodIdentity", () => {
   it("finds the uid beside the name file unless MS2M_POD_UID_FILE names another one", () => {
     const dir = podinfo({ name: "p", uid: "beside" });
     const other = podinfo({ theuid: "elsewhere" });
-    expect(podInfoFiles({})).toEqual({ name: "/etc/podinfo/name", uid: "/etc/podinfo/uid" });
+    expect(podInfoFiles({})).toEqual({
+      name: "/etc/podinfo/name",
+      uid: "/etc/podinfo/uid",
+      labels: "/etc/podinfo/labels",
+    });
     expect(readPodIdentity({ MS2M_POD_NAME_FILE: join(dir, "name") }).uid).toBe("beside");
     expect(
       readPodIdentity({ MS2M_POD_NAME_FILE: join(dir, "name"), MS2M_POD_UID_FILE: join(other, "theuid") })
@@ -109,5 +114,22 @@ describe("identityChange", () => {
 
   it("refuses to go from the Downward API back to POD_NAME, which a restored process inherited", () => {
     expect(() => identityChange(file("src"), { name: "src", source: "env" })).toThrow(/POD_NAME/);
+  });
+});
+
+describe("isMigrationTargetPod", () => {
+  it("reads the Downward API labels file: only ms2m's target role counts", () => {
+    const target = podinfo({ name: "p", labels: 'app="orders"\nmigration.ms2m.io/role="target"\n' });
+    const plain = podinfo({ name: "p", labels: 'app="orders"\nrole="target"\n' });
+    const none = podinfo({ name: "p" });
+    expect(isMigrationTargetPod({ MS2M_POD_NAME_FILE: join(target, "name") })).toBe(true);
+    expect(isMigrationTargetPod({ MS2M_POD_NAME_FILE: join(plain, "name") })).toBe(false);
+    expect(isMigrationTargetPod({ MS2M_POD_NAME_FILE: join(none, "name") })).toBe(false);
+    expect(
+      isMigrationTargetPod({
+        MS2M_POD_NAME_FILE: join(none, "name"),
+        MS2M_POD_LABELS_FILE: join(target, "labels"),
+      }),
+    ).toBe(true);
   });
 });

@@ -83,6 +83,7 @@ const policy = (name = "orders", spec: Partial<MigrationPolicy["spec"]> = {}): M
     transferMode: "Direct",
     replayCutoffSeconds: 120,
     maxConcurrentPerNode: 1,
+    onRestoreFailure: "Rollback",
     messageQueueConfig: {
       queueName: "q",
       exchangeName: "x",
@@ -210,7 +211,12 @@ describe("decide", () => {
       apiVersion: "migration.ms2m.io/v1alpha1",
       kind: "StatefulMigration",
       metadata: { name: "evict-db-0-olduid00", namespace: "ns", labels: { [LABEL_TRIGGER]: "eviction" } },
-      spec: { sourcePod: "db-0", transferMode: "Direct", replayCutoffSeconds: 120 },
+      spec: {
+        sourcePod: "db-0",
+        transferMode: "Direct",
+        replayCutoffSeconds: 120,
+        onRestoreFailure: "Rollback",
+      },
       status: {
         phase: "Completed",
         sourceNode: "node-a",
