@@ -4,7 +4,7 @@
 //  - mapped images (image name -> host command): "pulled" by waiting the pull latency and
 //    recording the name, since there is no image content to fetch.
 // Pull policies behave as on a real node, so `Never` with a missing image is ErrImageNeverPull.
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   listStoredImages,
@@ -62,6 +62,8 @@ export class ImageService {
   private commands = new Map<string, ImageCommand>();
   private readonly checkpoints = new Map<string, Promise<ResolvedImage["checkpoint"]>>();
   private pulls = new Map<string, Promise<void>>();
+  /** The last preload: they run one after another. */
+  private preloading: Promise<void> = Promise.resolve();
 
   constructor(opts: ImageServiceOptions) {
     this.opts = opts;
@@ -94,10 +96,18 @@ export class ImageService {
   }
 
   /** Marks a mapped image as present, as if it had been pulled earlier. */
-  async preload(image: string): Promise<void> {
-    const names = await this.simulatedNames();
-    names.add(normalizeImage(image));
-    await writeFile(this.opts.simulatedList, JSON.stringify([...names].sort()));
+  preload(image: string): Promise<void> {
+    // One at a time, each replacing the file whole: pods pulling at once on a node used to
+    // interleave their writes and leave a file no read could parse (every later pull failed).
+    const next = this.preloading.then(async () => {
+      const names = await this.simulatedNames();
+      names.add(normalizeImage(image));
+      const tmp = `${this.opts.simulatedList}.${process.pid}.tmp`;
+      await writeFile(tmp, JSON.stringify([...names].sort()));
+      await rename(tmp, this.opts.simulatedList);
+    });
+    this.preloading = next.catch(() => undefined);
+    return next;
   }
 
   /** Makes the image present according to the pull policy, then describes it. */

@@ -55,3 +55,31 @@ describe("image pull policies", () => {
     expect((err as ImageError).reason).toBe("ErrImagePull");
   });
 });
+
+describe("images marked present", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "ms2m-sim-preload-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("pods pulling at once on a node all see their images, and the list stays readable", async () => {
+    const paths = new NodePaths(dir);
+    const images = new ImageService({
+      store: paths.storageConfig("vfs"),
+      simulatedList: paths.simulatedImages,
+      workDir: dir,
+      insecureRegistries: [],
+      pullLatencyMs: () => 0,
+      log: createLogger("test", { level: "silent" }),
+    });
+    const names = Array.from(
+      { length: 40 },
+      (_, i) => `ms2m.test/image-with-a-longer-name-${"x".repeat(i)}:${i}`,
+    );
+    await Promise.all(names.map((n) => images.preload(n)));
+    for (const n of names) expect(await images.isPresent(n)).toBe(true);
+  });
+});
