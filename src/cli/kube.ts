@@ -2,7 +2,7 @@
 // the in-cluster ServiceAccount; --context; the namespace from -n or the context.
 import * as k8s from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../kube/config.ts";
-import { isMs2mError } from "../common/errors.ts";
+import { describeError, isMs2mError } from "../common/errors.ts";
 import { getOrUndefined, kubeCall } from "../kube/errors.ts";
 import { group, kind, plural, version, type StatefulMigration } from "../api/v1alpha1/statefulmigration.ts";
 
@@ -24,8 +24,13 @@ export interface Kube {
 
 export function connect(options: KubeOptions): Kube {
   const kc = new PooledKubeConfig();
-  if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
-  else kc.loadFromDefault();
+  try {
+    if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
+    else kc.loadFromDefault();
+  } catch (err) {
+    const which = options.kubeconfig ?? process.env.KUBECONFIG ?? "~/.kube/config";
+    throw new Error(`cannot load the kubeconfig ${which}: ${describeError(err)}`, { cause: err });
+  }
   if (options.context) {
     if (!kc.getContextObject(options.context)) throw new Error(`context "${options.context}" not found`);
     kc.setCurrentContext(options.context);

@@ -9,7 +9,7 @@ import {
   transferModes,
   type StatefulMigration,
 } from "../../api/v1alpha1/statefulmigration.ts";
-import { getOrUndefined } from "../../kube/errors.ts";
+import { getOrUndefined, isAlreadyExists } from "../../kube/errors.ts";
 import { createMigration } from "../kube.ts";
 import { printObject } from "../output.ts";
 import { summary } from "../present.ts";
@@ -198,7 +198,14 @@ against the API's own rules before anything is created.`,
         throw new Error(`node ${target} not found (nodes: ${nodes})`);
       }
     }
-    const created = await createMigration(kube, ns, body);
+    const created = await createMigration(kube, ns, body).catch((err: unknown) => {
+      if (!isAlreadyExists(err)) throw err;
+      throw new Error(
+        `statefulmigration ${ns}/${name} already exists (kubectl ms2m status ${name} -n ${ns}); ` +
+          `--name gives this one another name`,
+        { cause: err },
+      );
+    });
     const human = ctx.format === "human";
     if (!flags.wait) {
       if (human) io.out(`statefulmigration.migration.ms2m.io/${name} created\n`);
