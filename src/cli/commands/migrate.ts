@@ -2,6 +2,7 @@
 // schema first), and with --wait follows it live until Completed or Failed, then prints the
 // per-phase timings. Exit 0 when it completed (or was created, without --wait), 1 when it failed.
 import {
+  OnRestoreFailure,
   StatefulMigrationSpec,
   apiVersion,
   kind,
@@ -49,6 +50,7 @@ export interface MigrateFlags {
   brokerSecret?: string | undefined;
   brokerUrl?: string | undefined;
   replayCutoff?: string | undefined;
+  onRestoreFailure?: string | undefined;
 }
 
 /** The StatefulMigration the flags describe; a UsageError names what is wrong. */
@@ -75,6 +77,9 @@ export function buildMigration(name: string, pod: string, f: MigrateFlags): Stat
     transferMode: transfer,
     ...(f.imageRepository ? { checkpointImageRepository: f.imageRepository } : {}),
     ...(cutoff !== undefined ? { replayCutoffSeconds: cutoff } : {}),
+    ...(f.onRestoreFailure !== undefined
+      ? { onRestoreFailure: oneOf("on-restore-failure", f.onRestoreFailure, OnRestoreFailure.options) }
+      : {}),
     ...(messaging
       ? {
           messageQueueConfig: {
@@ -124,6 +129,9 @@ against the API's own rules before anything is created.`,
                             (kubectl ms2m doctor --broker-secret checks that)
   --broker-url URL          the broker URL, without credentials (instead of --broker-secret)
   --replay-cutoff SECONDS   longest replay before cutting over (default 120)
+  --on-restore-failure P    Rollback (default: the source runs on) or ColdStart (keep a target
+                            the runtime started fresh instead of restoring; no message is lost,
+                            the in-memory state is)
   --name NAME               the StatefulMigration's name (default POD-to-NODE)
   --wait                    follow the phases live, then print the timings
   --timeout DURATION        how long --wait waits, e.g. 90s, 10m (default 10m); the migration
@@ -154,6 +162,7 @@ against the API's own rules before anything is created.`,
     "broker-secret": { type: "string" },
     "broker-url": { type: "string" },
     "replay-cutoff": { type: "string" },
+    "on-restore-failure": { type: "string" },
     name: { type: "string" },
     wait: { type: "boolean" },
     timeout: { type: "string" },
@@ -176,6 +185,7 @@ against the API's own rules before anything is created.`,
       brokerSecret: s("broker-secret"),
       brokerUrl: s("broker-url"),
       replayCutoff: s("replay-cutoff"),
+      onRestoreFailure: s("on-restore-failure"),
     });
     const { io } = ctx;
     if (flags["dry-run"]) {

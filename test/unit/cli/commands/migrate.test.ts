@@ -45,6 +45,7 @@ describe("buildMigration", () => {
         routingKey: "eu.*",
         brokerUrl: "amqp://rabbitmq.shop:5672",
         replayCutoff: "30",
+        onRestoreFailure: "coldstart",
       }).spec,
     ).toEqual({
       sourcePod: "p",
@@ -54,6 +55,7 @@ describe("buildMigration", () => {
       transferMode: "Registry",
       checkpointImageRepository: "registry.example.com/ms2m/checkpoints",
       replayCutoffSeconds: 30,
+      onRestoreFailure: "ColdStart",
       messageQueueConfig: {
         queueName: "orders",
         exchangeName: "orders.topic",
@@ -77,6 +79,7 @@ describe("buildMigration", () => {
     [{ queue: "q", exchange: "e" }, /exactly one of --broker-secret NAME\[:KEY\] or --broker-url URL/],
     [{ queue: "q", exchange: "e", brokerUrl: "amqp://x", brokerSecret: "s" }, /exactly one of/],
     [{ replayCutoff: "soon" }, /--replay-cutoff must be whole seconds/],
+    [{ onRestoreFailure: "Retry" }, /--on-restore-failure must be one of Rollback, ColdStart/],
     [{ transfer: "Registry" }, /checkpointImageRepository/],
     [{ to: "Not A Node!" }, /targetNode/],
   ])("%j is a usage error", (flags, message) => {
