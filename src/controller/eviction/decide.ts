@@ -18,6 +18,7 @@ import {
   type StatefulMigration,
 } from "../../api/v1alpha1/index.ts";
 import { controllerOf } from "../../kube/owners.ts";
+import { LABEL_MIGRATION, LABEL_ROLE } from "../names.ts";
 import { selectorMatches } from "../../kube/selectors.ts";
 
 /** Labels the eviction path puts on the migrations it starts. */
@@ -100,6 +101,16 @@ export async function decide(
   const owner = controllerOf(pod);
   if (owner?.kind === "DaemonSet") return allow("DaemonSet pods are not migrated");
   if (owner?.kind === "Node") return allow("static pods are not migrated");
+  // A migration's target (Sequential: it carries the evicted pod's name, so a drain's retry by
+  // name lands on it) is not evicted while it restores and replays: "retry", until it is done.
+  if (pod.metadata?.labels?.[LABEL_ROLE] === "target") {
+    const m = pod.metadata.labels[LABEL_MIGRATION] ?? "";
+    return retry(
+      `pod ${podName} is the target of the live migration StatefulMigration ${m}, which is not finished; ` +
+        `retry the eviction once it is`,
+      m,
+    );
+  }
   if (pod.metadata?.annotations?.[ANNOTATION_MIGRATE_ON_EVICTION] === "false") {
     return allow(`the pod opted out (${ANNOTATION_MIGRATE_ON_EVICTION}=false)`);
   }

@@ -83,7 +83,8 @@ async function waitReady(r: Replica): Promise<{ ms: number; before: Set<number> 
       if (code !== undefined) before.add(code);
       return undefined;
     },
-    { timeoutMs: 30_000, intervalMs: 10 },
+    // Generous: on a loaded 2-core machine the informers' first lists alone have taken 30 s.
+    { timeoutMs: 90_000, intervalMs: 10 },
   );
   return { ms: Date.now() - r.spawnedAt, before };
 }

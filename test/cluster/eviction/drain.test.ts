@@ -140,6 +140,9 @@ describe("kubectl drain", () => {
     expect(res.code, res.stderr).toBe(0);
     expect(res.stderr).toMatch(/being migrated live to another node by ms2m/);
 
+    // A Sequential move frees node-a when its source is deleted, before the target (same name)
+    // has restored elsewhere: kubectl's retry then finds no pod there and the drain may end first.
+    for (const m of await evictionMigrations(env, ns)) await waitForCompletion(env, ns, m.metadata.name!);
     const migrations = await evictionMigrations(env, ns);
     expect(
       migrations

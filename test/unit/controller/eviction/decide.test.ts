@@ -243,3 +243,20 @@ describe("decide", () => {
     expect(c.migrations).toEqual([]);
   });
 });
+
+describe("a migration's target pod", () => {
+  it("is not evicted while the migration runs (a drain retrying the name it took): retry, nothing created", async () => {
+    const c = world();
+    c.pods.set(
+      "db-0",
+      pod("db-0", {
+        node: "node-b",
+        labels: { "migration.ms2m.io/role": "target", "migration.ms2m.io/migration": "evict-db-0-1a2b3c4d" },
+      }),
+    );
+    const answer = await decide(c, "ns", "db-0");
+    expect(answer).toMatchObject({ allowed: false, code: 429, migration: "evict-db-0-1a2b3c4d" });
+    if (!answer.allowed) expect(answer.message).toMatch(/target of the live migration/);
+    expect(c.migrations).toEqual([]);
+  });
+});
