@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import type * as k8s from "@kubernetes/client-node";
 import { parseAllDocuments, stringify } from "yaml";
 import { afterFile } from "../harness/after-file.ts";
+import { deleteBrokerObjects, runMatcher } from "../../tooling/broker/cleanup.ts";
 import { sleep, waitFor } from "../../tooling/exec.ts";
 import { CHART_DIR, helm, helmOk } from "../../tooling/helm.ts";
 import { removeTempDir, tempDir } from "../../tooling/temp-dir.ts";
@@ -60,6 +61,10 @@ const CLUSTER_KINDS = new Set([
 let work: string;
 let valuesFile: string;
 let appNs: string | undefined;
+/** The workload namespace's name and its migrations' UIDs: their broker queues go at the end. */
+let brokerNs: string | undefined;
+const migrationUids: string[] = [];
+const WORKLOADS = ["helm-first", "helm-second"];
 let installed = false;
 const producers: TestProducer[] = [];
 /** The objects of the release's manifest (`helm get manifest`), as installed. */
@@ -124,6 +129,7 @@ async function migrateLive(w: Workload, sourcePod: string, to: string) {
   const name = `${w.name}-to-${to}`;
   await createMigration(env, ns, name, w, { sourcePod, targetNode: to, transferMode: "Direct" });
   const m = await waitForCompletion(env, ns, name, 180_000);
+  if (m.metadata?.uid) migrationUids.push(m.metadata.uid);
   expect(m.status?.strategy).toBe("ShadowPod");
   const target = m.status!.targetPod!;
   const pods = await livePods(env, ns, w.name);
@@ -177,6 +183,12 @@ afterFile(async (failed) => {
       .catch(() => undefined);
   }
   await env.core.deleteNamespace({ name: releaseNs }).catch(() => undefined);
+  // The workloads' queues and exchanges and the migrations' replay queues on the shared broker
+  // (the harness sweeps those of namespaces still there at the end; this one is gone by then).
+  if (brokerNs)
+    await deleteBrokerObjects(runMatcher(brokerNs, WORKLOADS, migrationUids)).catch((err: unknown) =>
+      console.error("[helm] teardown: broker cleanup:", err),
+    );
   await removeTempDir(work, { keep: failed });
 });
 
@@ -241,7 +253,7 @@ describe("the ms2m chart on real nodes", () => {
   });
 
   it("the in-cluster controller moves a real consumer live", async () => {
-    appNs = await createNamespace(env, "real-helm");
+    appNs = brokerNs = await createNamespace(env, "real-helm");
     // As README says a namespace owner does: the release's controller may read the broker Secret.
     mustSucceed(
       await env.kubectl([
@@ -255,8 +267,8 @@ describe("the ms2m chart on real nodes", () => {
       ]),
       "bind the broker Secret reader",
     );
-    first = { ...workloadNames(appNs, "first", work), appliedLogDir: join(work, "first-applied") };
-    second = { ...workloadNames(appNs, "second", work), appliedLogDir: join(work, "second-applied") };
+    first = { ...workloadNames(appNs, WORKLOADS[0]!, work), appliedLogDir: join(work, "first-applied") };
+    second = { ...workloadNames(appNs, WORKLOADS[1]!, work), appliedLogDir: join(work, "second-applied") };
     await createDeployment(env, appNs, first, "node-a");
     await createDeployment(env, appNs, second, "node-a");
     firstSource = (await waitForConsumers(env, appNs, first.name, 1))[0]!.metadata!.name!;
