@@ -194,5 +194,5 @@ describe("the controller binary", () => {
       "kubectl get lease",
     );
     expect(lease).toBe("/1");
-  });
+  }, 240_000);
 });
