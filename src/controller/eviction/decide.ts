@@ -201,8 +201,17 @@ async function staleRetry(
   const name = pod.metadata?.name ?? "";
   for (const m of migrations) {
     const s = m.status;
-    if (s?.phase !== "Completed" || s.targetPod !== name || s.targetNode !== pod.spec?.nodeName) continue;
+    if (!s || s.targetPod !== name || s.targetNode !== pod.spec?.nodeName) continue;
     if (s.sourcePodUID === pod.metadata?.uid) continue;
+    // Still finishing (the hand-over already took the target label off): not a new eviction yet.
+    if (active(m)) {
+      return retry(
+        `pod ${name} is the target of the live migration StatefulMigration ${m.metadata.name}, which is not ` +
+          `finished; retry the eviction once it is`,
+        m.metadata.name ?? "",
+      );
+    }
+    if (s.phase !== "Completed") continue;
     const done = s.completionTime ? Date.parse(s.completionTime) : 0;
     if (now - done > STALE_RETRY_WINDOW_MS) continue;
     const here = await cluster.getNode(pod.spec?.nodeName ?? "");

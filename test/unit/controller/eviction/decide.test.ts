@@ -242,6 +242,33 @@ describe("decide", () => {
     expect(!a.allowed && a.message).toMatch(/would be migrated live/);
     expect(c.migrations).toEqual([]);
   });
+
+  it("after the hand-over took its label off, is still not a new eviction until the migration has finished", async () => {
+    const c = world();
+    c.nodes.get("node-a")!.spec = { unschedulable: true }; // being drained
+    c.pods.set("db-0", pod("db-0", { owner: "StatefulSet", node: "node-b", uid: "new-incarnation" }));
+    c.migrations.push({
+      apiVersion: "migration.ms2m.io/v1alpha1",
+      kind: "StatefulMigration",
+      metadata: { name: "evict-db-0-olduid00", namespace: "ns", labels: { [LABEL_TRIGGER]: "eviction" } },
+      spec: {
+        sourcePod: "db-0",
+        transferMode: "Direct",
+        replayCutoffSeconds: 120,
+        onRestoreFailure: "Rollback",
+      },
+      status: {
+        phase: "Finalizing",
+        sourceNode: "node-a",
+        targetNode: "node-b",
+        targetPod: "db-0",
+        sourcePodUID: "old-incarnation",
+      },
+    });
+    const answer = await decide(c, "ns", "db-0");
+    expect(answer).toMatchObject({ allowed: false, code: 429, migration: "evict-db-0-olduid00" });
+    expect(c.migrations).toHaveLength(1);
+  });
 });
 
 describe("a migration's target pod", () => {
