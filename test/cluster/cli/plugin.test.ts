@@ -1,3 +1,4 @@
+import * as k8s from "@kubernetes/client-node";
 import { beforeAll, expect, it, vi } from "vitest";
 import { afterFile } from "../../harness/after-file.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
@@ -297,6 +298,37 @@ it("doctor: no agent running names the nodes, then the agents are back", async (
   } finally {
     expect((await patch(null)).code).toBe(0);
     await waitForAgents(env, 120_000);
+  }
+});
+
+it("doctor: the controller scaled to 0 and a missing ClusterRoleBinding are named", async () => {
+  const rbac = env.kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+  const binding = await rbac.readClusterRoleBinding({ name: "ms2m-transfer" });
+  const scale = (replicas: number) =>
+    env.kubectl(["-n", SYSTEM_NS, "scale", "deployment/ms2m-controller", `--replicas=${replicas}`]);
+  expect((await scale(0)).code).toBe(0);
+  await rbac.deleteClusterRoleBinding({ name: "ms2m-transfer" });
+  try {
+    const res = await ms2m(["doctor", "--skip-kubelet"]);
+    console.log(
+      `[cli] kubectl ms2m doctor (controller scaled to 0, no ms2m-transfer binding)\n${res.stdout}${res.stderr}`,
+    );
+    expect(res.code).toBe(1);
+    expect(res.stdout).toMatch(/^✗ Controller: Deployment ms2m-system\/ms2m-controller is scaled to 0$/m);
+    expect(res.stdout).toMatch(
+      /^✗ RBAC: 1 of \d+ permissions missing \(re-apply config\/rbac or the chart\)$/m,
+    );
+    expect(res.stdout).toMatch(
+      /^ {4}✗ ms2m-system\/ms2m-transfer: may not create agents\.migration\.ms2m\.io\/receive cluster-wide/m,
+    );
+    expect(res.stdout).toMatch(/^not ready: 2 checks failed$/m);
+  } finally {
+    const { metadata, roleRef, subjects } = binding;
+    await rbac.createClusterRoleBinding({
+      body: { metadata: { name: metadata?.name, labels: metadata?.labels }, roleRef, subjects },
+    });
+    expect((await scale(1)).code).toBe(0);
+    await waitForControllerLeading(env);
   }
 });
 
