@@ -18,13 +18,21 @@ export const latencySchema = z.object({
 });
 export type Latencies = z.infer<typeof latencySchema>;
 
-/** Timings close to the measured ones of a real bare-metal cluster (FIELD-NOTES.md). */
+/**
+ * The real nodes' timings (kubelet v1.36.3 + CRI-O 1.36.1 + runc + CRIU 4.2.1 on this project's
+ * local cluster), measured, less what the simulator takes for the same step with zero latencies:
+ * `npm run bench:checkpoint -- --rss 50,200,500 --reps 2` on 2026-12-02 (2-core VM, load average
+ * 6.7 → 8.1 during the run; the reference consumer at ~73 MiB RSS, warm, medians; its
+ * "Simulator latencies derived from this run" line; docs/benchmarks.md, "Real nodes").
+ * imagePullMs: the real kubelet's pull of the 78 MB workload image from the local registry in
+ * the same run (its Pulled event, 0.36 s). Re-run the command to re-derive them.
+ */
 export const REAL_CLUSTER_LATENCIES: Latencies = {
-  imagePullMs: 1_500,
-  containerStartMs: 600,
-  readinessMs: 1_000,
-  restoreMs: 1_500,
-  checkpointMs: 350,
+  imagePullMs: 360,
+  containerStartMs: 1_940,
+  readinessMs: 0,
+  restoreMs: 680,
+  checkpointMs: 2_900,
 };
 
 /**
