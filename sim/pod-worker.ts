@@ -359,7 +359,10 @@ export class PodWorker {
     await this.deps.volumes.containerRoot(spec.cwd, spec.mounts);
     await writeFile(this.terminationFile(rec), "", { mode: 0o600 });
     let restoreFile: string | undefined;
-    if (resolved.checkpoint && this.pod.metadata?.annotations?.[ANNOTATION_RESTORE_AS_FRESH_START] === "true") {
+    if (
+      resolved.checkpoint &&
+      this.pod.metadata?.annotations?.[ANNOTATION_RESTORE_AS_FRESH_START] === "true"
+    ) {
       // The fault: the container runs from the checkpoint's spec, but its process starts fresh.
       this.log.warn({ container: rec.spec.name }, "fault: restore as a fresh start");
     } else if (resolved.checkpoint) {
