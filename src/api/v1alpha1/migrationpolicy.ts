@@ -3,6 +3,7 @@
 // eviction is answered by starting a StatefulMigration (src/controller/eviction/).
 import { z } from "zod";
 import {
+  CheckpointEncryption,
   Condition,
   MessageQueueConfig,
   MigrationStrategy,
@@ -86,6 +87,7 @@ export const MigrationPolicySpec = withRules(
         description: "Labels a node must carry to receive a migrated pod.",
       }),
       onRestoreFailure: OnRestoreFailure.default("Rollback"),
+      encryption: CheckpointEncryption.optional(),
       maxConcurrentPerNode: z
         .int()
         .min(1)
@@ -105,6 +107,14 @@ export const MigrationPolicySpec = withRules(
       fieldPath: ".checkpointImageRepository",
       reason: "FieldValueRequired",
       check: (s) => s.transferMode !== "Registry" || s.checkpointImageRepository !== undefined,
+    },
+    {
+      rule: "!has(self.encryption) || self.transferMode == 'Registry'",
+      message:
+        "encryption applies to transferMode Registry (Direct goes agent to agent over TLS and is never stored)",
+      fieldPath: ".encryption",
+      reason: "FieldValueForbidden",
+      check: (s) => s.encryption === undefined || s.transferMode === "Registry",
     },
   ],
 );

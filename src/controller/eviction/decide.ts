@@ -254,6 +254,7 @@ function migrationFor(policy: MigrationPolicy, pod: V1Pod, name: string): Statef
       ...(p.migrationStrategy ? { migrationStrategy: p.migrationStrategy } : {}),
       ...(p.messageQueueConfig ? { messageQueueConfig: p.messageQueueConfig } : {}),
       ...(p.targetNodeSelector ? { targetNodeSelector: p.targetNodeSelector } : {}),
+      ...(p.encryption ? { encryption: p.encryption } : {}),
     },
   };
 }

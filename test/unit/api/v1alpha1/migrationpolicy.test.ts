@@ -28,6 +28,18 @@ describe("MigrationPolicy schema", () => {
   it.each([
     ["an empty selector", { selector: {}, transferMode: "Direct" }, "selector must not be empty"],
     [
+      "encryption with Direct",
+      {
+        selector: { matchLabels: { a: "b" } },
+        transferMode: "Direct",
+        encryption: {
+          publicKeySecretRef: { name: "k", key: "pub" },
+          privateKeySecretRef: { name: "k", key: "priv" },
+        },
+      },
+      "encryption applies to transferMode Registry",
+    ],
+    [
       "Registry without a repository",
       { selector: { matchLabels: { a: "b" } } },
       "checkpointImageRepository is required",

@@ -130,6 +130,23 @@ describe("decide", () => {
     expect(c.migrations).toHaveLength(1);
   });
 
+  it("carries the policy's encryption keys and restore policy into the migration it starts", async () => {
+    const c = world();
+    const keys = {
+      publicKeySecretRef: { name: "ckpt-keys", key: "public.pem" },
+      privateKeySecretRef: { name: "ckpt-keys", key: "private.pem" },
+    };
+    c.policies[0] = policy("orders", {
+      transferMode: "Registry",
+      checkpointImageRepository: "registry:5000/ms2m",
+      encryption: keys,
+      onRestoreFailure: "ColdStart",
+    });
+    c.pods.set("web-2", pod("web-2", { owner: "ReplicaSet" }));
+    await decide(c, "ns", "web-2");
+    expect(c.migrations[0]!.spec).toMatchObject({ encryption: keys, onRestoreFailure: "ColdStart" });
+  });
+
   it.each<[string, (c: FakeEvictionCluster) => void, RegExp]>([
     [
       "a pod no policy selects",
