@@ -10,4 +10,5 @@ export * from "./registry.ts";
 export * from "./workload.ts";
 export * from "./migrations.ts";
 export * from "./accounting.ts";
+export * from "./agent-seconds.ts";
 export * from "./setup.ts";

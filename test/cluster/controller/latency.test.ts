@@ -2,7 +2,9 @@ import { beforeAll, expect, it, vi } from "vitest";
 import { afterFile } from "../../harness/after-file.ts";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../../sim/config.ts";
 import { sleep } from "../../../tooling/exec.ts";
+import { breakdown, externalMs, ZERO_LATENCIES } from "../../../bench/latency/breakdown.ts";
 import {
+  agentSeconds,
   controllerTestEnv,
   createDeployment,
   createMigration,
@@ -10,7 +12,6 @@ import {
   phaseMillis,
   setupFile,
   stopper,
-  SYSTEM_NS,
   TestProducer,
   waitForCompletion,
   waitForConsumers,
@@ -24,13 +25,7 @@ import {
 vi.setConfig({ testTimeout: 120_000 });
 const env = controllerTestEnv();
 let setup: Awaited<ReturnType<typeof setupFile>>;
-const ZERO: Latencies = {
-  imagePullMs: 0,
-  containerStartMs: 0,
-  readinessMs: 0,
-  restoreMs: 0,
-  checkpointMs: 0,
-};
+const ZERO = ZERO_LATENCIES;
 
 beforeAll(async () => {
   setup = await setupFile(env, "lat");
@@ -43,28 +38,6 @@ afterFile(async (failed) => {
       .catch(() => undefined);
   await setup?.teardown(failed);
 });
-
-/** Seconds the agents reported for this pod's checkpoint and send (from their logs). */
-async function agentSeconds(pod: string): Promise<{ checkpoint: number; send: number }> {
-  let checkpoint = 0;
-  let send = 0;
-  const agents = await env.core.listNamespacedPod({
-    namespace: SYSTEM_NS,
-    labelSelector: "app.kubernetes.io/name=ms2m-agent",
-  });
-  for (const a of agents.items) {
-    const log = await env.cluster
-      .node(a.spec?.nodeName ?? "")
-      .containerLog(SYSTEM_NS, a.metadata?.name ?? "", "agent");
-    for (const line of log.split("\n")) {
-      if (!line.includes(`checkpoint-${pod}_`)) continue;
-      const rec = JSON.parse(line) as { msg?: string; seconds?: number };
-      if (rec.msg === "checkpoint created") checkpoint += rec.seconds ?? 0;
-      if (rec.msg === "checkpoint sent") send += rec.seconds ?? 0;
-    }
-  }
-  return { checkpoint, send };
-}
 
 async function migrateOnce(label: string, lat: Latencies) {
   for (const n of env.cluster.nodeNames()) await env.cluster.node(n).setLatencies(lat);
@@ -79,15 +52,12 @@ async function migrateOnce(label: string, lat: Latencies) {
   await createMigration(env, ns, `m-${label}`, w, { sourcePod: pod, targetNode: "node-b" });
   const m = await waitForCompletion(env, ns, `m-${label}`);
   const phases = phaseMillis(m);
-  const total = Object.values(phases).reduce((a, b) => a + b, 0);
-  const agent = await agentSeconds(pod);
-  // On the path of a migration: checkpoint (checkpointMs), target container start + restore +
-  // readiness (the base image is already on node-b, the checkpoint image is local).
-  const simulated = lat.checkpointMs + lat.containerStartMs + lat.restoreMs + lat.readinessMs;
-  const agentMs = Math.round((agent.checkpoint + agent.send) * 1000);
-  // The agent's checkpoint seconds include the kubelet's checkpointMs.
-  const external = agentMs + (simulated - lat.checkpointMs) + (phases.Replaying ?? 0);
-  const added = total - external;
+  const ext = externalMs(await agentSeconds(env, pod), lat, phases);
+  const { total, added } = breakdown(phases, ext);
+  const agentMs = ext.checkpoint + ext.transfer;
+  // On a migration's path: checkpoint (checkpointMs, inside the agent's checkpoint seconds),
+  // target container start + restore + readiness (the base image is already on node-b).
+  const simulated = lat.checkpointMs + ext.podStart;
   const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
   expect(report.ok).toBe(true);
   return { label, phases, total, agentMs, simulated, replaying: phases.Replaying ?? 0, added };
