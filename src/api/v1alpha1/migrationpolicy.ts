@@ -9,6 +9,7 @@ import {
   MigrationStrategy,
   NodeLabels,
   OnRestoreFailure,
+  transferRules,
   ObjectMeta,
   TransferMode,
   apiVersion,
@@ -100,23 +101,7 @@ export const MigrationPolicySpec = withRules(
         }),
     })
     .meta({ description: "What a live migration of a selected pod needs." }),
-  [
-    {
-      rule: "self.transferMode != 'Registry' || has(self.checkpointImageRepository)",
-      message: "checkpointImageRepository is required when transferMode is Registry",
-      fieldPath: ".checkpointImageRepository",
-      reason: "FieldValueRequired",
-      check: (s) => s.transferMode !== "Registry" || s.checkpointImageRepository !== undefined,
-    },
-    {
-      rule: "!has(self.encryption) || self.transferMode == 'Registry'",
-      message:
-        "encryption applies to transferMode Registry (Direct goes agent to agent over TLS and is never stored)",
-      fieldPath: ".encryption",
-      reason: "FieldValueForbidden",
-      check: (s) => s.encryption === undefined || s.transferMode === "Registry",
-    },
-  ],
+  transferRules,
 );
 export type MigrationPolicySpec = z.infer<typeof MigrationPolicySpec>;
 export type MigrationPolicySpecInput = z.input<typeof MigrationPolicySpec>;

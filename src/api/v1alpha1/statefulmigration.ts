@@ -5,6 +5,7 @@ import {
   imageRepositoryPattern,
   secretKeyPattern,
   withRules,
+  type CelRule,
 } from "./validation.ts";
 
 export const group = "migration.ms2m.io";
@@ -56,6 +57,29 @@ export const SecretKeyRef = z
   })
   .meta({ description: "Selects a key of a Secret in the migration's namespace." });
 export type SecretKeyRef = z.infer<typeof SecretKeyRef>;
+
+/** The rules a spec that names a transfer mode obeys (StatefulMigration and MigrationPolicy). */
+export const transferRules: CelRule<{
+  transferMode: TransferMode;
+  checkpointImageRepository?: string | undefined;
+  encryption?: unknown;
+}>[] = [
+  {
+    rule: "self.transferMode != 'Registry' || has(self.checkpointImageRepository)",
+    message: "checkpointImageRepository is required when transferMode is Registry",
+    fieldPath: ".checkpointImageRepository",
+    reason: "FieldValueRequired",
+    check: (s) => s.transferMode !== "Registry" || s.checkpointImageRepository !== undefined,
+  },
+  {
+    rule: "!has(self.encryption) || self.transferMode == 'Registry'",
+    message:
+      "encryption applies to transferMode Registry (Direct goes agent to agent over TLS and is never stored)",
+    fieldPath: ".encryption",
+    reason: "FieldValueForbidden",
+    check: (s) => s.encryption === undefined || s.transferMode === "Registry",
+  },
+];
 
 export const OnRestoreFailure = z.enum(["Rollback", "ColdStart"]).meta({
   description:
@@ -211,21 +235,7 @@ export const StatefulMigrationSpec = withRules(
     })
     .meta({ description: "What to migrate and how. Immutable: delete the object to cancel." }),
   [
-    {
-      rule: "self.transferMode != 'Registry' || has(self.checkpointImageRepository)",
-      message: "checkpointImageRepository is required when transferMode is Registry",
-      fieldPath: ".checkpointImageRepository",
-      reason: "FieldValueRequired",
-      check: (s) => s.transferMode !== "Registry" || s.checkpointImageRepository !== undefined,
-    },
-    {
-      rule: "!has(self.encryption) || self.transferMode == 'Registry'",
-      message:
-        "encryption applies to transferMode Registry (Direct goes agent to agent over TLS and is never stored)",
-      fieldPath: ".encryption",
-      reason: "FieldValueForbidden",
-      check: (s) => s.encryption === undefined || s.transferMode === "Registry",
-    },
+    ...transferRules,
     {
       rule: "self == oldSelf",
       message: "spec is immutable: delete the StatefulMigration (which cancels it) and create a new one",
