@@ -114,6 +114,10 @@ export async function deployMs2mWithController(env: StackEnv, options: DeployOpt
   const objects = await renderMs2m(env, options);
   if (env.cluster.runtime !== "real") await simulatorAgentTls(env, objects);
   const body = objects.map((o) => `---\n${JSON.stringify(o)}\n`).join("");
+  // A controller run outside the cluster by an earlier test file pointed the eviction webhook at
+  // its URL (WEBHOOK_URL, its own field manager): applying config/default's `service` on top
+  // would leave both set, which the API server refuses. Start from config/default's object.
+  await env.kubectl(["delete", "validatingwebhookconfiguration", "ms2m-eviction", "--ignore-not-found"]);
   mustSucceed(
     await env.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], body),
     "apply config/default",
