@@ -61,12 +61,16 @@ const binaries: { binary: string; entry: string; cases: Case[] }[] = [
 ];
 
 describe.each(binaries)("$binary configuration", ({ binary, entry, cases }) => {
-  it.each(cases.map((c) => [c.name, c] as const))("rejects %s with exit code 2", (_name, c) => {
-    const res = start(entry, { LOG_LEVEL: "info", ...c.env });
-    expect(res.status).toBe(2);
-    expect(res.stderr).toContain(`${binary}: invalid configuration`);
-    for (const word of c.mentions) expect(res.stderr).toContain(word);
-    // Nothing else ran: no log lines of a started process.
-    expect(res.stdout).toBe("");
-  }, 90_000);
+  it.each(cases.map((c) => [c.name, c] as const))(
+    "rejects %s with exit code 2",
+    (_name, c) => {
+      const res = start(entry, { LOG_LEVEL: "info", ...c.env });
+      expect(res.status).toBe(2);
+      expect(res.stderr).toContain(`${binary}: invalid configuration`);
+      for (const word of c.mentions) expect(res.stderr).toContain(word);
+      // Nothing else ran: no log lines of a started process.
+      expect(res.stdout).toBe("");
+    },
+    90_000,
+  );
 });
