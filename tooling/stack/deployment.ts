@@ -3,6 +3,7 @@
 // Deployment (not the host binary of controller-process.ts) and issuing the agents' TLS itself
 // (MANAGE_AGENT_TLS). Used by `make deploy` (hack/deploy.ts), the real tier's deployed-controller
 // test and the kubectl-ms2m tests.
+import { X509Certificate } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
@@ -132,7 +133,36 @@ export async function deployMs2mWithController(env: StackEnv, options: DeployOpt
     "wait for the CRD",
   );
   await waitForControllerLeading(env);
+  if (env.cluster.runtime !== "real") await restartAgentsOnControllerCert(env);
   await waitForAgents(env, 180_000);
+}
+
+/**
+ * On simulated nodes the agents first serve the throwaway certificate (simulatorAgentTls) or one
+ * an earlier test file's PKI left in the Secret; the leader re-issues it from its own CA, and an
+ * agent reads its Secret volume at start. Wait for the re-issue, then restart the agents so that
+ * every agent serves what the controller trusts (a kubelet would refresh the volume only after
+ * its sync period; until then, agent-to-agent transfers fail verification and retry).
+ */
+async function restartAgentsOnControllerCert(env: StackEnv): Promise<void> {
+  const secret = (name: string) =>
+    env.core.readNamespacedSecret({ name, namespace: SYSTEM_NS }).catch(() => undefined);
+  const pem = (s: k8s.V1Secret | undefined, key: string) =>
+    s?.data?.[key] ? Buffer.from(s.data[key], "base64").toString("utf8") : undefined;
+  await waitFor(
+    "the agents' certificate issued from the controller's CA",
+    async () => {
+      const ca = pem(await secret("ms2m-agent-ca"), "tls.crt");
+      const serving = pem(await secret("ms2m-agent-tls"), "tls.crt");
+      if (!ca || !serving) return undefined;
+      return new X509Certificate(serving).checkIssued(new X509Certificate(ca)) ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
+  await env.core.deleteCollectionNamespacedPod({
+    namespace: SYSTEM_NS,
+    labelSelector: "app.kubernetes.io/name=ms2m-agent",
+  });
 }
 
 /**

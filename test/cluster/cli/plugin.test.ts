@@ -63,6 +63,17 @@ afterFile(async (failed) => {
   // The other files run the controller binary themselves.
   await installCrd(env.kubectl).catch(() => undefined);
   await removeControllerDeployment(env).catch((err: unknown) => console.error("[cli] teardown:", err));
+  // The agents now serve a certificate from the removed controller's CA, without the node
+  // addresses the other files' clients (Prometheus) verify: the next file's deployMs2m issues a
+  // fresh one, which new agent pods serve.
+  for (const name of ["ms2m-agent-tls", "ms2m-agent-ca"])
+    await env.core.deleteNamespacedSecret({ name, namespace: "ms2m-system" }).catch(() => undefined);
+  await env.core
+    .deleteCollectionNamespacedPod({
+      namespace: "ms2m-system",
+      labelSelector: "app.kubernetes.io/name=ms2m-agent",
+    })
+    .catch(() => undefined);
   if (ns) await env.core.deleteNamespace({ name: ns }).catch(() => undefined);
   await removeTempDir(bin);
   await removeTempDir(bundleDir);
