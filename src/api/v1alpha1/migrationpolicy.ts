@@ -4,6 +4,7 @@
 import { z } from "zod";
 import {
   CheckpointEncryption,
+  CheckpointImageRepository,
   Condition,
   MessageQueueConfig,
   MigrationStrategy,
@@ -14,7 +15,7 @@ import {
   TransferMode,
   apiVersion,
 } from "./statefulmigration.ts";
-import { imageRepositoryPattern, withRules } from "./validation.ts";
+import { withRules } from "./validation.ts";
 
 export const policyKind = "MigrationPolicy";
 export const policyPlural = "migrationpolicies";
@@ -68,16 +69,7 @@ export const MigrationPolicySpec = withRules(
           "Where the selected pods consume from (replayed during the migration); omitted: nothing to replay.",
       }),
       transferMode: TransferMode.default("Registry"),
-      checkpointImageRepository: z
-        .string()
-        .min(1)
-        .max(255)
-        .regex(imageRepositoryPattern, {
-          message:
-            "checkpointImageRepository must be an image repository without tag, e.g. registry:5000/ms2m",
-        })
-        .optional()
-        .meta({ description: "Repository the checkpoint images are pushed to; required for Registry." }),
+      checkpointImageRepository: CheckpointImageRepository.optional(),
       migrationStrategy: MigrationStrategy.optional().meta({
         description: "Overrides the strategy detected from each pod's owner.",
       }),

@@ -58,6 +58,16 @@ export const SecretKeyRef = z
   .meta({ description: "Selects a key of a Secret in the migration's namespace." });
 export type SecretKeyRef = z.infer<typeof SecretKeyRef>;
 
+/** Where Registry mode pushes checkpoint images (StatefulMigration and MigrationPolicy). */
+export const CheckpointImageRepository = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(imageRepositoryPattern, {
+    message: "checkpointImageRepository must be an image repository without tag, e.g. registry:5000/ms2m",
+  })
+  .meta({ description: "Repository the checkpoint images are pushed to; required for Registry." });
+
 /** The rules a spec that names a transfer mode obeys (StatefulMigration and MigrationPolicy). */
 export const transferRules: CelRule<{
   transferMode: TransferMode;
@@ -213,16 +223,7 @@ export const StatefulMigrationSpec = withRules(
           "(StatefulSet: Sequential, otherwise ShadowPod). The detected value is reported in status.strategy.",
       }),
       transferMode: TransferMode.default("Registry"),
-      checkpointImageRepository: z
-        .string()
-        .min(1)
-        .max(255)
-        .regex(imageRepositoryPattern, {
-          message:
-            "checkpointImageRepository must be an image repository without tag, e.g. registry:5000/ms2m",
-        })
-        .optional()
-        .meta({ description: "Repository the checkpoint images are pushed to; required for Registry." }),
+      checkpointImageRepository: CheckpointImageRepository.optional(),
       encryption: CheckpointEncryption.optional(),
       replayCutoffSeconds: z
         .int()
