@@ -30,7 +30,7 @@ import type { BaseImagePort, CheckpointPort, RuntimePort, TransferPort } from ".
 import { AgentBaseImages } from "../../src/controller/adapters/base-images.ts";
 import { systemClock } from "../../src/controller/ports.ts";
 import { StatefulMigrationReconciler } from "../../src/controller/reconciler.ts";
-import { setupStatefulMigrationController } from "../../src/controller/setup.ts";
+import { checkpointSweeper, setupStatefulMigrationController } from "../../src/controller/setup.ts";
 
 const cfg = loadConfigOrExit("ms2m-controller", controllerEnv);
 const log = createLogger("ms2m-controller", { level: cfg.LOG_LEVEL });
@@ -118,6 +118,20 @@ const manager = setupStatefulMigrationController({
     : {}),
 });
 
+// Leader only: releases what crashed or interrupted runs left on the agents, after the TTL.
+const sweeper = agentClient
+  ? checkpointSweeper({
+      kc,
+      client: agentClient,
+      log,
+      ttlSeconds: cfg.CHECKPOINT_TTL_SECONDS,
+      intervalSeconds: cfg.CHECKPOINT_SWEEP_INTERVAL_SECONDS,
+      agentNamespace: cfg.AGENT_NAMESPACE ?? cfg.POD_NAMESPACE,
+      agentLabelSelector: cfg.AGENT_LABEL_SELECTOR,
+      agentPort: cfg.AGENT_PORT,
+    })
+  : undefined;
+
 let lastBundle = "";
 const agentTls = cfg.MANAGE_AGENT_TLS
   ? new AgentTlsManager({
@@ -187,6 +201,7 @@ const startLeading = () => {
   agentTls?.start();
   webhookTls?.start();
   manager.startWorkers();
+  sweeper?.start();
 };
 
 let shuttingDown = false;
@@ -223,6 +238,7 @@ async function shutdown(why: string, code = 0): Promise<void> {
     await webhookTls?.stop();
     if (webhookTlsPoll) clearInterval(webhookTlsPoll);
     await webhook?.stop();
+    await sweeper?.stop();
     await manager.stop(); // finishes reconciles in flight
     await elector?.stop(); // releases the lease: another replica takes over at once
     await messaging.close();

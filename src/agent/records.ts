@@ -61,6 +61,8 @@ export interface LoadedImageRecord {
   image: string;
   via: "receive" | "pull";
   createdAt: string;
+  /** UID of the workload the checkpoint is of (the image carries it as an annotation too). */
+  workloadUid?: string;
 }
 
 /** Files on disk; what is in flight right now is in inflight.ts. */
@@ -205,23 +207,29 @@ export class CheckpointRecords {
   }
 
   /**
-   * Migrations whose newest record is older than `ttlMs` (an empty or unreadable folder: once
-   * the folder itself is that old).
+   * When anything of the migration was last written (ms since the epoch): its newest record, or
+   * for an empty or unreadable folder the folder's own time.
    */
+  async newest(
+    migration: string,
+    records?: CheckpointRecord[],
+    loaded?: LoadedImageRecord[],
+  ): Promise<number> {
+    const recs = records ?? (await this.list(migration));
+    const imgs = loaded ?? (await this.listLoaded(migration).catch(() => []));
+    if (recs.length === 0 && imgs.length === 0)
+      return (await stat(this.migrationDir(migration)).catch(() => undefined))?.mtimeMs ?? 0;
+    return Math.max(
+      0,
+      ...recs.map((r) => Date.parse(r.updatedAt ?? r.createdAt) || 0),
+      ...imgs.map((r) => Date.parse(r.createdAt) || 0),
+    );
+  }
+
+  /** Migrations whose newest record is older than `ttlMs`. */
   async expired(ttlMs: number, now: number): Promise<string[]> {
     const out: string[] = [];
-    for (const m of await this.migrations()) {
-      const records = await this.list(m);
-      const loaded = await this.listLoaded(m).catch(() => []);
-      let newest = Math.max(
-        0,
-        ...records.map((r) => Date.parse(r.updatedAt ?? r.createdAt) || 0),
-        ...loaded.map((r) => Date.parse(r.createdAt) || 0),
-      );
-      if (records.length === 0 && loaded.length === 0)
-        newest = (await stat(this.migrationDir(m)).catch(() => undefined))?.mtimeMs ?? 0;
-      if (now - newest >= ttlMs) out.push(m);
-    }
+    for (const m of await this.migrations()) if (now - (await this.newest(m)) >= ttlMs) out.push(m);
     return out;
   }
 }

@@ -11,7 +11,7 @@ import {
 } from "../transfer/types.ts";
 import type { AgentContext } from "./context.ts";
 import { checkpoint } from "./handlers/checkpoint.ts";
-import { lookupCheckpoint, releaseMigration } from "./handlers/checkpoints.ts";
+import { inventory, lookupCheckpoint, releaseMigration } from "./handlers/checkpoints.ts";
 import { ensureImage } from "./handlers/image.ts";
 import { pull } from "./handlers/pull.ts";
 import { receive } from "./handlers/receive.ts";
@@ -82,6 +82,14 @@ export function agentRoutes(ctx: AgentContext): Route[] {
       transfer: true,
       body: baseImageRequestSchema,
       handle: ({ body, log }) => ensureImage(ctx, body, log),
+    }),
+    defineRoute({
+      // What the agent holds, per migration: the controller's lifecycle sweep reads it.
+      name: "checkpoints",
+      method: "GET",
+      path: "/v1/checkpoints",
+      operation: "checkpoint",
+      handle: () => inventory(ctx),
     }),
     defineRoute({
       name: "checkpoints",

@@ -108,7 +108,12 @@ export async function sendCheckpoint(
         });
       const r = await sendArchive(
         stream,
-        { container: req.container, image: req.destination.image, migration: req.migration },
+        {
+          container: req.container,
+          image: req.destination.image,
+          migration: req.migration,
+          workloadUid: req.workload?.uid,
+        },
         {
           url: req.destination.url,
           token: await opts.token(),
@@ -138,6 +143,8 @@ export async function sendCheckpoint(
         // recorded at checkpoint time: not hashed again here, the registry verifies it
         expectedDigest: opts.expected?.digest,
         encryptTo: req.encryption?.recipients,
+        // Whose checkpoint it is, on the manifest: the lifecycle sweep and the pull check read it.
+        origin: { migrationUid: req.migration, workloadUid: req.workload?.uid },
         signal: opts.signal,
         ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
       });

@@ -19,8 +19,10 @@ export interface ReceiveQuery {
   container: string;
   /** Local image name on the target, `localhost/<repo>:<tag>`. */
   image: string;
-  /** Migration name, for logs. */
+  /** Migration key (its UID from the controller): the target records the image under it. */
   migration?: string | undefined;
+  /** UID of the workload the checkpoint is of: the target annotates the image with it. */
+  workloadUid?: string | undefined;
 }
 
 export interface LoadResult {
@@ -74,6 +76,7 @@ export async function sendArchive(
   url.searchParams.set("container", query.container);
   url.searchParams.set("image", query.image);
   if (query.migration) url.searchParams.set("migration", query.migration);
+  if (query.workloadUid) url.searchParams.set("workloadUid", query.workloadUid);
 
   if (opts.digest !== undefined && !isDigest(opts.digest))
     throw new Ms2mError("BadRequest", "digest must be sha256:<64 hex>");

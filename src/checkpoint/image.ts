@@ -11,6 +11,42 @@ export const MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json";
 export const MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar";
 export const CHECKPOINT_NAME_ANNOTATION = "io.kubernetes.cri-o.annotations.checkpoint.name";
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
+/** The migration a checkpoint image was made for (its UID): what the lifecycle sweep keys on. */
+export const MIGRATION_UID_ANNOTATION = "migration.ms2m.io/migration-uid";
+/** The UID of the workload (StatefulSet, ReplicaSet, or the bare pod) the checkpoint is of. */
+export const WORKLOAD_UID_ANNOTATION = "migration.ms2m.io/workload-uid";
+
+/** Whose checkpoint an image is: on the manifest, the config's labels and the layout's index. */
+export interface CheckpointOrigin {
+  migrationUid?: string | undefined;
+  workloadUid?: string | undefined;
+}
+
+const uidRe = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/**
+ * The origin as annotations: only the keys that are known and have the shape of a UID (a
+ * migration key that is a name, from a caller other than the controller, is not a UID).
+ */
+export function originAnnotations(origin: CheckpointOrigin | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (origin?.migrationUid && uidRe.test(origin.migrationUid))
+    out[MIGRATION_UID_ANNOTATION] = origin.migrationUid;
+  if (origin?.workloadUid && uidRe.test(origin.workloadUid))
+    out[WORKLOAD_UID_ANNOTATION] = origin.workloadUid;
+  return out;
+}
+
+/** The origin an image's annotations name (values that are not UIDs are ignored). */
+export function originOf(annotations: Record<string, unknown> | undefined): CheckpointOrigin {
+  const get = (k: string) => {
+    const v = annotations?.[k];
+    return typeof v === "string" && uidRe.test(v) ? v : undefined;
+  };
+  const migrationUid = get(MIGRATION_UID_ANNOTATION);
+  const workloadUid = get(WORKLOAD_UID_ANNOTATION);
+  return { ...(migrationUid ? { migrationUid } : {}), ...(workloadUid ? { workloadUid } : {}) };
+}
 
 /** Media type of a checkpoint archive on the wire (agent-to-agent). */
 export const ARCHIVE_CONTENT_TYPE = "application/x-tar";
@@ -114,6 +150,8 @@ export function describeCheckpointImage(
   containerName: string,
   /** The layer as pushed encrypted (encryption.ts): the manifest names the ciphertext blob. */
   encrypted?: { mediaType: string; digest: string; size: number; annotations: Record<string, string> },
+  /** Migration and workload UIDs, as annotations (and config labels): the image says whose it is. */
+  origin?: CheckpointOrigin,
 ): CheckpointImage {
   assertDigest(archive.digest, "layer digest");
   assertContainerName(containerName);
@@ -128,7 +166,7 @@ export function describeCheckpointImage(
   const config = blob(MEDIA_TYPE_CONFIG, {
     architecture: goArch(),
     os: "linux",
-    config: { Labels: { [CHECKPOINT_NAME_ANNOTATION]: containerName } },
+    config: { Labels: { [CHECKPOINT_NAME_ANNOTATION]: containerName, ...originAnnotations(origin) } },
     rootfs: { type: "layers", diff_ids: [archive.digest] },
     history: [{ created_by: "ms2m: CRI-O checkpoint archive", comment: containerName }],
   });
@@ -137,7 +175,7 @@ export function describeCheckpointImage(
     mediaType: MEDIA_TYPE_MANIFEST,
     config: config.descriptor,
     layers: [layer],
-    annotations: { [CHECKPOINT_NAME_ANNOTATION]: containerName },
+    annotations: { [CHECKPOINT_NAME_ANNOTATION]: containerName, ...originAnnotations(origin) },
   });
   return { layer, config, manifest };
 }
@@ -162,8 +200,10 @@ export async function writeLayout(
   image: CheckpointImage,
   tag: string,
   containerName: string,
+  origin?: CheckpointOrigin,
 ) {
   await initLayout(layoutDir);
+  const owned = originAnnotations(origin);
   const opts = { mode: 0o600 } as const;
   await writeFile(blobPath(layoutDir, image.config.descriptor.digest), image.config.bytes, opts);
   await writeFile(blobPath(layoutDir, image.manifest.descriptor.digest), image.manifest.bytes, opts);
@@ -173,10 +213,10 @@ export async function writeLayout(
     manifests: [
       {
         ...image.manifest.descriptor,
-        annotations: { [REF_NAME_ANNOTATION]: tag, [CHECKPOINT_NAME_ANNOTATION]: containerName },
+        annotations: { [REF_NAME_ANNOTATION]: tag, [CHECKPOINT_NAME_ANNOTATION]: containerName, ...owned },
       },
     ],
-    annotations: { [CHECKPOINT_NAME_ANNOTATION]: containerName },
+    annotations: { [CHECKPOINT_NAME_ANNOTATION]: containerName, ...owned },
   };
   await writeFile(join(layoutDir, "index.json.tmp"), JSON.stringify(index), opts);
   await rename(join(layoutDir, "index.json.tmp"), join(layoutDir, "index.json"));

@@ -17,9 +17,11 @@ import {
   describeCheckpointImage,
   initLayout,
   isDigest,
+  originOf,
   parseImageReference,
   writeLayout,
   type CheckpointImage,
+  type CheckpointOrigin,
   type ImageReference,
 } from "./image.ts";
 import {
@@ -461,6 +463,8 @@ export async function pushCheckpointImage(
     onBytes?: (n: number) => void;
     /** Encrypt the layer to these PEM public keys (encryption.ts): the registry holds only ciphertext. */
     encryptTo?: string[] | undefined;
+    /** Migration and workload UIDs, annotated on the manifest (and labels of the config). */
+    origin?: CheckpointOrigin | undefined;
   },
 ): Promise<PushResult> {
   const ref = parseImageReference(imageRef);
@@ -530,7 +534,7 @@ export async function pushCheckpointImage(
   if (put.statusCode !== 201) await fail("commit upload", put, access);
   await put.body.dump();
 
-  const image = describeCheckpointImage({ digest, size }, containerName, encrypted);
+  const image = describeCheckpointImage({ digest, size }, containerName, encrypted, opts.origin);
   await putSmallBlob(base, image.config.bytes, image.config.descriptor.digest, access, opts);
   const man = await registryRequest(
     `${base}/manifests/${ref.tag}`,
@@ -584,12 +588,15 @@ export interface PullResult {
   size: number;
   containerName: string;
   image: CheckpointImage;
+  /** The migration and workload UIDs the image's manifest names (absent: an image made before them). */
+  origin: CheckpointOrigin;
 }
 
 /** Validates a remote manifest as a checkpoint image made the way this project makes them. */
 export function parseCheckpointManifest(raw: unknown): {
   layer: { digest: string; size: number; encrypted: boolean; annotations?: Record<string, unknown> };
   containerName: string;
+  origin: CheckpointOrigin;
 } {
   const bad = (why: string) => new Ms2mError("Invalid", `not a checkpoint image: ${why}`);
   const m = raw as {
@@ -627,6 +634,7 @@ export function parseCheckpointManifest(raw: unknown): {
       ...(encrypted && layer.annotations ? { annotations: layer.annotations } : {}),
     },
     containerName: name,
+    origin: originOf(m.annotations),
   };
 }
 
@@ -648,6 +656,11 @@ export async function pullCheckpointImage(
      * plaintext image in its place is refused.
      */
     decryptWith?: string[] | undefined;
+    /**
+     * Called with the origin the manifest names, before any layer byte is fetched: throws to
+     * refuse an image of another migration or another incarnation of the workload.
+     */
+    checkOrigin?: ((origin: CheckpointOrigin) => void) | undefined;
   },
 ): Promise<PullResult> {
   const ref = parseImageReference(imageRef);
@@ -675,7 +688,8 @@ export async function pullCheckpointImage(
   } catch {
     throw new Ms2mError("Invalid", "registry manifest is not JSON");
   }
-  const { layer, containerName } = parseCheckpointManifest(parsed);
+  const { layer, containerName, origin } = parseCheckpointManifest(parsed);
+  opts.checkOrigin?.(origin);
   if (opts.decryptWith?.length && !layer.encrypted)
     throw new Ms2mError(
       "Forbidden",
@@ -716,9 +730,9 @@ export async function pullCheckpointImage(
     await decrypting?.close();
   }
   await rename(part, blobPath(layoutDir, got.digest));
-  const image = describeCheckpointImage(got, containerName);
-  await writeLayout(layoutDir, image, tag, containerName);
-  return { layerDigest: got.digest, size: got.size, containerName, image };
+  const image = describeCheckpointImage(got, containerName, undefined, origin);
+  await writeLayout(layoutDir, image, tag, containerName, origin);
+  return { layerDigest: got.digest, size: got.size, containerName, image, origin };
 }
 
 /**

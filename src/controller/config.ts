@@ -86,6 +86,14 @@ export const controllerEnv = z.object({
         .map((s) => s.trim())
         .filter(Boolean),
     ),
+  /**
+   * Checkpoint lifecycle sweep (src/controller/lifecycle/sweep.ts): the leader releases on the
+   * agents what migrations that no longer exist, or finished longer than this ago, left behind
+   * (records, archives, registry images, loaded images nothing runs from). 0 turns it off.
+   */
+  CHECKPOINT_TTL_SECONDS: z.coerce.number().min(0).default(3600),
+  /** How often the sweep asks the agents. */
+  CHECKPOINT_SWEEP_INTERVAL_SECONDS: env.seconds().default(60),
   /** Where the send side runs (agent, job, auto) and the transfer Job's settings. */
   ...transferJobEnvShape,
 });

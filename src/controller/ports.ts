@@ -2,7 +2,7 @@
 // ./adapters; unit tests use in-memory fakes. Every method is idempotent unless noted.
 import type { V1Node, V1Pod, V1ReplicaSet, V1StatefulSet } from "@kubernetes/client-node";
 import type { MessageQueueConfig, StatefulMigration, TransferMode } from "../api/v1alpha1/index.ts";
-import type { RuntimeName, RuntimeReport } from "../transfer/types.ts";
+import type { RuntimeName, RuntimeReport, WorkloadRef } from "../transfer/types.ts";
 
 export interface DeleteOptions {
   gracePeriodSeconds?: number;
@@ -50,6 +50,8 @@ export interface CheckpointRequest {
   timeoutSeconds?: number;
   /** The route recorded with the intent (RoutingCheckpointer); the node's agent when absent. */
   via?: CheckpointRoute;
+  /** The workload (incarnation) the pod belongs to: recorded by the agent with the checkpoint. */
+  workload?: WorkloadRef;
 }
 /** How a checkpoint reaches the kubelet: the node's ms2m-agent, or the API server's node proxy. */
 export type CheckpointRoute = "Agent" | "NodeProxy";
@@ -91,6 +93,11 @@ export interface TransferRequest {
    * and loads the image there.
    */
   encryption?: { publicKey: string; privateKey: string };
+  /**
+   * The workload (incarnation) checkpointed: the agents refuse a recorded checkpoint or image of
+   * another UID, and annotate the images with it (lifecycle sweep).
+   */
+  workload?: WorkloadRef;
 }
 export interface TransferResult {
   /** Image reference the target pod's container uses. */

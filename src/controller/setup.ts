@@ -20,6 +20,9 @@ import { group, plural, version, type StatefulMigration } from "../api/v1alpha1/
 import type { Logger } from "../common/logger.ts";
 import { Controller } from "../engine/controller.ts";
 import type { Reconciler, Request } from "../engine/reconciler.ts";
+import type { AgentClient } from "../transfer/index.ts";
+import { kubeSweepPorts } from "./lifecycle/kube.ts";
+import { CheckpointSweeper } from "./lifecycle/sweep.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import { CONTROLLER_NAME, KEY_MIGRATION_UID } from "./names.ts";
 
@@ -129,4 +132,29 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
     );
   }
   return c;
+}
+
+export interface SweeperOptions {
+  kc: KubeConfig;
+  client: AgentClient;
+  log: Logger;
+  /** CHECKPOINT_TTL_SECONDS; 0: no sweep. */
+  ttlSeconds: number;
+  intervalSeconds: number;
+  agentNamespace: string;
+  agentLabelSelector: string;
+  agentPort: number;
+}
+
+/**
+ * The checkpoint lifecycle sweep (lifecycle/sweep.ts), a Runnable the leader starts beside the
+ * workers: undefined when switched off.
+ */
+export function checkpointSweeper(opts: SweeperOptions): CheckpointSweeper | undefined {
+  if (opts.ttlSeconds <= 0) return undefined;
+  return new CheckpointSweeper({
+    ports: kubeSweepPorts(opts.kc, opts.client, opts),
+    settings: { ttlMs: opts.ttlSeconds * 1000, intervalMs: opts.intervalSeconds * 1000 },
+    log: opts.log,
+  });
 }

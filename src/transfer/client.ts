@@ -7,7 +7,9 @@ import { Ms2mError } from "../common/errors.ts";
 import { readBounded, statusError } from "../checkpoint/direct.ts";
 import { CONNECT_TIMEOUT_MS, DEFAULT_PROGRESS_TIMEOUT_MS } from "../checkpoint/progress.ts";
 import {
+  checkpointInventorySchema,
   runtimeReportSchema,
+  type CheckpointInventory,
   type AgentCheckpointRequest,
   type BaseImageRequest,
   type BaseImageResponse,
@@ -134,6 +136,20 @@ export class AgentClient {
       undefined,
       signal,
     );
+  }
+
+  /**
+   * Every migration the agent holds something of (records, archives, pushed and loaded images),
+   * for the controller's lifecycle sweep. A short timeout: it reads only the agent's records.
+   */
+  async inventory(agentUrl: string, signal?: AbortSignal, timeoutMs = 30_000): Promise<CheckpointInventory> {
+    const raw = await this.call<unknown>("GET", agentUrl, "/v1/checkpoints", undefined, signal, timeoutMs);
+    const parsed = checkpointInventorySchema.safeParse(raw);
+    if (!parsed.success)
+      throw new Ms2mError("InternalError", `agent ${new URL(agentUrl).host} answered an invalid inventory`, {
+        retriable: false,
+      });
+    return parsed.data;
   }
 
   /** Source agent: send the archive to the target agent (direct) or push it to a registry. */

@@ -17,6 +17,23 @@ const pemKey = z
     message: "must be a PEM key",
   });
 const digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, { message: "must be sha256:<64 hex>" });
+/** A Kubernetes object UID (a UUID in practice; any DNS-1123 label is accepted). */
+export const objectUidSchema = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: "must be an object UID" });
+
+/**
+ * The workload a checkpoint is of, at checkpoint time: the source pod's controller (a
+ * StatefulSet, or the ReplicaSet of a Deployment) or, for a bare pod, the pod itself. Its UID
+ * tells one incarnation of a workload from another of the same name (deleted and recreated):
+ * a checkpoint is never restored into another incarnation than the one it was taken of.
+ */
+export const workloadRefSchema = z.strictObject({
+  kind: z.string().regex(/^[A-Z][A-Za-z0-9]{0,62}$/, { message: "must be a Kind" }),
+  name: dnsSubdomain,
+  uid: objectUidSchema,
+});
+export type WorkloadRef = z.infer<typeof workloadRefSchema>;
 
 export const sendRequestSchema = z.strictObject({
   migration: dnsSubdomain,
@@ -46,6 +63,11 @@ export const sendRequestSchema = z.strictObject({
    * OCI image encryption, JWE recipients). Public keys only: nothing secret in a send.
    */
   encryption: z.strictObject({ recipients: z.array(pemKey).min(1).max(4) }).optional(),
+  /**
+   * The workload the checkpoint is of. A recorded checkpoint of another incarnation (UID) is
+   * refused; the target records it with the image it loads, a registry image carries it.
+   */
+  workload: workloadRefSchema.optional(),
 });
 export type SendRequest = z.infer<typeof sendRequestSchema>;
 
@@ -76,6 +98,11 @@ export const pullRequestSchema = z.strictObject({
    * equal to `source`), so the target pod's kubelet finds it present and never pulls it.
    */
   decryption: z.strictObject({ privateKeys: z.array(pemKey).min(1).max(4) }).optional(),
+  /**
+   * The workload the migration moves: an image annotated with another workload UID (another
+   * incarnation) or another migration UID than `migration` is refused before anything is stored.
+   */
+  workload: workloadRefSchema.optional(),
 });
 export type PullRequest = z.infer<typeof pullRequestSchema>;
 
@@ -113,6 +140,8 @@ export const agentCheckpointRequestSchema = z.strictObject({
   pod: dnsSubdomain,
   container: dnsLabel,
   timeoutSeconds: z.number().int().positive().max(3600).optional(),
+  /** The workload the pod belongs to (recorded with the checkpoint; a repeat for another is refused). */
+  workload: workloadRefSchema.optional(),
 });
 export type AgentCheckpointRequest = z.infer<typeof agentCheckpointRequestSchema>;
 
@@ -156,6 +185,8 @@ export interface CheckpointRecord {
   createdAt: string;
   updatedAt?: string;
   timeoutSeconds?: number;
+  /** The workload the checkpoint is of (absent in records of agents that predate it). */
+  workload?: WorkloadRef;
   sends?: SendRecord[];
 }
 
@@ -173,6 +204,31 @@ export interface ReleaseResponse {
    */
   loadedImages?: { image: string; deleted: boolean; message?: string }[];
 }
+
+/**
+ * `GET /v1/checkpoints`: every migration this agent holds something of (records, archives,
+ * registry images its sends pushed, images it loaded), for the controller's lifecycle sweep.
+ */
+export const checkpointInventorySchema = z.strictObject({
+  node: z.string(),
+  migrations: z.array(
+    z.strictObject({
+      /** The migration UID (the records' key). */
+      migration: z.string(),
+      /** Workload UIDs the records name (normally one). */
+      workloadUids: z.array(z.string()),
+      /** Newest record time (ISO 8601): the age the TTLs are measured from. */
+      newest: z.string(),
+      records: z.number().int().min(0),
+      archives: z.array(z.string()),
+      registryImages: z.array(z.string()),
+      loadedImages: z.array(z.string()),
+      /** A request of the migration is running on this agent now: nothing of it is swept. */
+      busy: z.boolean(),
+    }),
+  ),
+});
+export type CheckpointInventory = z.infer<typeof checkpointInventorySchema>;
 
 // The runtime report of `GET /v1/runtime` is defined with the rules that produce and judge it.
 export {

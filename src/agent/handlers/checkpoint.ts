@@ -57,6 +57,14 @@ async function recordedCheckpoint(
       retriable: false,
     });
   }
+  if (existing?.workload && body.workload && existing.workload.uid !== body.workload.uid) {
+    throw new Ms2mError(
+      "Conflict",
+      `this migration checkpointed ${body.container} of ${existing.workload.kind} ${existing.workload.name} ` +
+        `uid ${existing.workload.uid}, not uid ${body.workload.uid} (deleted and recreated since)`,
+      { retriable: false },
+    );
+  }
   if (existing?.state === "Pending") existing = await resolvePending(ctx, existing, log);
   if (existing?.state === "Done") {
     log.info({ archive: existing.archive }, "repeated checkpoint: recorded result");
@@ -70,6 +78,7 @@ async function recordedCheckpoint(
     state: "Pending",
     createdAt: new Date().toISOString(),
     ...(body.timeoutSeconds !== undefined ? { timeoutSeconds: body.timeoutSeconds } : {}),
+    ...(body.workload ? { workload: body.workload } : {}),
   };
   await ctx.records.put(pending);
   let res: CheckpointResponse;

@@ -5,7 +5,7 @@ import { describeError, Ms2mError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
 import { deleteCheckpointImage } from "../../checkpoint/registry.ts";
 import { deleteStoredImage } from "../../checkpoint/skopeo.ts";
-import type { CheckpointRecord, ReleaseResponse } from "../../transfer/types.ts";
+import type { CheckpointInventory, CheckpointRecord, ReleaseResponse } from "../../transfer/types.ts";
 import type { AgentContext } from "../context.ts";
 import { registryOptions } from "../send.ts";
 import { checkpointKey, resolvePending } from "./checkpoint.ts";
@@ -102,6 +102,36 @@ async function releaseLoaded(
     }
   }
   return out;
+}
+
+/**
+ * `GET /v1/checkpoints`: every migration this agent holds something of, with the workload UIDs
+ * its records name, when it was last written, and what a release would remove. The controller's
+ * lifecycle sweep decides from it (and the migrations it knows) what to release.
+ */
+export async function inventory(ctx: AgentContext): Promise<CheckpointInventory> {
+  const migrations: CheckpointInventory["migrations"] = [];
+  for (const migration of await ctx.records.migrations()) {
+    const records = await ctx.records.list(migration);
+    const loaded = await ctx.records.listLoaded(migration).catch(() => []);
+    const newest = await ctx.records.newest(migration, records, loaded);
+    const workloadUids = new Set<string>();
+    for (const r of records) if (r.workload?.uid) workloadUids.add(r.workload.uid);
+    for (const l of loaded) if (l.workloadUid) workloadUids.add(l.workloadUid);
+    migrations.push({
+      migration,
+      workloadUids: [...workloadUids],
+      newest: new Date(newest).toISOString(),
+      records: records.length,
+      archives: records.flatMap((r) => (r.archive ? [r.archive] : [])),
+      registryImages: records.flatMap((r) =>
+        (r.sends ?? []).flatMap((x) => (x.registryImage ? [x.registryImage] : [])),
+      ),
+      loadedImages: loaded.map((l) => l.image),
+      busy: ctx.inflight.busy(migration),
+    });
+  }
+  return { node: ctx.config.NODE_NAME, migrations };
 }
 
 /** Releases the migrations whose records are older than AGENT_CHECKPOINT_TTL_SECONDS and that have nothing in flight. */

@@ -20,8 +20,16 @@ export function recordLoaded(
   container: string,
   image: string,
   via: "receive" | "pull",
+  workloadUid?: string,
 ): Promise<void> {
-  return ctx.records.putLoaded({ migration, container, image, via, createdAt: new Date().toISOString() });
+  return ctx.records.putLoaded({
+    migration,
+    container,
+    image,
+    via,
+    createdAt: new Date().toISOString(),
+    ...(workloadUid ? { workloadUid } : {}),
+  });
 }
 
 /** Loads the OCI layout `dir:tag` as `image` and checks the store holds exactly that layer; seconds taken. */

@@ -4,8 +4,9 @@
 import { randomUUID } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import { Ms2mError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
-import { parseImageReference } from "../../checkpoint/image.ts";
+import { parseImageReference, type CheckpointOrigin } from "../../checkpoint/image.ts";
 import { pullCheckpointImage } from "../../checkpoint/registry.ts";
 import type { PullRequest, PullResponse } from "../../transfer/types.ts";
 import type { AgentContext } from "../context.ts";
@@ -32,13 +33,23 @@ async function pullAndLoad(ctx: AgentContext, body: PullRequest, log: Logger): P
       maxBytes: ctx.config.AGENT_MAX_ARCHIVE_BYTES,
       expectedDigest: body.expectedDigest,
       decryptWith: body.decryption?.privateKeys,
+      // Refused before a layer byte is fetched: another migration's image, or a checkpoint of
+      // another incarnation of the workload.
+      checkOrigin: (origin) => checkPulledOrigin(body, origin),
       signal: ctx.signal,
       onBytes: (n) => ctx.metrics.bytes.inc({ operation: "pull" }, n),
     });
     const pullSeconds = (performance.now() - started) / 1000;
     ctx.metrics.transferDuration.observe({ operation: "pull" }, pullSeconds);
     ctx.metrics.transferSize.observe({ operation: "pull" }, got.size);
-    await recordLoaded(ctx, body.migration, got.containerName, body.image, "pull");
+    await recordLoaded(
+      ctx,
+      body.migration,
+      got.containerName,
+      body.image,
+      "pull",
+      got.origin.workloadUid ?? body.workload?.uid,
+    );
     const loadSeconds = await loadAndVerify(ctx, dir, ref.tag, body.image, got.layerDigest, got.size);
     log.info(
       { image: body.image, digest: got.layerDigest, pullSeconds, loadSeconds, decrypted: !!body.decryption },
@@ -55,4 +66,26 @@ async function pullAndLoad(ctx: AgentContext, body: PullRequest, log: Logger): P
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * An image whose annotations name another migration, or another UID of the workload (it was
+ * deleted and recreated under the same name since the checkpoint), is not loaded. Images without
+ * the annotations (made by an older agent) pass.
+ */
+export function checkPulledOrigin(body: PullRequest, origin: CheckpointOrigin): void {
+  if (origin.migrationUid && origin.migrationUid !== body.migration)
+    throw new Ms2mError(
+      "Conflict",
+      `checkpoint image ${body.source} belongs to migration ${origin.migrationUid}, not ${body.migration}`,
+      { retriable: false },
+    );
+  const want = body.workload;
+  if (want && origin.workloadUid && origin.workloadUid !== want.uid)
+    throw new Ms2mError(
+      "Conflict",
+      `checkpoint image ${body.source} is of another incarnation of ${want.kind} ${want.name} ` +
+        `(uid ${origin.workloadUid}, now ${want.uid}): it was deleted and recreated since the checkpoint`,
+      { retriable: false },
+    );
 }

@@ -19,6 +19,7 @@ import {
 } from "../../checkpoint/image.ts";
 import { ProgressWatchdog, stalled } from "../../checkpoint/progress.ts";
 import { receiveArchive } from "../../checkpoint/stream.ts";
+import { objectUidSchema } from "../../transfer/types.ts";
 import { contentTypeOf } from "../body.ts";
 import type { AgentContext } from "../context.ts";
 import { countFailures } from "../metrics.ts";
@@ -52,6 +53,9 @@ async function receiveAndLoad(
   const migration = query.get("migration");
   if (migration !== null && !MIGRATION_NAME.test(migration))
     throw new Ms2mError("BadRequest", "invalid migration name");
+  const workloadUid = query.get("workloadUid") ?? undefined;
+  if (workloadUid !== undefined && !objectUidSchema.safeParse(workloadUid).success)
+    throw new Ms2mError("BadRequest", "invalid workload UID");
   const sizeText = req.headers[HEADER_ARCHIVE_SIZE] ?? req.headers["content-length"];
   if (typeof sizeText !== "string" || !/^[0-9]{1,16}$/.test(sizeText)) {
     throw new Ms2mError("BadRequest", `declared size required (${HEADER_ARCHIVE_SIZE} or Content-Length)`);
@@ -107,9 +111,11 @@ async function receiveAndLoad(
     ctx.metrics.transferDuration.observe({ operation: "receive" }, receiveSeconds);
     ctx.metrics.transferSize.observe({ operation: "receive" }, got.size);
     await rename(join(blobs, ".partial"), blobPath(dir, got.digest));
-    const described = describeCheckpointImage(got, container);
-    await writeLayout(dir, described, ref.tag, container);
-    if (migration !== null) await recordLoaded(ctx, migration, container, image, "receive");
+    // Whose checkpoint it is, on the image itself (the records say it too).
+    const origin = { migrationUid: migration ?? undefined, workloadUid };
+    const described = describeCheckpointImage(got, container, undefined, origin);
+    await writeLayout(dir, described, ref.tag, container, origin);
+    if (migration !== null) await recordLoaded(ctx, migration, container, image, "receive", workloadUid);
     const loadSeconds = await loadAndVerify(ctx, dir, ref.tag, image, got.digest, got.size);
     log.info(
       { image, digest: got.digest, size: got.size, receiveSeconds, loadSeconds },

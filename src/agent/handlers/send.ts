@@ -43,6 +43,7 @@ async function sendOnce(ctx: AgentContext, body: SendRequest, log: Logger): Prom
     rec.namespace === body.namespace &&
     rec.pod === body.pod;
   if (!owned) return (await transmit(ctx, body, path, log, undefined)).result;
+  assertSameWorkload(rec, body);
   const dest = destinationKey(body.destination);
   return ctx.inflight.join(body.migration, `send ${body.container} ${dest}`, () =>
     recordedSend(ctx, body, path, rec, dest, log),
@@ -85,7 +86,7 @@ async function recordedSend(
     state: "Pending",
     ...(registryImage ? { registryImage } : {}),
   });
-  const { result, manifestDigest } = await transmit(ctx, body, path, log, rec);
+  const { result, manifestDigest } = await transmit(ctx, withRecordedWorkload(body, rec), path, log, rec);
   await updateSend(ctx, rec, dest, {
     destination: dest,
     state: "Done",
@@ -98,6 +99,27 @@ async function recordedSend(
   await rm(path, { force: true });
   log.info({ archive: rec.archive }, "archive removed after the transfer");
   return result;
+}
+
+/**
+ * A recorded checkpoint is sent only for the incarnation of the workload it was taken of: a send
+ * naming another UID of it (deleted and recreated since) is refused before a byte moves.
+ */
+function assertSameWorkload(rec: CheckpointRecord, body: SendRequest): void {
+  const was = rec.workload;
+  const now = body.workload;
+  if (!was || !now || was.uid === now.uid) return;
+  throw new Ms2mError(
+    "Conflict",
+    `the checkpoint of ${rec.container} is of ${was.kind} ${was.name} uid ${was.uid}; the send is for uid ` +
+      `${now.uid}: the workload was deleted and recreated since the checkpoint, which is not restored into it`,
+    { retriable: false },
+  );
+}
+
+/** The request's workload, or the one recorded with the checkpoint (the image is annotated with it). */
+function withRecordedWorkload(body: SendRequest, rec: CheckpointRecord): SendRequest {
+  return body.workload || !rec.workload ? body : { ...body, workload: rec.workload };
 }
 
 function updateSend(ctx: AgentContext, rec: CheckpointRecord, dest: string, send: SendRecord): Promise<void> {

@@ -86,6 +86,7 @@ export class AgentCheckpointer implements CheckpointPort {
       pod: req.pod,
       container: req.container,
       ...(req.timeoutSeconds ? { timeoutSeconds: req.timeoutSeconds } : {}),
+      ...(req.workload ? { workload: req.workload } : {}),
     });
     return {
       path: res.archive,
@@ -150,6 +151,7 @@ export class AgentTransfer implements TransferPort {
       // A failed send can be retried without a second checkpoint.
       retainArchiveOnFailure: true,
       ...(encrypted ? { encryption: { recipients: [req.encryption!.publicKey] } } : {}),
+      ...(req.workload ? { workload: req.workload } : {}),
     });
     return this.decryptOnTarget(req, { image: res.image, digest: res.digest, bytes: res.size });
   }
@@ -170,6 +172,7 @@ export class AgentTransfer implements TransferPort {
       image: sent.image,
       ...(sent.digest ? { expectedDigest: sent.digest } : {}),
       decryption: { privateKeys: [req.encryption.privateKey] },
+      ...(req.workload ? { workload: req.workload } : {}),
     });
     return { image: sent.image, digest: got.digest, bytes: got.size };
   }

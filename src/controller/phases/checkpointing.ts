@@ -5,6 +5,7 @@
 import { isMs2mError } from "../../common/errors.ts";
 import { next, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
+import { workloadOf } from "../lifecycle/incarnation.ts";
 import { checkpointKey, uidOf } from "../names.ts";
 import type { CheckpointRequest, CheckpointResult } from "../ports.ts";
 import { iso } from "../status.ts";
@@ -41,6 +42,8 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
       key: checkpointKey(uidOf(ctx.m), name),
       timeoutSeconds: ctx.deps.settings.checkpointTimeoutSeconds,
     };
+    const workload = workloadOf(ctx.m);
+    if (workload) req.workload = workload;
     let result: CheckpointResult | undefined;
     if (c.checkpointRequestedAt) {
       const found = await ctx.deps.checkpointer.lookup({ ...req, via: c.checkpointVia ?? "Agent" });

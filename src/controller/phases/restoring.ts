@@ -6,6 +6,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { isAlreadyExists } from "../../kube/errors.ts";
 import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
+import { checkIncarnation } from "../lifecycle/incarnation.ts";
 import { uidOf } from "../names.ts";
 import { isNodeReady, isPodReady, podFailure } from "../pods.ts";
 import { buildTargetPod, isOurs } from "../podspec.ts";
@@ -19,6 +20,9 @@ export async function restoring(ctx: PhaseContext): Promise<Outcome> {
 
   let target = await ctx.deps.cluster.getPod(ctx.namespace, targetName);
   if (!isOurs(target, uidOf(ctx.m))) {
+    // Before anything is done to the name (Sequential stops the source): a checkpoint is only
+    // restored into the incarnation of the workload it was taken of.
+    await checkIncarnation(ctx);
     if (!(await ctx.strategy.freeTargetName(ctx, target))) return wait(ctx.remainingMs());
     target = await createTarget(ctx, await ctx.strategy.targetTemplate(ctx));
     // The workload controller took the name in the round trip: the next pass frees it again.

@@ -55,6 +55,9 @@ export async function rollForward(
 ): Promise<boolean> {
   const s = ctx.m.status ?? {};
   if (s.failure || !(await pastNoReturnLive(ctx))) return false;
+  // The workload was deleted and recreated: restoring into the new incarnation is what the
+  // failure refuses, so retrying forward cannot help.
+  if (err.reason === "WorkloadReplaced") return false;
   const attempts = s.rollForwards ?? 0;
   if (attempts >= MAX_ROLL_FORWARDS) return false;
   const cutOver = isConditionTrue(s, CONDITION_CUTOVER);

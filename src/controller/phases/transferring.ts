@@ -5,6 +5,7 @@
 import { isMs2mError } from "../../common/errors.ts";
 import { next, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
+import { checkIncarnation, workloadOf } from "../lifecycle/incarnation.ts";
 import { checkpointKey, checkpointTag, uidOf } from "../names.ts";
 import { encryptionKeys } from "../adapters/encryption.ts";
 import { TransferInProgress } from "../adapters/transfer-job/jobs.ts";
@@ -20,6 +21,9 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   const pending = (s.containers ?? []).filter((c) => !c.transferred);
   const missing = pending.find((c) => !c.checkpointPath);
   if (missing) return fail("CheckpointMissing", `container ${missing.name} has no checkpoint`);
+  // Nothing leaves the node for a workload that was deleted and recreated since the checkpoint.
+  if (pending.length > 0) await checkIncarnation(ctx);
+  const workload = workloadOf(ctx.m);
   // The base images the restore stands on are brought to the target meanwhile.
   const bases = ensureBaseImages(ctx, targetNode).then(
     () => undefined,
@@ -42,6 +46,7 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
         image,
         key: checkpointKey(uidOf(ctx.m), c.name),
         ...(encryption ? { encryption } : {}),
+        ...(workload ? { workload } : {}),
       });
     }),
   );

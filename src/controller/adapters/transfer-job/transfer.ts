@@ -164,6 +164,8 @@ export class JobTransfer implements TransferPort {
       ...(req.mode === "Registry" && req.encryption
         ? { encryption: { recipients: [req.encryption.publicKey] } }
         : {}),
+      // The pushed image and the target's loaded image carry the migration and workload UIDs.
+      ...(req.workload ? { workload: req.workload } : {}),
     });
     if (!parsed.success) {
       throw new Ms2mError(
