@@ -8,6 +8,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import * as k8s from "@kubernetes/client-node";
+import { bundle } from "../../tooling/bundle.ts";
 import { freePort, sleep } from "../../tooling/exec.ts";
 import { mustSucceed, repoPath } from "../../tooling/stack/manifests.ts";
 import { ManagedProcess } from "../../tooling/process.ts";
@@ -104,12 +105,37 @@ export async function controllerRequests(env: StackEnv): Promise<number> {
   );
 }
 
+/**
+ * How the controller runs: `bundle` as the image runs it (the esbuild bundle,
+ * dist/bundle/controller.mjs, built into the bench's work folder, with the node flags of the
+ * Dockerfile's ENTRYPOINT), `source` as the tests run it (`node cmd/ms2m-controller/main.ts`,
+ * the TypeScript sources type-stripped at load).
+ */
+export type ControllerBinary = "bundle" | "source";
+
+/** The node flags of the controller image's ENTRYPOINT (`["node", ...flags, "/app/controller.mjs"]`). */
+export function imageNodeFlags(dockerfile = readFileSync(repoPath("Dockerfile"), "utf8")): string[] {
+  const line = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1];
+  if (!line) throw new Error("Dockerfile: no ENTRYPOINT in exec form");
+  const argv = JSON.parse(line) as string[];
+  return argv.slice(1, -1);
+}
+
+export interface BenchControllerOptions {
+  binary?: ControllerBinary;
+  /** More node flags, after the image's (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+}
+
 /** The controller binary as its ServiceAccount, like ControllerProcess, timed from spawn to ready. */
 export class BenchController {
   readonly env: StackEnv;
   readonly dir: string;
   readonly caFile: string;
   readonly extraEnv: Record<string, string>;
+  readonly binary: ControllerBinary;
+  readonly nodeArgs: string[];
+  private entry = "";
   proc: ManagedProcess | undefined;
   healthPort = 0;
   metricsPort = 0;
@@ -119,11 +145,29 @@ export class BenchController {
   private kubeconfig = "";
   private tokenFile = "";
 
-  constructor(env: StackEnv, dir: string, caFile: string, extraEnv: Record<string, string> = {}) {
+  constructor(
+    env: StackEnv,
+    dir: string,
+    caFile: string,
+    extraEnv: Record<string, string> = {},
+    opts: BenchControllerOptions = {},
+  ) {
     this.env = env;
     this.dir = dir;
     this.caFile = caFile;
     this.extraEnv = extraEnv;
+    this.binary = opts.binary ?? "bundle";
+    this.nodeArgs = opts.nodeArgs ?? [];
+  }
+
+  /** The node arguments that run the controller (flags and entry point), the bundle built once. */
+  async argv(): Promise<string[]> {
+    if (this.binary === "source") return [...this.nodeArgs, repoPath("cmd/ms2m-controller/main.ts")];
+    if (!this.entry) {
+      const out = await bundle({ outDir: join(this.dir, "bundle"), names: ["controller"] });
+      this.entry = out.controller.path;
+    }
+    return [...imageNodeFlags(), ...this.nodeArgs, this.entry];
   }
 
   get pid(): number {
@@ -155,6 +199,7 @@ export class BenchController {
   /** Starts the process; resolves with the milliseconds from spawn to the first /readyz 200 (10 ms polls). */
   async start(opts: { inspect?: boolean } = {}): Promise<number> {
     await this.credentials();
+    const argv = await this.argv();
     this.healthPort = await freePort();
     this.metricsPort = await freePort();
     this.inspectPort = opts.inspect ? await freePort() : 0;
@@ -165,25 +210,20 @@ export class BenchController {
       join(this.dir, `controller-${this.starts}.log`),
     );
     const t0 = performance.now();
-    await this.proc.start(
-      process.execPath,
-      [...nodeArgs, repoPath("cmd/ms2m-controller/main.ts")],
-      join(this.dir, "pids"),
-      {
-        ...process.env,
-        KUBECONFIG: this.kubeconfig,
-        POD_NAMESPACE: SYSTEM_NS,
-        POD_NAME: "ms2m-controller-bench",
-        LEADER_ELECT: "false",
-        HEALTH_PORT: String(this.healthPort),
-        METRICS_PORT: String(this.metricsPort),
-        AGENT_CA_FILE: this.caFile,
-        AGENT_TOKEN_FILE: this.tokenFile,
-        LOG_LEVEL: "info",
-        MANAGE_AGENT_TLS: "false",
-        ...this.extraEnv,
-      },
-    );
+    await this.proc.start(process.execPath, [...nodeArgs, ...argv], join(this.dir, "pids"), {
+      ...process.env,
+      KUBECONFIG: this.kubeconfig,
+      POD_NAMESPACE: SYSTEM_NS,
+      POD_NAME: "ms2m-controller-bench",
+      LEADER_ELECT: "false",
+      HEALTH_PORT: String(this.healthPort),
+      METRICS_PORT: String(this.metricsPort),
+      AGENT_CA_FILE: this.caFile,
+      AGENT_TOKEN_FILE: this.tokenFile,
+      LOG_LEVEL: "info",
+      MANAGE_AGENT_TLS: "false",
+      ...this.extraEnv,
+    });
     for (;;) {
       if (!this.proc.running) throw new Error(`controller exited:\n${await this.proc.tail()}`);
       const res = await fetch(`http://127.0.0.1:${this.healthPort}/readyz`).catch(() => undefined);

@@ -19,6 +19,10 @@
 //     objects (as in `objects`).
 //   node bench/scale/run.ts all [flags of all three]
 //
+// Every subcommand: --binary bundle (default: the esbuild bundle with the Dockerfile's node
+// flags, as the image runs it) or source (node cmd/ms2m-controller/main.ts, as the tests run it);
+// --node-args "..." more node flags for the controller (e.g. "--cpu-prof --cpu-prof-dir=DIR").
+//
 // Each subcommand starts and removes its own cluster; --out DIR (default bench/scale/out/<time>)
 // gets <subcommand>.json and <subcommand>.md. Queues and exchanges the run made are deleted.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -51,6 +55,8 @@ import { deleteBrokerObjects, runMatcher } from "../../tooling/broker/cleanup.ts
 import {
   BenchController,
   controllerRequests,
+  imageNodeFlags,
+  type BenchControllerOptions,
   installRequestCounter,
   loadAverage,
   metricSum,
@@ -64,6 +70,8 @@ const { values: args, positionals } = parseArgs({
     messaging: { type: "string", default: "10" },
     rate: { type: "string", default: "10" },
     workers: { type: "string" },
+    binary: { type: "string", default: "bundle" },
+    "node-args": { type: "string", default: "" },
     latencies: { type: "string", default: "zero" },
     "timeout-s": { type: "string", default: "900" },
     count: { type: "string", default: "1000" },
@@ -82,6 +90,14 @@ if (args.help || !["concurrent", "objects", "startup", "all"].includes(sub)) {
   );
   process.exit(args.help ? 0 : 2);
 }
+if (args.binary !== "bundle" && args.binary !== "source") {
+  console.error(`--binary: bundle or source, not ${args.binary}`);
+  process.exit(2);
+}
+const controllerOpts: BenchControllerOptions = {
+  binary: args.binary,
+  nodeArgs: args["node-args"].split(" ").filter(Boolean),
+};
 const out = resolve(args.out);
 mkdirSync(out, { recursive: true });
 const say = (msg: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -175,6 +191,7 @@ async function concurrent(): Promise<void> {
     b.work,
     b.caFile,
     args.workers ? { MAX_CONCURRENT_RECONCILES: args.workers } : {},
+    controllerOpts,
   );
   const ns = await createNamespace(env, "scale");
   const names: string[] = [];
@@ -236,6 +253,7 @@ async function concurrent(): Promise<void> {
 
     // Apply all at once.
     const cpu0 = controller.sample();
+    const idleMetrics = await controller.metrics();
     const req0 = await controllerRequests(env);
     const loadAt = loadAverage();
     const created = new Map<string, number>();
@@ -315,6 +333,8 @@ async function concurrent(): Promise<void> {
       ratePerConsumer: rate,
       latencies: latencies ? "real" : "zero",
       workers: args.workers ?? "10 (default)",
+      binary: controller.binary,
+      nodeFlags: [...(controller.binary === "bundle" ? imageNodeFlags() : []), ...controller.nodeArgs],
       completed: completed.length,
       failed: failed.map((m) => ({ name: m.metadata?.name, failure: m.status?.failure })),
       createMs: applied,
@@ -324,6 +344,9 @@ async function concurrent(): Promise<void> {
       inControllerMs: { p50: quantile(inController, 0.5), p95: quantile(inController, 0.95) },
       phasesMs: phases,
       controllerCpuS: cpu1.cpuS - cpu0.cpuS,
+      controllerRssAtApplyMiB: mib(cpu0.rssKiB),
+      controllerPeakRssAtApplyMiB: mib(cpu0.hwmKiB),
+      heapUsedAtApplyMiB: Math.round(metricSum(idleMetrics, "nodejs_heap_size_used_bytes") / 2 ** 20),
       controllerPeakRssMiB: mib(Math.max(cpu1.hwmKiB, peakRss)),
       controllerRssAfterMiB: mib(cpu1.rssKiB),
       heapUsedMiB: Math.round(metricSum(metrics, "nodejs_heap_size_used_bytes") / 2 ** 20),
@@ -334,7 +357,7 @@ async function concurrent(): Promise<void> {
       load: { before: loadBefore, atApply: loadAt, after: loadAfter },
     };
     const md = [
-      `N=${n} concurrent migrations (ShadowPod + Direct, node-a → node-b; ${n - k} counter pods, ${k} reference consumers at ${rate} msg/s each; sim latencies ${result.latencies}; workers ${result.workers})`,
+      `N=${n} concurrent migrations (ShadowPod + Direct, node-a → node-b; ${n - k} counter pods, ${k} reference consumers at ${rate} msg/s each; sim latencies ${result.latencies}; workers ${result.workers}; controller: ${result.binary}${result.nodeFlags.length ? ` ${result.nodeFlags.join(" ")}` : ""})`,
       "",
       "| metric | value |",
       "|---|---|",
@@ -345,6 +368,7 @@ async function concurrent(): Promise<void> {
       `| status.startTime → completion: p50 / p95 | ${fmtS(result.inControllerMs.p50)} / ${fmtS(result.inControllerMs.p95)} s |`,
       `| per phase p50 / p95 (s): ${phaseNames.map((p) => p.slice(0, 4)).join(", ")} | ${phaseNames.map((p) => `${fmtS(phases[p]!.p50)}/${fmtS(phases[p]!.p95)}`).join(", ")} |`,
       `| controller CPU (utime+stime) during the run | ${result.controllerCpuS.toFixed(1)} s (${((result.controllerCpuS / n) * 1000).toFixed(0)} ms per migration) |`,
+      `| controller before the apply (informers synced, ${n} source pods): RSS / VmHWM / heap used | ${result.controllerRssAtApplyMiB} / ${result.controllerPeakRssAtApplyMiB} / ${result.heapUsedAtApplyMiB} MiB |`,
       `| controller peak RSS (VmHWM) / RSS after / heap used after | ${result.controllerPeakRssMiB} / ${result.controllerRssAfterMiB} / ${result.heapUsedMiB} MiB |`,
       `| API requests (kube-apiserver, controller's SA) | ${requests} (${result.apiRequestsPerMigration.toFixed(1)} per migration) |`,
       `| reconciles | ${result.reconciles} |`,
@@ -419,7 +443,7 @@ async function objects(): Promise<void> {
   const loadBefore = loadAverage();
   const b = await startBench();
   const { env } = b;
-  const controller = new BenchController(env, b.work, b.caFile);
+  const controller = new BenchController(env, b.work, b.caFile, {}, controllerOpts);
   const ns = await createNamespace(env, "objects");
   try {
     await controller.start({ inspect: true });
@@ -531,7 +555,7 @@ async function startup(): Promise<void> {
   const loadBefore = loadAverage();
   const b = await startBench();
   const { env } = b;
-  const controller = new BenchController(env, b.work, b.caFile);
+  const controller = new BenchController(env, b.work, b.caFile, {}, controllerOpts);
   const rows: {
     objects: number;
     ms: number[];

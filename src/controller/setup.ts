@@ -2,24 +2,12 @@
 // migrations a change concerns. A change to a migration, to a pod it moves or creates, to the
 // nodes it uses or to the workload that owns its pod enqueues that migration at once; the
 // engine's resync re-adds every migration as a safety net.
-import {
-  AppsV1Api,
-  BatchV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1Deployment,
-  type V1Job,
-  type V1Node,
-  type V1Pod,
-  type V1ReplicaSet,
-  type V1StatefulSet,
-} from "@kubernetes/client-node";
+import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { group, plural, version, type StatefulMigration } from "../api/v1alpha1/index.ts";
 import type { Logger } from "../common/logger.ts";
 import { Controller } from "../engine/controller.ts";
 import type { Reconciler, Request } from "../engine/reconciler.ts";
+import { listMetadata, PARTIAL_OBJECT_METADATA, slimMetadata } from "../kube/metadata.ts";
 import type { AgentClient } from "../transfer/index.ts";
 import { kubeSweepPorts } from "./lifecycle/kube.ts";
 import { CheckpointSweeper } from "./lifecycle/sweep.ts";
@@ -42,12 +30,44 @@ const migrations = (objects: readonly KubernetesObject[]) =>
   objects as unknown as readonly StatefulMigration[];
 const terminal = (m: StatefulMigration) => m.status?.phase === "Completed" || m.status?.phase === "Failed";
 
+/**
+ * A migration as the cache keeps it: what the map functions and the resync read (metadata, spec,
+ * phase, nodes, pods, owner). The reconciler reads every migration live, so the cache drops
+ * managedFields, annotations and the bulky status fields nothing here reads.
+ */
+export function cachedMigration(obj: KubernetesObject): KubernetesObject {
+  const m = obj as StatefulMigration;
+  const {
+    managedFields: _mf,
+    annotations: _an,
+    ...metadata
+  } = m.metadata as StatefulMigration["metadata"] & {
+    managedFields?: unknown;
+  };
+  if (!m.status) return { ...m, metadata } as KubernetesObject;
+  const {
+    conditions: _c,
+    containers: _ct,
+    phaseTimings: _pt,
+    sourcePodTemplate: _spt,
+    targetNodeReason: _tnr,
+    ...status
+  } = m.status;
+  return { ...m, metadata, status } as KubernetesObject;
+}
+
 export function setupStatefulMigrationController(opts: SetupOptions): Controller {
   const { kc } = opts;
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const core = kc.makeApiClient(CoreV1Api);
-  const apps = kc.makeApiClient(AppsV1Api);
-  const batch = kc.makeApiClient(BatchV1Api);
+  // The other watches' map functions read only names, namespaces and labels: they list and watch
+  // metadata only (PartialObjectMetadata) and keep just those fields. Every change of the object
+  // still arrives as an event; the reconciler reads what it needs live.
+  const metadataOnly = (path: string) => ({
+    path,
+    list: () => listMetadata(kc, path),
+    accept: PARTIAL_OBJECT_METADATA,
+    transform: slimMetadata,
+  });
 
   const c = new Controller({
     name: CONTROLLER_NAME,
@@ -75,9 +95,10 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
   c.for({
     path: `/apis/${group}/${version}/${plural}`,
     list: () => custom.listClusterCustomObject({ group, version, plural }) as never,
+    transform: cachedMigration,
   });
 
-  c.watches<V1Pod>({ path: "/api/v1/pods", list: () => core.listPodForAllNamespaces() }, (p) => {
+  c.watches(metadataOnly("/api/v1/pods"), (p) => {
     // A transfer Job's pod: its termination message is the result, before the Job says so.
     const jobOf = opts.jobNamespace && p.metadata?.labels?.[KEY_MIGRATION_UID];
     if (jobOf && p.metadata?.namespace === opts.jobNamespace)
@@ -88,7 +109,7 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
     );
   });
 
-  c.watches<V1Node>({ path: "/api/v1/nodes", list: () => core.listNode() }, (n, type) =>
+  c.watches(metadataOnly("/api/v1/nodes"), (n, type) =>
     // Status heartbeats change nodes constantly; on updates only a restore waiting for its node cares.
     type === "update"
       ? where(undefined, (m) => m.status?.targetNode === n.metadata?.name && m.status?.phase === "Restoring")
@@ -98,38 +119,24 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
         ),
   );
 
-  c.watches<V1ReplicaSet>(
-    { path: "/apis/apps/v1/replicasets", list: () => apps.listReplicaSetForAllNamespaces() },
-    ownedBy("ReplicaSet"),
-  );
-  c.watches<V1StatefulSet>(
-    { path: "/apis/apps/v1/statefulsets", list: () => apps.listStatefulSetForAllNamespaces() },
-    ownedBy("StatefulSet"),
-  );
+  c.watches(metadataOnly("/apis/apps/v1/replicasets"), ownedBy("ReplicaSet"));
+  c.watches(metadataOnly("/apis/apps/v1/statefulsets"), ownedBy("StatefulSet"));
   // A Deployment above the source's ReplicaSet (a rollout or scale during a migration).
-  c.watches<V1Deployment>(
-    { path: "/apis/apps/v1/deployments", list: () => apps.listDeploymentForAllNamespaces() },
-    (d) =>
-      where(
-        d.metadata?.namespace,
-        (m) =>
-          m.status?.owner?.workloadKind === "Deployment" && m.status.owner.workloadName === d.metadata?.name,
-      ),
+  c.watches(metadataOnly("/apis/apps/v1/deployments"), (d) =>
+    where(
+      d.metadata?.namespace,
+      (m) =>
+        m.status?.owner?.workloadKind === "Deployment" && m.status.owner.workloadName === d.metadata?.name,
+    ),
   );
 
   // Transfer and cleanup Jobs (adapters/transfer-job) carry their migration's UID.
   const jobNs = opts.jobNamespace;
   if (jobNs) {
-    c.watches<V1Job>(
-      {
-        path: `/apis/batch/v1/namespaces/${jobNs}/jobs`,
-        list: () => batch.listNamespacedJob({ namespace: jobNs }),
-      },
-      (j) => {
-        const uid = j.metadata?.labels?.[KEY_MIGRATION_UID];
-        return uid ? where(undefined, (m) => m.metadata.uid === uid) : [];
-      },
-    );
+    c.watches(metadataOnly(`/apis/batch/v1/namespaces/${jobNs}/jobs`), (j) => {
+      const uid = j.metadata?.labels?.[KEY_MIGRATION_UID];
+      return uid ? where(undefined, (m) => m.metadata.uid === uid) : [];
+    });
   }
   return c;
 }

@@ -24,6 +24,14 @@ export interface Source<T extends KubernetesObject> {
   /** Watch path, e.g. `/api/v1/pods` or `/apis/batch/v1/namespaces/x/jobs`. */
   path: string;
   list: () => Promise<KubernetesListObject<T>>;
+  /**
+   * Accept header of the watch, e.g. metadata only (`list` must return the same representation).
+   * Only the map function and the cache see the objects, so a watch whose map reads metadata
+   * needs no more.
+   */
+  accept?: string;
+  /** Reduces every listed and watched object before the cache and the map function see it. */
+  transform?: (obj: T) => T;
 }
 
 export type EventType = "add" | "update" | "delete";
@@ -108,6 +116,8 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
       log,
       path: source.path,
       list: source.list,
+      ...(source.accept ? { accept: source.accept } : {}),
+      ...(source.transform ? { transform: source.transform } : {}),
       onChange: (o) => this.enqueue(requestOf(o)),
     });
     // The primary cache must exist before the other watches route events through it.
@@ -119,6 +129,8 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
         log,
         path: w.source.path,
         list: w.source.list,
+        ...(w.source.accept ? { accept: w.source.accept } : {}),
+        ...(w.source.transform ? { transform: w.source.transform } : {}),
         onChange: (o, type) => {
           for (const req of w.map(o, type)) this.enqueue(req);
         },

@@ -1,12 +1,16 @@
 // A client-node ListWatch that keeps going: restarted (with backoff) after errors, since the
 // informer stops on any non-410 error, and restarted when no event arrived for a while, since
 // watches can stall silently. Restarts resume from the last resourceVersion (410 relists).
+// Optionally the watch asks for another representation (`accept`, e.g. metadata only) and a
+// transform reduces every object before the cache and the handler see it (client-go's
+// SetTransform): the cache then holds only what the handlers read.
 import {
   ListWatch,
   Watch,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
+  type RequestContext,
 } from "@kubernetes/client-node";
 import { describeError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
@@ -18,6 +22,56 @@ export interface InformerOptions<T extends KubernetesObject> {
   onChange: (obj: T, type: "add" | "update" | "delete") => void;
   log: Logger;
   inactivityMs?: number;
+  /** Accept header of the watch requests (the list function must ask for the same representation). */
+  accept?: string;
+  /** Applied to every listed and watched object before it is cached and handed to onChange. */
+  transform?: (obj: T) => T;
+}
+
+type WatchCallback = (phase: string, apiObj: unknown, watchObj?: unknown) => void;
+
+/** client-node's Watch with an Accept header and a transform of the objects it delivers. */
+class TransformingWatch extends Watch {
+  private readonly transform: ((obj: KubernetesObject) => KubernetesObject) | undefined;
+
+  constructor(kc: KubeConfig, accept?: string, transform?: (obj: KubernetesObject) => KubernetesObject) {
+    // Watch reads only these two members of its KubeConfig.
+    const config = accept
+      ? ({
+          getCurrentCluster: () => kc.getCurrentCluster(),
+          applySecurityAuthentication: async (ctx: RequestContext) => {
+            await kc.applySecurityAuthentication(ctx);
+            ctx.setHeaderParam("Accept", accept);
+          },
+        } as unknown as KubeConfig)
+      : kc;
+    super(config);
+    this.transform = transform;
+  }
+
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: WatchCallback,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const transform = this.transform;
+    if (!transform) return super.watch(path, queryParams, callback, done);
+    // ERROR carries a Status, BOOKMARK only a resourceVersion: passed as they are.
+    return super.watch(
+      path,
+      queryParams,
+      (phase, obj, raw) =>
+        callback(
+          phase,
+          phase === "ADDED" || phase === "MODIFIED" || phase === "DELETED"
+            ? transform(obj as KubernetesObject)
+            : obj,
+          raw,
+        ),
+      done,
+    );
+  }
 }
 
 export class ResilientInformer<T extends KubernetesObject> {
@@ -31,7 +85,23 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   constructor(opts: InformerOptions<T>) {
     this.opts = opts;
-    this.lw = new ListWatch<T>(opts.path, new Watch(opts.kc), opts.list, false);
+    const transform = opts.transform;
+    const list = transform
+      ? async () => {
+          const l = await opts.list();
+          return { ...l, items: l.items.map(transform) };
+        }
+      : opts.list;
+    this.lw = new ListWatch<T>(
+      opts.path,
+      new TransformingWatch(
+        opts.kc,
+        opts.accept,
+        transform as ((o: KubernetesObject) => KubernetesObject) | undefined,
+      ),
+      list,
+      false,
+    );
     const touch = () => {
       this.lastActivity = Date.now();
       this.restartDelayMs = 1000;

@@ -1,0 +1,76 @@
+// Metadata-only lists and watches (client-go's metadata informers): the API server sends each
+// object as a PartialObjectMetadata, its metadata alone, instead of the whole object. For
+// watches whose handlers only read names, namespaces and labels this is the same event stream
+// (every change of the object still arrives, with its new resourceVersion) for a fraction of the
+// bytes to parse and keep: a pod's spec and status, a node's images and conditions, a
+// Deployment's last-applied annotation are never sent.
+import {
+  ApiException,
+  HttpMethod,
+  RequestContext,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from "@kubernetes/client-node";
+import { fetch } from "undici";
+
+/** Accept header of a metadata-only watch (the plain-JSON fallback for servers that lack it). */
+export const PARTIAL_OBJECT_METADATA =
+  "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+/** Accept header of a metadata-only list. */
+export const PARTIAL_OBJECT_METADATA_LIST =
+  "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+
+/**
+ * GET `path` (a collection, e.g. `/api/v1/pods`) as a PartialObjectMetadataList, through the
+ * KubeConfig's authentication and connection pool. Failures throw client-node's ApiException, as
+ * its generated clients do.
+ */
+export async function listMetadata(
+  kc: KubeConfig,
+  path: string,
+): Promise<KubernetesListObject<KubernetesObject>> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error("No currently active cluster");
+  const ctx = new RequestContext(cluster.server + path, HttpMethod.GET);
+  await kc.applySecurityAuthentication(ctx);
+  ctx.setHeaderParam("Accept", PARTIAL_OBJECT_METADATA_LIST);
+  const dispatcher = ctx.getDispatcher();
+  const res = await fetch(ctx.getUrl(), {
+    method: "GET",
+    headers: ctx.getHeaders(),
+    ...(dispatcher ? { dispatcher } : {}),
+  });
+  const text = await res.text();
+  if (!res.ok) {
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not a Status: keep the text
+    }
+    throw new ApiException(res.status, `list ${path}`, body, Object.fromEntries(res.headers));
+  }
+  return JSON.parse(text) as KubernetesListObject<KubernetesObject>;
+}
+
+/**
+ * The object reduced to the metadata a watch's handlers read: name, namespace, uid,
+ * resourceVersion and labels (no managedFields, annotations or owner references). For
+ * informer caches whose only readers are map functions.
+ */
+export function slimMetadata<T extends KubernetesObject>(obj: T): T {
+  const m = obj.metadata;
+  if (!m) return obj;
+  return {
+    ...(obj.apiVersion !== undefined ? { apiVersion: obj.apiVersion } : {}),
+    ...(obj.kind !== undefined ? { kind: obj.kind } : {}),
+    metadata: {
+      ...(m.name !== undefined ? { name: m.name } : {}),
+      ...(m.namespace !== undefined ? { namespace: m.namespace } : {}),
+      ...(m.uid !== undefined ? { uid: m.uid } : {}),
+      ...(m.resourceVersion !== undefined ? { resourceVersion: m.resourceVersion } : {}),
+      ...(m.labels !== undefined ? { labels: m.labels } : {}),
+    },
+  } as T;
+}
