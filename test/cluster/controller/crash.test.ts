@@ -21,13 +21,20 @@ import {
   type ControllerTestEnv,
   type Workload,
 } from "./env.ts";
+import {
+  LANDING_ATTEMPTS,
+  MigrationWatch,
+  PHASES,
+  untilLanded,
+  type Injection,
+} from "../../harness/phase-fault.ts";
 
 // The controller binary killed (SIGKILL) in each phase of a ShadowPod (Deployment, Direct) and
 // a Sequential (StatefulSet, Registry) migration and started again: the migration resumes to
 // completion, the source was checkpointed once, one pod serves, zero lost. Node latencies
 // stretch the phases so that each one can be hit. A last case kills the controller exactly
 // between a checkpoint request and its answer.
-vi.setConfig({ testTimeout: 120_000 });
+vi.setConfig({ testTimeout: 120_000 * LANDING_ATTEMPTS });
 const env = controllerTestEnv();
 let setup: Awaited<ReturnType<typeof setupFile>>;
 let registry: { stop(): Promise<void> } | undefined;
@@ -52,7 +59,6 @@ afterFile(async (failed) => {
   await registry?.stop();
 });
 
-const PHASES = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replaying", "Finalizing"];
 type Strategy = "ShadowPod" | "Sequential";
 
 interface Run {
@@ -62,6 +68,8 @@ interface Run {
   sourceUid: string;
   producer: TestProducer;
   kind: "deploy" | "sts";
+  /** Every write to the migration (stopped by the case). */
+  watch: MigrationWatch;
 }
 
 /** The workload on node-a under load and its migration to node-b created. */
@@ -77,6 +85,7 @@ async function start(e: ControllerTestEnv, strategy: Strategy, label: string): P
   await producer.start();
   await sleep(500);
   const name = `m-${w.name}`;
+  const watch = await MigrationWatch.start(e.kc, ns, name);
   await createMigration(e, ns, name, sequential ? { ...w, queue: `${w.queue}.${sourceName}` } : w, {
     sourcePod: sourceName,
     targetNode: "node-b",
@@ -90,13 +99,22 @@ async function start(e: ControllerTestEnv, strategy: Strategy, label: string): P
     sourceUid: source?.metadata?.uid ?? "",
     producer,
     kind: sequential ? "sts" : "deploy",
+    watch,
   };
 }
 
 /** Completed, checkpointed once, the migrated pod alone on node-b under the workload, zero lost. */
-async function verdict(e: ControllerTestEnv, strategy: Strategy, run: Run, key: string, killedIn: string) {
+async function verdict(
+  e: ControllerTestEnv,
+  strategy: Strategy,
+  run: Run,
+  key: string,
+  kill: string | Injection,
+): Promise<string> {
   const { ns } = setup;
   const m = await waitForPhase(e, ns, run.name, ["Completed", "Failed"], 90_000, 100);
+  // Where the kill landed, by the migration's final phaseTimings.
+  const killedIn = typeof kill === "string" ? kill : await run.watch.landing(kill);
   outcomes[key] =
     `killed in ${killedIn}: ${m.status?.phase}${m.status?.failure ? ` (${m.status.failure.reason})` : ""}`;
   expect(m.status?.failure).toBeUndefined();
@@ -130,20 +148,38 @@ async function verdict(e: ControllerTestEnv, strategy: Strategy, run: Run, key: 
   expect(report.lost).toEqual([]);
   expect(report.appliedTwice).toEqual([]);
   expect(report.ok).toBe(true);
+  return killedIn;
 }
 
 describe.each<Strategy>(["ShadowPod", "Sequential"])("%s", (strategy) => {
+  // The kill must land in the phase the case names (by the migration's phaseTimings); a kill
+  // that came too late (or not at all: the migration was past the phase first) is tried again
+  // with a fresh migration. Every attempt must resume to completion.
   it.each(PHASES)("SIGKILL in %s: resumes, one checkpoint, one pod, zero lost", async (phase) => {
-    const { ns, controller } = setup;
-    const label = `${strategy === "Sequential" ? "s" : "c"}-${phase.toLowerCase()}`;
-    const run = await start(env, strategy, label);
-    const later = PHASES.slice(PHASES.indexOf(phase));
-    await waitForPhase(env, ns, run.name, [...later, "Completed"], 60_000, 10);
-    await controller.kill();
-    const killedIn = (await getMigration(env, ns, run.name))?.status?.phase ?? "?";
-    await sleep(300);
-    await controller.start();
-    await verdict(env, strategy, run, `${strategy}/${phase}`, killedIn);
+    const { controller } = setup;
+    await untilLanded(phase, async (i) => {
+      const label = `${strategy === "Sequential" ? "s" : "c"}-${phase.toLowerCase()}${i ? `-r${i}` : ""}`;
+      const run = await start(env, strategy, label);
+      try {
+        let killed = false;
+        let injection: Injection;
+        try {
+          injection = await run.watch.inject(phase, async () => {
+            killed = true;
+            await controller.kill();
+          });
+        } finally {
+          if (killed) {
+            await sleep(300);
+            await controller.start();
+          }
+        }
+        const key = `${strategy}/${phase}${i ? ` #${i + 1}` : ""}`;
+        return { landedIn: await verdict(env, strategy, run, key, injection) };
+      } finally {
+        run.watch.stop();
+      }
+    });
   });
 });
 
@@ -174,6 +210,7 @@ it("SIGKILL between the checkpoint request and its answer: the outcome is looked
     await sleep(300);
     await controller.start();
     await verdict(env, "ShadowPod", run, "between request and answer", "Checkpointing (request in flight)");
+    run.watch.stop();
   } finally {
     await env.cluster.node("node-a").setLatencies(LATENCIES);
   }

@@ -7,6 +7,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect } from "node:net";
 import type * as k8s from "@kubernetes/client-node";
+import { expect } from "vitest";
 import { readyCount } from "../../../tooling/broker/queues.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import {
@@ -14,7 +15,6 @@ import {
   createMigration,
   createStatefulSet,
   finalAccounting,
-  getMigration,
   livePods,
   queueExists,
   setupFile,
@@ -28,9 +28,10 @@ import {
   type Workload,
 } from "../../cluster/controller/env.ts";
 import type { StatefulMigration } from "../../../src/api/v1alpha1/index.ts";
+import { MigrationWatch, untilLanded, type Injection } from "../../harness/phase-fault.ts";
 import { RESULTS_DIR, RESULTS_FILE, type ChaosRow } from "./report.ts";
 
-export const PHASES = ["Pending", "Checkpointing", "Transferring", "Restoring", "Replaying", "Finalizing"];
+export { PHASES, spans } from "../../harness/phase-fault.ts";
 export type Strategy = "ShadowPod" | "Sequential";
 export const STRATEGIES: Strategy[] = ["ShadowPod", "Sequential"];
 /** Stretches every phase so that each can be hit (as the cluster crash/cancel tests do). */
@@ -74,6 +75,8 @@ export interface Run {
   name: string;
   uid: string;
   started: number;
+  /** Every write to the migration (stopped by chaosCase). */
+  watch: MigrationWatch;
 }
 
 /** The workload on node-a under load, and its migration to node-b created. */
@@ -96,6 +99,7 @@ export async function startRun(
   await producer.start();
   await sleep(500);
   const name = `m-${label}`;
+  const watch = await MigrationWatch.start(env.kc, ns, name);
   const m = await createMigration(
     env,
     ns,
@@ -120,17 +124,8 @@ export async function startRun(
     name,
     uid: m.metadata.uid ?? "",
     started,
+    watch,
   };
-}
-
-export async function phaseOf(run: Run): Promise<string> {
-  return (await getMigration(run.env, run.ns, run.name).catch(() => undefined))?.status?.phase ?? "(gone)";
-}
-
-/** Waits until the migration reaches `phase` or a later one. */
-export async function reach(run: Run, phase: string): Promise<void> {
-  const later = PHASES.slice(PHASES.indexOf(phase));
-  await waitForPhase(run.env, run.ns, run.name, [...later, "Completed", "Failed"], 90_000, 10);
 }
 
 /** Completed or Failed (the migration object is kept). */
@@ -251,8 +246,10 @@ export function record(row: ChaosRow): void {
 }
 
 /**
- * Runs one case: `fault` is applied to a running migration and returns the phase it landed in;
- * `settleFn` waits for the end state and names the outcome. Always records a row.
+ * Runs one case: `inject` applies the fault to the running migration and returns either the
+ * injection (`MigrationWatch.inject`: where it landed is then read from the migration's phaseTimings once it
+ * has ended) or a description of the phases it covered; `settle` waits for the end state and
+ * names the outcome. Always records a row.
  */
 export async function chaosCase(
   env: ControllerTestEnv,
@@ -263,8 +260,9 @@ export async function chaosCase(
     fault: string;
     label: string;
     rate?: number;
-    inject: (run: Run) => Promise<string>;
-    settle?: (run: Run) => Promise<string>;
+    inject: (run: Run) => Promise<Injection | string>;
+    /** Waits for the end state and names the outcome (default: Completed or Failed). */
+    settle?: (run: Run, injected: Injection | string) => Promise<string>;
     /**
      * Checks of the end state while the serving pod still runs (before the accounting stops it):
      * returns what is wrong; anything returned fails the case (row.error).
@@ -288,8 +286,10 @@ export async function chaosCase(
   let run: Run | undefined;
   try {
     run = await startRun(env, setup, opts.strategy, opts.label, opts.rate);
-    row.landedIn = await opts.inject(run);
-    row.outcome = opts.settle ? await opts.settle(run) : describeOutcome(await settle(run));
+    const injected = await opts.inject(run);
+    if (typeof injected === "string") row.landedIn = injected;
+    row.outcome = opts.settle ? await opts.settle(run, injected) : describeOutcome(await settle(run));
+    if (typeof injected !== "string") row.landedIn = await run.watch.landing(injected);
     const left = await leftovers(run);
     row.leftovers = left.leftovers;
     if (left.serving) row.outcome += ` → serving on ${left.serving.spec?.nodeName}`;
@@ -303,10 +303,47 @@ export async function chaosCase(
     row.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
     await run?.producer.stop().catch(() => undefined);
   } finally {
+    run?.watch.stop();
     row.seconds = (Date.now() - t0) / 1000;
     record(row);
   }
   return row;
+}
+
+type CaseOptions = Parameters<typeof chaosCase>[2];
+
+/**
+ * A "fault in `phase`" case: `chaosCase` with a fresh migration (label suffixed -r1, -r2, …)
+ * until the fault lands in `phase` by the migration's phaseTimings (or `accept`s where it
+ * landed), at most LANDING_ATTEMPTS times. Every attempt must be clean (a fault that landed elsewhere is still a fault the
+ * migration must survive); the last one landed in `phase`.
+ */
+export async function landedCase(
+  env: ControllerTestEnv,
+  setup: ChaosSetup,
+  phase: string,
+  opts: CaseOptions,
+  accept?: (landedIn: string) => boolean,
+): Promise<ChaosRow[]> {
+  return untilLanded(
+    phase,
+    async (i) => {
+      const row = await chaosCase(env, setup, { ...opts, label: i ? `${opts.label}-r${i}` : opts.label });
+      expectClean([row]);
+      return row;
+    },
+    accept ? { accept } : {},
+  );
+}
+
+/** No error, nothing lost or applied twice, nothing left behind, in every row. */
+export function expectClean(rows: ChaosRow[]): void {
+  for (const row of rows) {
+    expect(row.error, row.fault).toBeUndefined();
+    expect(row.lost, row.fault).toBe(0);
+    expect(row.twice, row.fault).toBe(0);
+    expect(row.leftovers, row.fault).toEqual([]);
+  }
 }
 
 /** Whether the shared broker accepts TCP connections on 127.0.0.1:5672 (never changed by the suite). */
