@@ -59,7 +59,7 @@ async function recordedCheckpoint(
   }
   if (existing?.workload && body.workload && existing.workload.uid !== body.workload.uid) {
     throw new Ms2mError(
-      "Conflict",
+      "Forbidden",
       `this migration checkpointed ${body.container} of ${existing.workload.kind} ${existing.workload.name} ` +
         `uid ${existing.workload.uid}, not uid ${body.workload.uid} (deleted and recreated since)`,
       { retriable: false },

@@ -69,21 +69,23 @@ async function pullAndLoad(ctx: AgentContext, body: PullRequest, log: Logger): P
 }
 
 /**
- * An image whose annotations name another migration, or another UID of the workload (it was
- * deleted and recreated under the same name since the checkpoint), is not loaded. Images without
- * the annotations (made by an older agent) pass.
+ * A pull that names the workload (the controller's, since the lifecycle) does not load an image
+ * whose annotations name another migration, or another UID of the workload (it was deleted and
+ * recreated under the same name since the checkpoint). Images without the annotations (made by
+ * an older agent) pass, and so do pulls that name no workload (tools and older controllers).
  */
 export function checkPulledOrigin(body: PullRequest, origin: CheckpointOrigin): void {
+  const want = body.workload;
+  if (!want) return;
   if (origin.migrationUid && origin.migrationUid !== body.migration)
     throw new Ms2mError(
-      "Conflict",
+      "Forbidden",
       `checkpoint image ${body.source} belongs to migration ${origin.migrationUid}, not ${body.migration}`,
       { retriable: false },
     );
-  const want = body.workload;
-  if (want && origin.workloadUid && origin.workloadUid !== want.uid)
+  if (origin.workloadUid && origin.workloadUid !== want.uid)
     throw new Ms2mError(
-      "Conflict",
+      "Forbidden",
       `checkpoint image ${body.source} is of another incarnation of ${want.kind} ${want.name} ` +
         `(uid ${origin.workloadUid}, now ${want.uid}): it was deleted and recreated since the checkpoint`,
       { retriable: false },

@@ -110,7 +110,7 @@ function assertSameWorkload(rec: CheckpointRecord, body: SendRequest): void {
   const now = body.workload;
   if (!was || !now || was.uid === now.uid) return;
   throw new Ms2mError(
-    "Conflict",
+    "Forbidden",
     `the checkpoint of ${rec.container} is of ${was.kind} ${was.name} uid ${was.uid}; the send is for uid ` +
       `${now.uid}: the workload was deleted and recreated since the checkpoint, which is not restored into it`,
     { retriable: false },
