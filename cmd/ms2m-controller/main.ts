@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { loadConfigOrExit } from "../../src/common/config.ts";
 import { Ms2mError, describeError } from "../../src/common/errors.ts";
-import { createLogger } from "../../src/common/logger.ts";
+import { createLogger, redactUrl } from "../../src/common/logger.ts";
 import { createRegistry } from "../../src/common/metrics.ts";
 import { createControllerMetrics } from "../../src/controller/metrics.ts";
 import { loadKubeConfig } from "../../src/kube/config.ts";
@@ -31,6 +31,7 @@ import { AgentBaseImages } from "../../src/controller/adapters/base-images.ts";
 import { systemClock } from "../../src/controller/ports.ts";
 import { StatefulMigrationReconciler } from "../../src/controller/reconciler.ts";
 import { checkpointSweeper, setupStatefulMigrationController } from "../../src/controller/setup.ts";
+import { otlpExporterFrom } from "../../src/controller/timeline/otlp.ts";
 
 const cfg = loadConfigOrExit("ms2m-controller", controllerEnv);
 const log = createLogger("ms2m-controller", { level: cfg.LOG_LEVEL });
@@ -91,6 +92,9 @@ if (cfg.CHECKPOINT_MODE !== "disabled") {
         );
 }
 const messaging = new BrokerMessaging(log);
+const traceExporter = otlpExporterFrom(cfg, log);
+if (traceExporter)
+  log.info({ url: redactUrl(traceExporter.url) }, "exporting migration traces over OTLP/HTTP");
 const reconciler = new StatefulMigrationReconciler({
   cluster: new KubeCluster(kc),
   checkpointer,
@@ -105,6 +109,7 @@ const reconciler = new StatefulMigrationReconciler({
   settings: settingsFrom(cfg),
   sent: new Set(),
   brokerUrls: new Map(),
+  ...(traceExporter ? { traceExporter } : {}),
 });
 const manager = setupStatefulMigrationController({
   kc,
@@ -117,6 +122,9 @@ const manager = setupStatefulMigrationController({
     ? { jobNamespace: cfg.POD_NAMESPACE }
     : {}),
 });
+
+// Replaying is driven by the targets' PROGRESS reports (pushed by the broker), not by a poll.
+messaging.onProgress((migration) => manager.enqueue(migration));
 
 // Leader only: releases what crashed or interrupted runs left on the agents, after the TTL.
 const sweeper = agentClient
@@ -242,6 +250,7 @@ async function shutdown(why: string, code = 0): Promise<void> {
     await manager.stop(); // finishes reconciles in flight
     await elector?.stop(); // releases the lease: another replica takes over at once
     await messaging.close();
+    await traceExporter?.flush();
   } catch (err) {
     log.error({ err: describeError(err) }, "shutdown");
   }

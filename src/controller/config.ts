@@ -3,6 +3,7 @@ import { z } from "zod";
 import { env } from "../common/config.ts";
 import type { ControllerSettings } from "./context.ts";
 import { transferJobEnvShape } from "./adapters/transfer-job/jobs.ts";
+import { otlpEnv } from "./timeline/otlp.ts";
 
 export const controllerEnv = z.object({
   KUBECONFIG: env.path().optional(),
@@ -49,7 +50,8 @@ export const controllerEnv = z.object({
   FINALIZE_TIMEOUT_SECONDS: env.seconds().default(120),
   ROLLBACK_TIMEOUT_SECONDS: env.seconds().default(120),
   SOURCE_GRACE_SECONDS: z.coerce.number().int().min(0).max(300).default(1),
-  REPLAY_POLL_MS: env.positiveInt().default(250),
+  /** Replaying re-checks the replay queue this often when no PROGRESS report came (reports drive it). */
+  REPLAY_RECHECK_MS: env.positiveInt().default(5000),
   /**
    * The validating webhook on pods/eviction (MigrationPolicy: live migration instead of eviction,
    * src/controller/eviction/). 0 turns it off. Every replica serves it.
@@ -96,6 +98,8 @@ export const controllerEnv = z.object({
   CHECKPOINT_SWEEP_INTERVAL_SECONDS: env.seconds().default(60),
   /** Where the send side runs (agent, job, auto) and the transfer Job's settings. */
   ...transferJobEnvShape,
+  /** Optional export of each migration's spans over OTLP/HTTP (src/controller/timeline/otlp.ts). */
+  ...otlpEnv.shape,
 });
 export type ControllerEnv = z.infer<typeof controllerEnv>;
 
@@ -112,7 +116,7 @@ export function settingsFrom(e: ControllerEnv): ControllerSettings {
     },
     rollbackTimeoutMs: ms(e.ROLLBACK_TIMEOUT_SECONDS),
     sourceGraceSeconds: e.SOURCE_GRACE_SECONDS,
-    replayPollMs: e.REPLAY_POLL_MS,
+    replayRecheckMs: e.REPLAY_RECHECK_MS,
     checkpointTimeoutSeconds: Math.ceil(e.CHECKPOINT_TIMEOUT_SECONDS),
     sourceAgentRequired: e.CHECKPOINT_MODE === "agent" || e.MS2M_TRANSFER_RUNNER === "agent",
   };

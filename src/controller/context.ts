@@ -18,6 +18,8 @@ import type {
 import { nextPhase, type ActivePhase } from "./phase-order.ts";
 import { strategyFor, type Strategy } from "./strategies/index.ts";
 import { transportFor, type Transport } from "./transfer-modes/index.ts";
+import { activeTrace, type MigrationTrace } from "./timeline/trace.ts";
+import { timelineSummary } from "./timeline/summary.ts";
 import {
   CONDITION_PROGRESSING,
   CONDITION_SUCCEEDED,
@@ -27,6 +29,7 @@ import {
   iso,
   setCondition,
   startPhaseTiming,
+  timingOf,
 } from "./status.ts";
 
 export type { ActivePhase } from "./phase-order.ts";
@@ -38,8 +41,11 @@ export interface ControllerSettings {
   rollbackTimeoutMs: number;
   /** Grace period for deleting a source pod (short: the target is ready to take over by then). */
   sourceGraceSeconds: number;
-  /** Interval of replay-queue depth polls (nothing to watch there). */
-  replayPollMs: number;
+  /**
+   * Re-check of the replay queue when no PROGRESS report arrived (reports drive Replaying; the SDK
+   * sends one at least every second while it replays).
+   */
+  replayRecheckMs: number;
   /** Passed to the kubelet checkpoint API. */
   checkpointTimeoutSeconds: number;
   /**
@@ -60,7 +66,7 @@ export const defaultSettings: ControllerSettings = {
   },
   rollbackTimeoutMs: 120_000,
   sourceGraceSeconds: 1,
-  replayPollMs: 250,
+  replayRecheckMs: 5000,
   checkpointTimeoutSeconds: 60,
   sourceAgentRequired: true,
 };
@@ -86,6 +92,13 @@ export interface PhaseDeps {
    * (shared.ts replayRef); entries of finished migrations are dropped. Absent: read every time.
    */
   brokerUrls?: Map<string, { url: string; at: number }>;
+  /** Where a finished migration's spans go (OTLP; absent: nowhere). */
+  traceExporter?: TraceExporter;
+}
+
+export interface TraceExporter {
+  /** Fire and forget: an unreachable tracing backend never affects a migration. */
+  export(m: StatefulMigration, trace: MigrationTrace): void;
 }
 
 /** What a handler tells the reconciler. */
@@ -144,14 +157,37 @@ export class PhaseContext {
     this.deps.events.event(this.m, type, reason, message);
   }
 
-  /** Writes status after `mutate` (on a copy); Conflict propagates and the key is requeued. */
+  /** Status changes that ride along with the next write (see defer()). */
+  private deferred: ((m: StatefulMigration) => void)[] = [];
+
+  /**
+   * Writes status after `mutate` (on a copy), with the deferred changes; Conflict propagates and
+   * the key is requeued.
+   */
   async update(mutate: (m: StatefulMigration) => void): Promise<StatefulMigration> {
     const copy = cloneMigration(this.m);
     copy.status ??= {};
+    for (const d of this.deferred) d(copy);
     mutate(copy);
     if (copy.metadata.generation !== undefined) copy.status.observedGeneration = copy.metadata.generation;
     this.m = await this.deps.cluster.updateMigrationStatus(copy);
+    this.deferred = [];
     return this.m;
+  }
+
+  /**
+   * A status change that only reports (a condition, a timestamp nothing decides on): written with
+   * the next update or transition, or by flush() when the reconcile ends. Never for an intent
+   * that must be stored before its action (those use update()): a crash loses deferred changes,
+   * and the handler that made them makes them again.
+   */
+  defer(mutate: (m: StatefulMigration) => void): void {
+    this.deferred.push(mutate);
+  }
+
+  /** Writes what was deferred, if anything (end of a reconcile). */
+  async flush(): Promise<void> {
+    if (this.deferred.length > 0) await this.update(() => undefined);
   }
 
   /** Ends the current phase and starts `to` in one status write; records Event and metrics. */
@@ -159,9 +195,13 @@ export class PhaseContext {
     const from = this.m.status?.phase;
     const now = this.now;
     let endedMs: number | undefined;
+    const trace = activeTrace.getStore();
     await this.update((m) => {
       const status = (m.status ??= {});
       endedMs = endPhaseTiming(m, now);
+      const ended = from ? timingOf(status, from) : undefined;
+      if (trace && ended && endedMs !== undefined)
+        ended.breakdown = trace.breakdown(Date.parse(ended.startTime), now);
       mutate?.(m);
       status.phase = to;
       if (to === "Completed" || to === "Failed") {
@@ -195,8 +235,11 @@ export class PhaseContext {
       strategy: status.strategy ?? "unknown",
       transfer_mode: status.transferMode ?? "unknown",
     };
-    if (from && endedMs !== undefined)
+    if (from && endedMs !== undefined) {
       this.deps.metrics?.phaseDuration.observe({ phase: from, ...labels }, endedMs / 1000);
+      const own = timingOf(status, from)?.breakdown?.controllerMillis;
+      if (own !== undefined) this.deps.metrics?.phaseControllerDuration.observe({ phase: from }, own / 1000);
+    }
     if ((to === "Completed" || to === "Failed") && status.startTime) {
       const result =
         to === "Completed" ? "succeeded" : status.failure?.reason === "Cancelled" ? "cancelled" : "failed";
@@ -208,6 +251,10 @@ export class PhaseContext {
     }
     const text = message ?? (from ? `${from} -> ${to}` : to);
     this.event(to === "Failed" ? "Warning" : "Normal", to, text);
+    if (to === "Completed" || to === "Failed") {
+      const summary = timelineSummary(status);
+      if (summary) this.event("Normal", "Timeline", summary);
+    }
     this.log.info({ from, to, durationMs: endedMs }, "phase change");
   }
 

@@ -6,6 +6,7 @@ import { createEngineMetrics, type EngineMetrics } from "../engine/metrics.ts";
 
 export interface ControllerMetrics extends EngineMetrics {
   phaseDuration: Histogram<"phase" | "strategy" | "transfer_mode">;
+  phaseControllerDuration: Histogram<"phase">;
   migrationDuration: Histogram<"strategy" | "transfer_mode" | "result">;
   migrationsTotal: Counter<"result">;
   inFlight: Gauge;
@@ -19,6 +20,13 @@ export function createControllerMetrics(registry: Registry = createRegistry()): 
       help: "Duration of each migration phase",
       labelNames: ["phase", "strategy", "transfer_mode"],
       buckets: PHASE_BUCKETS,
+      registers: [registry],
+    }),
+    phaseControllerDuration: new Histogram({
+      name: "ms2m_phase_controller_seconds",
+      help: "The controller's own share of each phase (duration minus waits on agents, kubelets, the broker and watch events)",
+      labelNames: ["phase"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
     migrationDuration: new Histogram({

@@ -215,5 +215,10 @@ export interface MessagingPort {
 
 export interface Clock {
   now(): number;
+  /** Epoch ms with sub-millisecond precision, for spans (absent: now()). */
+  precise?(): number;
 }
-export const systemClock: Clock = { now: () => Date.now() };
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  precise: () => performance.timeOrigin + performance.now(),
+};

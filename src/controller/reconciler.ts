@@ -24,6 +24,8 @@ import { rollForward } from "./phases/rollforward.ts";
 import { transferring } from "./phases/transferring.ts";
 import { pastNoReturnLive } from "./point-of-no-return.ts";
 import { recordFailure } from "./status.ts";
+import { tracedDeps } from "./timeline/instrument.ts";
+import { activeTrace, MigrationTrace } from "./timeline/trace.ts";
 
 export { RetryAfter };
 
@@ -40,14 +42,57 @@ const MAX_STEPS = 16;
 
 export class StatefulMigrationReconciler implements Reconciler {
   readonly deps: PhaseDeps;
+  /** Spans of the migrations in flight, by namespace/name (timeline/trace.ts). */
+  private readonly traces = new Map<string, MigrationTrace>();
 
   constructor(deps: PhaseDeps) {
-    this.deps = deps;
+    // Every port call a handler makes becomes a span of the migration being reconciled.
+    this.deps = tracedDeps(deps);
+  }
+
+  private preciseNow(): number {
+    const clock = this.deps.clock;
+    return clock.precise ? clock.precise() : clock.now();
   }
 
   async reconcile(req: Request, scope?: ReconcileScope): Promise<Result> {
+    const key = `${req.namespace}/${req.name}`;
+    const started = this.preciseNow();
     const m = await this.deps.cluster.getMigration(req.namespace, req.name);
-    if (!m) return {};
+    if (!m) {
+      this.traces.delete(key);
+      return {};
+    }
+    const trace = this.traceOf(key, m);
+    if (!trace) return this.reconcileTraced(m, scope);
+    trace.reconcileStarted(scope?.admission, started);
+    trace.record("kube.getMigration", "api", started, this.preciseNow());
+    try {
+      return await activeTrace.run(trace, () => this.reconcileTraced(m, scope));
+    } finally {
+      // Until the next reconcile the controller waits: for an event, a timer or its queue.
+      if (this.traces.get(key) === trace) trace.waitingSince = this.preciseNow();
+    }
+  }
+
+  /** The migration's trace; none for one that has ended (nothing more to record). */
+  private traceOf(key: string, m: StatefulMigration): MigrationTrace | undefined {
+    const uid = m.metadata.uid ?? "";
+    const phase = m.status?.phase;
+    if (phase === "Completed" || phase === "Failed") {
+      this.traces.delete(key);
+      return undefined;
+    }
+    let trace = this.traces.get(key);
+    if (trace?.uid !== uid) {
+      trace = new MigrationTrace(uid, () => this.preciseNow());
+      this.traces.set(key, trace);
+    }
+    return trace;
+  }
+
+  private async reconcileTraced(m: StatefulMigration, scope?: ReconcileScope): Promise<Result> {
+    const req = { namespace: m.metadata.namespace ?? "", name: m.metadata.name ?? "" };
     const log = (scope?.log ?? this.deps.log.child({ migration: `${req.namespace}/${req.name}` })).child({
       uid: m.metadata.uid,
     });
@@ -105,6 +150,7 @@ export class StatefulMigrationReconciler implements Reconciler {
         throw new RetryAfter(err, remaining);
       }
       if (outcome.type === "next") continue;
+      await ctx.flush();
       if (outcome.type === "done") return {};
       const after = Math.min(outcome.afterMs ?? remaining, remaining);
       return Number.isFinite(after) ? { requeueAfterMs: Math.max(0, after) } : {};
@@ -112,8 +158,12 @@ export class StatefulMigrationReconciler implements Reconciler {
     return { requeueAfterMs: 0 };
   }
 
-  /** Drops what this process kept about a migration that has ended. */
+  /** Drops what this process kept about a migration that has ended (its trace goes to the exporter). */
   private forget(ctx: PhaseContext): void {
+    const key = `${ctx.namespace}/${ctx.name}`;
+    const trace = this.traces.get(key);
+    this.traces.delete(key);
+    if (trace && trace.uid === ctx.m.metadata.uid) this.deps.traceExporter?.export(ctx.m, trace);
     const prefix = `${ctx.m.metadata.uid}/`;
     for (const k of this.deps.brokerUrls?.keys() ?? [])
       if (k.startsWith(prefix)) this.deps.brokerUrls?.delete(k);

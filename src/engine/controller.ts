@@ -159,7 +159,12 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
       const item = await this.queue.get();
       if (item === undefined) return;
       const reconcileId = randomBytes(6).toString("hex");
-      const scope = { log: log.child({ controller: name, [keyField]: item, reconcileId }), reconcileId };
+      const admission = this.queue.admission(item);
+      const scope = {
+        log: log.child({ controller: name, [keyField]: item, reconcileId }),
+        reconcileId,
+        ...(admission ? { admission } : {}),
+      };
       const started = performance.now();
       try {
         const result = await reconciler.reconcile(parseRequestKey(item), scope);

@@ -26,6 +26,8 @@ export interface Result {
 export interface ReconcileScope {
   log: Logger;
   reconcileId: string;
+  /** When the request was queued (ms since epoch) and whether a timer rather than an event did it. */
+  admission?: { queuedAt: number; byTimer: boolean };
 }
 
 export interface Reconciler {

@@ -6,6 +6,13 @@ import type { WorkqueueMetrics } from "./metrics.ts";
 import type { RateLimiter } from "./ratelimiter.ts";
 import { realTimerClock, type TimerClock } from "./timers.ts";
 
+export interface Admission {
+  /** clock.now() when the key entered the queue. */
+  queuedAt: number;
+  /** A delayed add put it there (nothing changed in the world). */
+  byTimer: boolean;
+}
+
 export interface WorkQueueOptions {
   name?: string;
   rateLimiter: RateLimiter;
@@ -20,6 +27,10 @@ export class WorkQueue {
   private readonly waiting = new Map<string, { at: number; cancel: () => void }>();
   private readonly addedAt = new Map<string, number>();
   private readonly startedAt = new Map<string, number>();
+  /** Keys a delayed add (a timer, not an event) put in the queue. */
+  private readonly byTimer = new Set<string>();
+  /** Of each key being processed: when it was queued and whether a timer queued it. */
+  private readonly admissions = new Map<string, Admission>();
   private readonly getters: ((key: string | undefined) => void)[] = [];
   private readonly drainWaiters: (() => void)[] = [];
   private shuttingDown = false;
@@ -52,6 +63,7 @@ export class WorkQueue {
     if (this.shuttingDown || this.dirty.has(key)) return;
     this.metrics?.adds.inc({ name: this.name });
     this.dirty.add(key);
+    this.addedAt.set(key, this.clock.now());
     if (this.processing.has(key)) return; // re-queued by done()
     this.push(key);
   }
@@ -65,6 +77,7 @@ export class WorkQueue {
     existing?.cancel();
     const cancel = this.clock.setTimeout(() => {
       this.waiting.delete(key);
+      if (!this.dirty.has(key)) this.byTimer.add(key);
       this.add(key);
     }, delayMs);
     this.waiting.set(key, { at, cancel });
@@ -90,6 +103,15 @@ export class WorkQueue {
     return new Promise((resolve) => this.getters.push(resolve));
   }
 
+  /**
+   * When the key being processed was queued and whether a timer (addAfter, a requeue or a
+   * backoff) rather than an event queued it: lets a reconciler tell waiting on the world from
+   * waiting on itself.
+   */
+  admission(key: string): Admission | undefined {
+    return this.admissions.get(key);
+  }
+
   /** Non-blocking get (tests, draining). */
   tryGet(): string | undefined {
     return this.pop();
@@ -101,6 +123,7 @@ export class WorkQueue {
     if (started !== undefined)
       this.metrics?.workDuration.observe({ name: this.name }, (this.clock.now() - started) / 1000);
     this.startedAt.delete(key);
+    this.admissions.delete(key);
     if (this.dirty.has(key)) this.push(key);
     if (this.processing.size === 0) for (const w of this.drainWaiters.splice(0)) w();
   }
@@ -122,7 +145,7 @@ export class WorkQueue {
 
   private push(key: string): void {
     const getter = this.getters.shift();
-    this.addedAt.set(key, this.clock.now());
+    if (!this.addedAt.has(key)) this.addedAt.set(key, this.clock.now());
     if (getter) {
       this.queue.push(key);
       getter(this.pop());
@@ -140,6 +163,8 @@ export class WorkQueue {
     if (added !== undefined)
       this.metrics?.queueDuration.observe({ name: this.name }, (this.clock.now() - added) / 1000);
     this.addedAt.delete(key);
+    this.admissions.set(key, { queuedAt: added ?? this.clock.now(), byTimer: this.byTimer.has(key) });
+    this.byTimer.delete(key);
     this.processing.add(key);
     this.dirty.delete(key);
     this.startedAt.set(key, this.clock.now());

@@ -5,7 +5,8 @@
 //   fenceSource()      before the checkpoint: the source consumed everything queued before setup
 //   -- checkpoint, transfer, restore the target (it waits for START_REPLAY) --
 //   startReplay()      the target consumes the replay queue
-//   drainStatus()      repeatedly; feed it to decideCutover() until "handover" or "cutoff"
+//   drainStatus()      on each PROGRESS report (onStatus); feed it to decideCutover() until
+//                      "handover" or "cutoff"
 //   cutover()          stop source, unbind, final drain (or cutoff), target on the primary queue
 //   cleanup()          delete replay + status queues; also after failure/cancel (cleanupMigration)
 // On abort before cutover: rollback() (source consumes again), then cleanup().
@@ -59,6 +60,8 @@ export interface ReplayMigrationOptions {
   /** How long to wait for a pod's answer to one control message (default 30 s). */
   answerTimeoutMs?: number;
   logger?: Logger;
+  /** Every status message as it arrives (e.g. to reconcile the migration on a PROGRESS report). */
+  onStatus?: (status: StatusMessage) => void;
 }
 
 export interface CutoverRequest {
@@ -97,7 +100,7 @@ export class ReplayMigration {
     this.uid = options.uid;
     this.topology = replayTopologySchema.parse(options.topology);
     this.#pool = pool;
-    this.#inbox = new StatusInbox(pool, this.topology.brokerUrl, this.uid);
+    this.#inbox = new StatusInbox(pool, this.topology.brokerUrl, this.uid, options.onStatus);
     this.#answerTimeoutMs = options.answerTimeoutMs ?? 30_000;
     this.#log = options.logger?.child({ migration: this.uid });
   }
@@ -194,8 +197,14 @@ export class ReplayMigration {
     await this.#inbox.await(sourcePod, "RESUMED", id, this.#answerTimeoutMs);
   }
 
-  cleanup(): Promise<CleanupResult> {
+  async cleanup(): Promise<CleanupResult> {
+    await this.#inbox.close();
     return cleanupMigration(this.#pool, this.topology.brokerUrl, this.uid);
+  }
+
+  /** Stops listening for status messages (this process forgets the migration; queues stay). */
+  close(): Promise<void> {
+    return this.#inbox.close();
   }
 
   #send(pod: string, request: Parameters<typeof sendControl>[4]): Promise<string> {

@@ -1,9 +1,13 @@
 // Reads the SDK's answers from the migration's status queue.
 //
-// Answers are kept in memory only: after a controller restart the phase handler resends the
-// control message (same message id) and the SDK answers again, so nothing here needs to survive.
+// The broker pushes them: one consumer on the queue (on the migration's channel) records each
+// message as it arrives, wakes whoever awaits an answer and tells the listener (the controller
+// reconciles the migration on a PROGRESS report instead of polling). A consumer lost with its
+// channel is re-established on the next call. Answers are kept in memory only: after a
+// controller restart the phase handler resends the control message (same message id) and the
+// SDK answers again, so nothing here needs to survive.
+import type { ConfirmChannel, ConsumeMessage } from "amqplib";
 import { timeout } from "../common/errors.ts";
-import { sleep } from "../common/backoff.ts";
 import {
   statusMessageSchema,
   statusQueueName,
@@ -12,32 +16,70 @@ import {
 } from "../protocol/replay.ts";
 import type { BrokerPool } from "./broker-pool.ts";
 
+/** How often a waiter re-checks its subscription when nothing arrives (not a poll of the queue). */
+const RESUBSCRIBE_CHECK_MS = 1000;
+
 export class StatusInbox {
   readonly #pool: BrokerPool;
   readonly #url: string;
   readonly #uid: string;
+  readonly #onStatus: ((status: StatusMessage) => void) | undefined;
   /** Latest status per `<pod>/<type>`. */
   readonly #latest = new Map<string, StatusMessage>();
   readonly #progress: StatusMessage[] = [];
+  #consumer: { ch: ConfirmChannel; tag: string } | undefined;
+  #subscribing: Promise<void> | undefined;
+  #waiters: (() => void)[] = [];
 
-  constructor(pool: BrokerPool, brokerUrl: string, uid: string) {
+  constructor(pool: BrokerPool, brokerUrl: string, uid: string, onStatus?: (status: StatusMessage) => void) {
     this.#pool = pool;
     this.#url = brokerUrl;
     this.#uid = uid;
+    this.#onStatus = onStatus;
   }
 
-  /** Takes every waiting status message off the queue. */
+  /** Makes sure the consumer runs; what is already queued arrives right after. */
   async poll(): Promise<void> {
+    if (this.#consumer) return;
+    this.#subscribing ??= this.#subscribe().finally(() => {
+      this.#subscribing = undefined;
+    });
+    await this.#subscribing;
+  }
+
+  async #subscribe(): Promise<void> {
     const queue = statusQueueName(this.#uid);
     await this.#pool.withChannel(this.#url, this.#uid, async (ch) => {
-      for (;;) {
-        const msg = await ch.get(queue, { noAck: false });
-        if (msg === false) return;
-        const parsed = statusMessageSchema.safeParse(safeJson(msg.content));
-        if (parsed.success && parsed.data.migration === this.#uid) this.#record(parsed.data);
-        ch.ack(msg);
-      }
+      const { consumerTag } = await ch.consume(queue, (msg) => this.#receive(ch, msg), { noAck: false });
+      this.#consumer = { ch, tag: consumerTag };
+      ch.once("close", () => {
+        if (this.#consumer?.ch === ch) this.#consumer = undefined;
+        this.#wake();
+      });
     });
+  }
+
+  #receive(ch: ConfirmChannel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled the consumer (queue deleted): subscribe again on the next call.
+      if (this.#consumer?.ch === ch) this.#consumer = undefined;
+      this.#wake();
+      return;
+    }
+    const parsed = statusMessageSchema.safeParse(safeJson(msg.content));
+    try {
+      ch.ack(msg);
+    } catch {
+      // Channel closed: the broker redelivers it to the next consumer.
+    }
+    if (!parsed.success || parsed.data.migration !== this.#uid) return;
+    this.#record(parsed.data);
+    this.#wake();
+    this.#onStatus?.(parsed.data);
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
   }
 
   #record(status: StatusMessage): void {
@@ -58,23 +100,43 @@ export class StatusInbox {
     return this.#progress.filter((s) => s.pod === pod);
   }
 
-  /** Polls until `pod` (any pod if undefined) answered `inReplyTo` with `type`, or throws Timeout. */
+  /** Resolves once `pod` (any pod if undefined) answered `inReplyTo` with `type`, or throws Timeout. */
   async await(
     pod: string | undefined,
     type: StatusType,
     inReplyTo: string,
     timeoutMs: number,
-    pollMs = 20,
   ): Promise<StatusMessage> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       await this.poll();
       const status = this.latest(pod, type);
       if (status && status.inReplyTo === inReplyTo) return status;
-      if (Date.now() >= deadline)
-        throw timeout(`no ${type} from ${pod ?? "the source"} within ${timeoutMs} ms`);
-      await sleep(pollMs);
+      const left = deadline - Date.now();
+      if (left <= 0) throw timeout(`no ${type} from ${pod ?? "the source"} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(
+          () => {
+            this.#waiters = this.#waiters.filter((w) => w !== wake);
+            resolve();
+          },
+          Math.min(left, RESUBSCRIBE_CHECK_MS),
+        );
+        this.#waiters.push(wake);
+      });
     }
+  }
+
+  /** Stops the consumer (end of the migration). */
+  async close(): Promise<void> {
+    const c = this.#consumer;
+    this.#consumer = undefined;
+    if (c) await c.ch.cancel(c.tag).catch(() => undefined);
+    this.#wake();
   }
 }
 

@@ -100,6 +100,9 @@ type Mode = "primary" | "awaiting-replay" | "replay" | "stopped";
 
 const silent: ConsumerLogger = { info() {}, warn() {} };
 
+/** Minimum gap between two PROGRESS reports (the caught-up ones; the heartbeat is separate). */
+const CAUGHT_UP_MIN_GAP_MS = 100;
+
 export class MigratingConsumer {
   readonly #opts: MigratingConsumerOptions;
   readonly #log: ConsumerLogger;
@@ -125,6 +128,8 @@ export class MigratingConsumer {
   /** A connect loop is running: a connection lost meanwhile is its to retry, not a second loop's. */
   #connecting = false;
   #progressTimer: NodeJS.Timeout | undefined;
+  #caughtUpTimer: NodeJS.Timeout | undefined;
+  #lastProgressAt = 0;
 
   constructor(options: MigratingConsumerOptions) {
     this.#opts = options;
@@ -360,6 +365,9 @@ export class MigratingConsumer {
       ack(ch, msg);
     } finally {
       if (ch === this.#ch) this.#counters.unacked = Math.max(0, this.#counters.unacked - 1);
+      // Caught up with the replay queue (nothing delivered is left): tell the controller now,
+      // it decides on the cutover from this report instead of polling.
+      if (fromReplay && this.#mode === "replay" && this.#counters.unacked === 0) this.#reportCaughtUp();
     }
   }
 
@@ -491,25 +499,41 @@ export class MigratingConsumer {
   #startProgress(): void {
     this.#stopProgress();
     const every = this.#opts.progressIntervalMs ?? 1000;
-    this.#progressTimer = setInterval(() => {
-      const ch = this.#ch;
-      const migration = this.#migration;
-      if (!ch || !migration) return;
-      const status: StatusMessage = {
-        type: "PROGRESS",
-        migration: migration.id,
-        pod: this.podName,
-        at: Date.now(),
-        counters: this.metrics(),
-      };
-      this.#reply(ch, migration.replyTo, status).catch(() => undefined);
-    }, every);
+    this.#progressTimer = setInterval(() => this.#sendProgress(), every);
     this.#progressTimer.unref();
+  }
+
+  #sendProgress(): void {
+    const ch = this.#ch;
+    const migration = this.#migration;
+    if (!ch || !migration || this.#mode !== "replay") return;
+    this.#lastProgressAt = Date.now();
+    const status: StatusMessage = {
+      type: "PROGRESS",
+      migration: migration.id,
+      pod: this.podName,
+      at: this.#lastProgressAt,
+      counters: this.metrics(),
+    };
+    this.#reply(ch, migration.replyTo, status).catch(() => undefined);
+  }
+
+  /** A PROGRESS report soon, at most one per CAUGHT_UP_MIN_GAP_MS (a trickle of messages would flood). */
+  #reportCaughtUp(): void {
+    if (this.#caughtUpTimer) return;
+    const delay = Math.max(0, this.#lastProgressAt + CAUGHT_UP_MIN_GAP_MS - Date.now());
+    this.#caughtUpTimer = setTimeout(() => {
+      this.#caughtUpTimer = undefined;
+      this.#sendProgress();
+    }, delay);
+    this.#caughtUpTimer.unref();
   }
 
   #stopProgress(): void {
     if (this.#progressTimer) clearInterval(this.#progressTimer);
     this.#progressTimer = undefined;
+    if (this.#caughtUpTimer) clearTimeout(this.#caughtUpTimer);
+    this.#caughtUpTimer = undefined;
   }
 }
 

@@ -276,11 +276,54 @@ export const Condition = z.object({
 });
 export type Condition = z.infer<typeof Condition>;
 
+const millis = (description: string) => z.int().min(0).optional().meta({ description });
+
+/**
+ * Where a phase's time went, from the controller's spans (src/controller/timeline): the waits on
+ * other components, and the controller's own remainder (API calls, work queue, its own code).
+ */
+export const PhaseBreakdown = z.object({
+  controllerMillis: z
+    .int()
+    .min(0)
+    .meta({
+      description:
+        "The controller's own share of the phase: durationMillis minus externalMillis (its API calls, " +
+        "work queue, timers and code).",
+    }),
+  externalMillis: z
+    .int()
+    .min(0)
+    .meta({
+      description:
+        "Time the controller waited on others: agents and kubelets (checkpoint, transfer, runtime, " +
+        "images), the broker and the consumers (broker), and watch events (pods started by kubelets, " +
+        "adoption by workload controllers). Overlapping waits count once.",
+    }),
+  apiCalls: z.int().min(0).meta({ description: "Kubernetes API requests the controller made in the phase." }),
+  apiMillis: millis("Time inside those requests (overlapping requests count once)."),
+  checkpointMillis: millis("Waiting on checkpoints (the kubelet, through the agent or the node proxy)."),
+  transferMillis: millis("Waiting on transfers and cleanups (agents, registry, transfer Jobs)."),
+  runtimeMillis: millis("Waiting on the nodes' runtime preflight (agents)."),
+  imagesMillis: millis("Waiting on base images on the target node (agent)."),
+  brokerMillis: millis("Waiting on the broker and the consumers' answers (replay protocol)."),
+  watchMillis: millis("Waiting for a watch event: another component's move (kubelet, workload controller)."),
+  timerMillis: millis("Waiting on a timer of the controller's own: polls and retry backoff."),
+  queueMillis: millis("Time in the controller's work queue between an event and its reconcile."),
+  partial: z.boolean().optional().meta({
+    description: "The controller restarted during the phase: time before that is counted as its own.",
+  }),
+});
+export type PhaseBreakdown = z.infer<typeof PhaseBreakdown>;
+
 export const PhaseTiming = z.object({
   phase: Phase,
   startTime: timestamp("When the phase started (RFC 3339, millisecond precision)."),
   endTime: timestamp("When the phase ended (RFC 3339, millisecond precision).").optional(),
   durationMillis: z.int().min(0).optional().meta({ description: "endTime - startTime in milliseconds." }),
+  breakdown: PhaseBreakdown.optional().meta({
+    description: "Where the phase's time went (set when the phase ends).",
+  }),
 });
 export type PhaseTiming = z.infer<typeof PhaseTiming>;
 

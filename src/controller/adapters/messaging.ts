@@ -5,14 +5,27 @@ import { BrokerPool, ReplayMigration, decideCutover } from "../../messaging/inde
 import type { Logger } from "../../common/logger.ts";
 import type { CutoverResult, MessagingPort, ReplayProgress, ReplayRef } from "../ports.ts";
 
+/** A migration to reconcile now: its target reported replay progress. */
+export type ProgressListener = (migration: { namespace: string; name: string }) => void;
+
 export class BrokerMessaging implements MessagingPort {
   readonly pool: BrokerPool;
   private readonly migrations = new Map<string, ReplayMigration>();
   private readonly log: Logger | undefined;
+  private listener: ProgressListener | undefined;
 
   constructor(log?: Logger) {
     this.log = log;
     this.pool = new BrokerPool(log ? { logger: log } : {});
+  }
+
+  /**
+   * Replay progress is pushed, not polled: each PROGRESS report of a target (the SDK sends one
+   * when it catches up with the replay queue, and a heartbeat) calls `listener` with the
+   * migration, which the controller enqueues; Replaying then samples the queue depth once.
+   */
+  onProgress(listener: ProgressListener): void {
+    this.listener = listener;
   }
 
   private of(ref: ReplayRef): ReplayMigration {
@@ -27,6 +40,9 @@ export class BrokerMessaging implements MessagingPort {
           routingKey: ref.config.routingKey ?? "",
         },
         ...(this.log ? { logger: this.log } : {}),
+        onStatus: (status) => {
+          if (status.type === "PROGRESS") this.listener?.({ namespace: ref.namespace, name: ref.migration });
+        },
       });
       this.migrations.set(ref.migrationUid, m);
     }
@@ -84,6 +100,7 @@ export class BrokerMessaging implements MessagingPort {
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.migrations.values()].map((m) => m.close()));
     await this.pool.close();
   }
 }

@@ -35,9 +35,11 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
   }
 
   if (!isConditionTrue(ctx.m.status, CONDITION_HANDED_OVER)) {
+    // Adoption by the workload controller is a watch event away.
     if (!(await handOver(ctx))) return wait(ctx.remainingMs());
     const now = ctx.now;
-    await ctx.update((m) => {
+    // Reported with the phase change below: a crash before it hands over again (idempotent).
+    ctx.defer((m) => {
       setCondition(m, now, {
         type: CONDITION_HANDED_OVER,
         status: "True",
@@ -47,14 +49,15 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
     });
   }
 
-  await cleanupArtifacts(ctx, { completed: true });
-  if (ref && replayQueue) {
-    try {
-      await ctx.deps.messaging.cleanup(ref, replayQueue);
-    } catch (err) {
-      ctx.event("Warning", "CleanupFailed", `replay queue cleanup: ${describeError(err)}`);
-    }
-  }
+  // Independent of each other: the nodes' artifacts and the broker's queues.
+  await Promise.all([
+    cleanupArtifacts(ctx, { completed: true }),
+    ref && replayQueue
+      ? ctx.deps.messaging.cleanup(ref, replayQueue).catch((err: unknown) => {
+          ctx.event("Warning", "CleanupFailed", `replay queue cleanup: ${describeError(err)}`);
+        })
+      : undefined,
+  ]);
   await ctx.advance(undefined, `migrated to ${s.targetNode} as ${s.targetPod}`);
   return done();
 }

@@ -36,25 +36,34 @@ export async function handOver(ctx: PhaseContext): Promise<boolean> {
   const shadow = ctx.strategy.runsBesideSource;
   const source = shadow ? await currentSourcePod(ctx) : undefined;
 
-  if (shadow && owner?.kind === "ReplicaSet" && source && !source.metadata?.deletionTimestamp) {
-    if (source.metadata?.annotations?.[ANNOTATION_DELETION_COST] !== MIN_DELETION_COST) {
-      await cluster.mergePatchPod(ctx.namespace, source.metadata?.name ?? "", {
-        metadata: { annotations: { [ANNOTATION_DELETION_COST]: MIN_DELETION_COST } },
-      });
-    }
-  }
-  if (isOurs(target, uidOf(ctx.m))) await releaseTarget(ctx, target);
+  const released = isOurs(target, uidOf(ctx.m));
+  // Independent patches of two pods: sent together.
+  await Promise.all([
+    shadow &&
+    owner?.kind === "ReplicaSet" &&
+    source &&
+    !source.metadata?.deletionTimestamp &&
+    source.metadata?.annotations?.[ANNOTATION_DELETION_COST] !== MIN_DELETION_COST
+      ? cluster.mergePatchPod(ctx.namespace, source.metadata?.name ?? "", {
+          metadata: { annotations: { [ANNOTATION_DELETION_COST]: MIN_DELETION_COST } },
+        })
+      : undefined,
+    released ? releaseTarget(ctx, target) : undefined,
+  ]);
 
   if (owner) {
-    const adopted = await cluster.getPod(ctx.namespace, s.targetPod ?? "");
+    // Read again only right after the release (the target read above predates it).
+    const adopted = released ? await cluster.getPod(ctx.namespace, s.targetPod ?? "") : target;
     const ctrl = adopted ? controllerOf(adopted) : undefined;
     // The adoption is the workload controller's move; its update event brings us back.
     if (ctrl?.uid !== owner.uid) return false;
   }
   if (shadow && source && !source.metadata?.deletionTimestamp) {
     if (!s.sourceDeletionRequestedAt) {
+      // A report only: beside the source (ShadowPod) its deletion decides nothing (Sequential
+      // stores that intent before deleting, strategies/sequential.ts).
       const now = ctx.now;
-      await ctx.update((m) => {
+      ctx.defer((m) => {
         m.status!.sourceDeletionRequestedAt = iso(now);
       });
     }

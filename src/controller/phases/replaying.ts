@@ -1,6 +1,8 @@
 // Replaying: the target consumes the replay queue until what is left is small enough for the
 // cutover's final, complete drain (messaging module: decideCutover) or the cutoff fires. The queue
-// depth cannot be watched, so this is the one place that polls, at a short interval.
+// depth cannot be watched; the target's PROGRESS reports (pushed through the broker when it
+// catches up, and as a heartbeat) bring the migration back here, and each sample of the depth is
+// one broker round trip. A long re-check covers a report that never comes.
 import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
 import { uidOf } from "../names.ts";
@@ -26,7 +28,8 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
   if (failure) return fail("TargetPodFailed", `target pod ${s.targetPod}: ${failure}`);
   if (!isPodReady(target)) {
     // Past the point of no return the target is the only way forward: give it until the deadline.
-    if (pastNoReturn(s)) return wait(Math.min(ctx.deps.settings.replayPollMs, ctx.remainingMs()));
+    // Its readiness is a watch event.
+    if (pastNoReturn(s)) return wait(ctx.remainingMs());
     return fail("TargetPodNotReady", `target pod ${s.targetPod} stopped being ready`);
   }
 
@@ -67,7 +70,7 @@ export async function replaying(ctx: PhaseContext): Promise<Outcome> {
     );
     return next();
   }
-  return wait(Math.min(ctx.deps.settings.replayPollMs, cutoffMs - elapsed));
+  return wait(Math.min(ctx.deps.settings.replayRecheckMs, cutoffMs - elapsed));
 }
 
 export const CONDITION_RESTORE_VERIFIED = "RestoreVerified";
@@ -93,7 +96,7 @@ async function verifyRestore(
     : "its process started fresh instead of being restored from the checkpoint (its SDK reports no restore)";
   if (restored) {
     if (getCondition(s, CONDITION_RESTORE_VERIFIED)?.status !== "True") {
-      await ctx.update((m) =>
+      ctx.defer((m) =>
         setCondition(m, ctx.now, {
           type: CONDITION_RESTORE_VERIFIED,
           status: "True",
@@ -113,7 +116,7 @@ async function verifyRestore(
   }
   if (getCondition(s, CONDITION_RESTORE_VERIFIED)?.reason !== "ColdStart") {
     const message = `target pod ${targetPod}: ${what}; kept as a cold start (spec.onRestoreFailure: ColdStart): it replays every message since the checkpoint, the in-memory state from before it is lost`;
-    await ctx.update((m) =>
+    ctx.defer((m) =>
       setCondition(m, ctx.now, {
         type: CONDITION_RESTORE_VERIFIED,
         status: "False",

@@ -94,6 +94,11 @@ export interface MigrationScenario {
   targetWorkMs?: number;
   /** Called while the target replays (failure injection). */
   duringReplay?: () => Promise<void>;
+  /**
+   * Sample the drain status only when the target reports PROGRESS (as the controller does),
+   * with the target's heartbeat at this interval; otherwise every 50 ms with a 100 ms heartbeat.
+   */
+  onReportsWithHeartbeatMs?: number;
 }
 
 export interface MigrationOutcome {
@@ -104,6 +109,10 @@ export interface MigrationOutcome {
   leftInReplay: number[];
   published: number;
   targetMetrics: ReturnType<ReferenceConsumer["consumer"]["metrics"]>;
+  /** From START_REPLAY's answer to the cutover decision. */
+  decisionMs: number;
+  /** PROGRESS reports the target sent. */
+  progressReports: number;
 }
 
 /** Runs one whole migration of the reference consumer under a live producer and accounts for every message. */
@@ -117,11 +126,26 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
   const producer = new Producer({ url: BROKER_URL, exchange, rate: s.rates.beforeSetup, producerId: id });
   const source = new ReferenceConsumer({ url: BROKER_URL, exchange, queue, podName: () => sourcePod });
   let target: ReferenceConsumer | undefined;
+  let progressReports = 0;
+  let nextReport: (() => void) | undefined;
   const migration = new ReplayMigration(pool, {
     uid: id,
     topology: { brokerUrl: BROKER_URL, exchange, primaryQueue: queue },
     answerTimeoutMs: 20_000,
+    onStatus: (status) => {
+      if (status.type !== "PROGRESS") return;
+      progressReports++;
+      nextReport?.();
+    },
   });
+  const reported = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      nextReport = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   try {
     await source.start();
     await producer.start();
@@ -143,7 +167,7 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
       restoredFrom: image,
       podName: () => targetPod,
       prefetch: work > 0 ? 10 : 100,
-      progressIntervalMs: 100,
+      progressIntervalMs: s.onReportsWithHeartbeatMs ?? 100,
     });
     if (work > 0) slowDown(target, work);
     await target.start();
@@ -151,9 +175,12 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
     producer.setRate(s.rates.duringReplay);
     const replayStartedAt = Date.now();
     await migration.startReplay(targetPod);
+    const replayAnswered = Date.now();
     await s.duringReplay?.();
     let decision: CutoverDecision;
-    for (;;) {
+    for (let first = true; ; first = false) {
+      // Like the controller: one sample right after the answer, then one per report.
+      if (!first && s.onReportsWithHeartbeatMs !== undefined) await reported(s.onReportsWithHeartbeatMs * 2);
       const status = await migration.drainStatus(targetPod);
       decision = decideCutover(
         status,
@@ -161,8 +188,9 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
         Date.now(),
       );
       if (decision.action !== "wait") break;
-      await sleep(50);
+      if (s.onReportsWithHeartbeatMs === undefined) await sleep(50);
     }
+    const decisionMs = Date.now() - replayAnswered;
 
     producer.setRate(s.rates.duringCutover);
     const report = await migration.cutover({ sourcePod, targetPod, cutoff: decision.action === "cutoff" });
@@ -184,6 +212,8 @@ export async function runMigration(s: MigrationScenario, pool = new BrokerPool()
       accounting: account(published, target.state.toJSON()),
       published: published.length,
       targetMetrics: target.consumer.metrics(),
+      decisionMs,
+      progressReports,
     };
   } finally {
     await producer.stop().catch(() => undefined);

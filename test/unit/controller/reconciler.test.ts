@@ -503,12 +503,13 @@ describe("Replaying", () => {
     expect(w.messaging.cutovers).toHaveLength(1);
   });
 
-  it("polls the queue depth at the configured interval", async () => {
+  it("waits for a PROGRESS report, re-checking the queue only at the long safety interval", async () => {
     const w = setup("Deployment");
     w.messaging.drained = false;
     await drive(w, { maxRounds: 12 });
     const r = await w.reconciler.reconcile({ namespace: "default", name: "mig" });
-    expect(r.requeueAfterMs).toBe(w.deps.settings.replayPollMs);
+    expect(r.requeueAfterMs).toBe(w.deps.settings.replayRecheckMs);
+    expect(w.deps.settings.replayRecheckMs).toBeGreaterThanOrEqual(1000);
     expect(w.messaging.started).toHaveLength(1);
   });
 });

@@ -107,3 +107,34 @@ describe("WorkQueue (property)", () => {
     expect(await q.get()).toBeUndefined();
   });
 });
+
+describe("WorkQueue admission (what brought a key back)", () => {
+  it("tells an event's add from a timer's, with the time it was queued", () => {
+    const clock = new ManualClock();
+    const q = new WorkQueue({ rateLimiter: defaultControllerRateLimiter(), clock });
+    q.addAfter("a", 100);
+    clock.advance(100);
+    expect(q.tryGet()).toBe("a");
+    expect(q.admission("a")).toEqual({ queuedAt: 1_000_100, byTimer: true });
+    q.done("a");
+    expect(q.admission("a")).toBeUndefined();
+
+    // An event while the key is processed: queued at the event, not when the reconcile ended.
+    q.add("a");
+    expect(q.tryGet()).toBe("a");
+    clock.advance(5);
+    q.add("a");
+    clock.advance(20);
+    q.done("a");
+    expect(q.tryGet()).toBe("a");
+    expect(q.admission("a")).toEqual({ queuedAt: 1_000_105, byTimer: false });
+    q.done("a");
+
+    // A timer that fires when an event already queued the key does not make it a timer's.
+    q.addAfter("b", 10);
+    q.add("b");
+    clock.advance(10);
+    expect(q.tryGet()).toBe("b");
+    expect(q.admission("b")?.byTimer).toBe(false);
+  });
+});

@@ -1,0 +1,34 @@
+// Records a span for every call a phase handler makes through a port, into the trace of the
+// migration being reconciled (activeTrace). The handlers stay unaware of it; calls made outside
+// a reconcile (no active trace) pass through untouched.
+import type { PhaseDeps } from "../context.ts";
+import { activeTrace, type SpanKind } from "./trace.ts";
+
+/** Wraps each async method of `port`: a span `<port>.<method>` of `kind` around the call. */
+export function traced<T extends object>(port: T, portName: string, kind: SpanKind): T {
+  return new Proxy(port, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== "function" || typeof prop !== "string") return value;
+      const method = value as (...args: unknown[]) => unknown;
+      return function (this: unknown, ...args: unknown[]) {
+        const trace = activeTrace.getStore();
+        if (!trace) return method.apply(target, args);
+        return trace.span(`${portName}.${prop}`, kind, () => method.apply(target, args) as Promise<unknown>);
+      };
+    },
+  });
+}
+
+/** The phase handlers' ports, each traced with what it waits on. */
+export function tracedDeps(deps: PhaseDeps): PhaseDeps {
+  return {
+    ...deps,
+    cluster: traced(deps.cluster, "kube", "api"),
+    checkpointer: traced(deps.checkpointer, "checkpoint", "checkpoint"),
+    transfer: traced(deps.transfer, "transfer", "transfer"),
+    runtime: traced(deps.runtime, "runtime", "runtime"),
+    ...(deps.baseImages ? { baseImages: traced(deps.baseImages, "images", "images") } : {}),
+    messaging: traced(deps.messaging, "broker", "broker"),
+  };
+}
