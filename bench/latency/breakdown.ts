@@ -4,6 +4,7 @@
 // bench/latency/run.ts and test/cluster/controller/latency.test.ts.
 import { quantile } from "../eval/stats.ts";
 import type { Latencies } from "../../sim/config.ts";
+import type { PhaseTiming } from "../../src/api/v1alpha1/index.ts";
 
 /** Milliseconds a migration spent inside operations the controller waits on. */
 export interface ExternalMs {
@@ -88,6 +89,26 @@ export function breakdown(phases: Record<string, number>, ext: ExternalMs): Brea
   const total = Object.values(phases).reduce((a, b) => a + b, 0);
   const external = EXTERNAL_KINDS.reduce((a, k) => a + ext[k], 0);
   return { phases: out, total, external, added: total - external };
+}
+
+/**
+ * One migration's split as the controller's own spans give it (status.phaseTimings[].breakdown,
+ * src/controller/timeline): external = waits on agents, kubelets, the broker and watch events.
+ * Undefined when a phase lacks a breakdown (a controller without timelines).
+ */
+export function spanBreakdown(timings: readonly PhaseTiming[]): Breakdown | undefined {
+  const phases: Record<string, PhaseSplit> = {};
+  let total = 0;
+  let external = 0;
+  for (const t of timings) {
+    if (t.durationMillis === undefined) continue;
+    const b = t.breakdown;
+    if (!b) return undefined;
+    phases[t.phase] = { total: t.durationMillis, external: b.externalMillis, controller: b.controllerMillis };
+    total += t.durationMillis;
+    external += b.externalMillis;
+  }
+  return { phases, total, external, added: total - external };
 }
 
 export interface Percentiles {

@@ -1,13 +1,19 @@
 // Controller-added latency: N migrations (Deployment + ShadowPod + Direct, the reference consumer
-// under a small producer) on a local cluster with simulated nodes and zero simulated latencies;
-// each migration's phases split into the time inside external operations (agent checkpoint,
-// transfer, kubelet/pod start, broker replay: bench/latency/breakdown.ts) and the controller's
-// own remainder. Prints the breakdown table (median and p95 per phase, milliseconds) and, last,
-// `controller-added p50 <N> ms p95 <M> ms`. Writes results.json and summary.md to --out (default:
-// a temp folder, removed at the end). Progress on stderr.
+// under a small producer) on a local cluster with simulated nodes and zero simulated latencies.
+// Each migration is split two ways:
+// - spans: the controller's own timeline (status.phaseTimings[].breakdown, src/controller/timeline):
+//   external = its waits on agents, kubelets, the broker and watch events, the rest is its own;
+// - outside view (the only one before timelines existed): external = the agents' checkpoint and
+//   send seconds + the simulator's pod start latencies (zero here) + the whole Replaying phase.
+// With --before REF the same run also drives migrations with the controller of another commit
+// (a git worktree of REF; the cluster, nodes and workload are this checkout's), in alternating
+// blocks, so both versions see the same machine. Prints the tables and, last,
+// `controller-added p50 <N> ms p95 <M> ms` (spans, this checkout). Writes results.json and
+// summary.md to --out (default: a temp folder, removed at the end). Progress on stderr.
 //
-//   node bench/latency/run.ts [--n 20] [--rate 10] [--warmup-ms 500] [--out DIR]
-import { mkdirSync, writeFileSync } from "node:fs";
+//   node bench/latency/run.ts [--n 20] [--rate 10] [--warmup-ms 500] [--before REF] [--block 5] [--out DIR]
+import { execFileSync } from "node:child_process";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { loadavg } from "node:os";
@@ -38,17 +44,22 @@ import {
   addedLine,
   breakdown,
   externalMs,
+  spanBreakdown,
   summarize,
   table,
   ZERO_LATENCIES,
   type Breakdown,
+  type Summary,
 } from "./breakdown.ts";
+import { repoPath } from "../../tooling/stack/manifests.ts";
 
 const { values: args } = parseArgs({
   options: {
     n: { type: "string", default: "20" },
     rate: { type: "string", default: "10" },
     "warmup-ms": { type: "string", default: "500" },
+    before: { type: "string" },
+    block: { type: "string", default: "5" },
     out: { type: "string" },
     help: { type: "boolean", default: false },
   },
@@ -69,12 +80,18 @@ const out = args.out ? resolve(args.out) : tempDir("bench-latency");
 mkdirSync(out, { recursive: true });
 const say = (s: string) => process.stderr.write(`${s}\n`);
 
+type Variant = "before" | "after";
+
 interface Run {
   i: number;
+  variant: Variant;
   outcome: string;
   phases: Record<string, number>;
   external: ReturnType<typeof externalMs>;
+  /** Outside view. */
   breakdown: Breakdown;
+  /** The controller's spans (absent for a controller without timelines). */
+  spans: Breakdown | undefined;
   lost: number;
   duplicated: number;
 }
@@ -92,7 +109,13 @@ for (const sig of ["SIGINT", "SIGTERM"] as const)
     void stopAll().finally(() => process.exit(130));
   });
 
-async function migrateOnce(env: ControllerTestEnv, ns: string, work: string, i: number): Promise<Run> {
+async function migrateOnce(
+  env: ControllerTestEnv,
+  ns: string,
+  work: string,
+  i: number,
+  variant: Variant,
+): Promise<Run> {
   const w = workloadNames(ns, `lat-${i}`, work);
   await createDeployment(env, ns, w, "node-a");
   try {
@@ -115,10 +138,12 @@ async function migrateOnce(env: ControllerTestEnv, ns: string, work: string, i: 
     await deleteMigration(env, ns, name).catch(() => undefined);
     return {
       i,
+      variant,
       outcome: m.status?.phase ?? "?",
       phases,
       external,
       breakdown: breakdown(phases, external),
+      spans: spanBreakdown(m.status?.phaseTimings ?? []),
       lost: report.lost.length,
       duplicated: report.appliedTwice.length,
     };
@@ -141,19 +166,35 @@ try {
   const work = join(out, "work");
   mkdirSync(work, { recursive: true });
   const { caFile } = await deployMs2m(env, work);
-  const controller = new ControllerProcess(env, work, caFile, { LOG_LEVEL: "info" });
-  await controller.start();
-  stops.push(() => controller.stop());
+  const entries: Partial<Record<Variant, string>> = { after: repoPath("cmd/ms2m-controller/main.ts") };
+  if (args.before) entries.before = checkoutOf(args.before, out);
   ns = await createNamespace(env, "lat");
-  say(`cluster, ms2m and controller ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  for (let i = 1; i <= n && !interrupted; i++) {
-    const r = await migrateOnce(env, ns, work, i);
-    runs.push(r);
-    say(
-      `#${i} ${r.outcome}: total ${r.breakdown.total} ms, external ${r.breakdown.external} ms ` +
-        `(checkpoint ${r.external.checkpoint}, transfer ${r.external.transfer}, pod start ${r.external.podStart}, ` +
-        `replay ${r.external.replay}), added ${r.breakdown.added} ms; lost ${r.lost}, twice ${r.duplicated}`,
-    );
+  say(`cluster and ms2m ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const variants = Object.keys(entries).sort() as Variant[];
+  const block = Math.max(1, Number(args.block));
+  // Alternating blocks: a change of load hits both versions alike.
+  for (let done = 0, i = 0; done < n && !interrupted; done += block) {
+    for (const variant of variants) {
+      const dir = join(work, variant);
+      mkdirSync(dir, { recursive: true });
+      const controller = new ControllerProcess(env, dir, caFile, { LOG_LEVEL: "info" });
+      controller.entry = entries[variant]!;
+      await controller.start();
+      try {
+        for (let k = 0; k < Math.min(block, n - done) && !interrupted; k++) {
+          const r = await migrateOnce(env, ns, work, ++i, variant);
+          runs.push(r);
+          say(
+            `#${i} ${variant} ${r.outcome}: total ${r.breakdown.total} ms, ` +
+              `added ${r.spans ? `${r.spans.added} ms (spans), ` : ""}${r.breakdown.added} ms (outside view: ` +
+              `checkpoint ${r.external.checkpoint}, transfer ${r.external.transfer}, replay ${r.external.replay}); ` +
+              `lost ${r.lost}, twice ${r.duplicated}`,
+          );
+        }
+      } finally {
+        await controller.stop();
+      }
+    }
   }
 } finally {
   if (ns && env) {
@@ -165,28 +206,68 @@ try {
 }
 load.after = loadavg();
 
-const summary = summarize(runs.map((r) => r.breakdown));
+const of = (v: Variant) => runs.filter((r) => r.variant === v);
+const after = of("after");
+const spanRuns = after.flatMap((r) => (r.spans ? [r.spans] : []));
+const spans = summarize(spanRuns);
+const outside: Partial<Record<Variant, Summary>> = { after: summarize(after.map((r) => r.breakdown)) };
+if (args.before) outside.before = summarize(of("before").map((r) => r.breakdown));
 const loadText = (l: number[]) => l.map((x) => x.toFixed(2)).join(", ");
 const header =
   `${runs.length} migrations (Deployment + ShadowPod + Direct, ${rate} msg/s), simulated nodes with zero latencies; ` +
-  `load average ${loadText(load.before)} before, ${loadText(load.after)} after. Milliseconds; ` +
-  `external = agent checkpoint (Checkpointing) + agent send (Transferring) + simulated pod start (Restoring) + ` +
-  `the whole Replaying phase (broker replay); controller = duration − external.`;
+  `load average ${loadText(load.before)} before, ${loadText(load.after)} after. Milliseconds.`;
 const lost = runs.reduce((a, r) => a + r.lost, 0);
 const twice = runs.reduce((a, r) => a + r.duplicated, 0);
 const failed = runs.filter((r) => r.outcome !== "Completed").length;
 const outcome = `${runs.length - failed}/${runs.length} Completed, ${lost} lost, ${twice} applied twice`;
-writeFileSync(join(out, "results.json"), `${JSON.stringify({ load, rate, runs, summary }, null, 2)}\n`);
+const ms = (x: number) => String(Math.round(x));
+const sideBySide = [
+  "| controller | migrations | duration p50 | p95 | added, outside view p50 | p95 | added, spans p50 | p95 |",
+  "|---|---|---|---|---|---|---|---|",
+  ...(Object.entries(outside) as [Variant, Summary][]).map(([v, o]) => {
+    const total = o.rows.find((r) => r.phase === "migration")!.total;
+    const sp = v === "after" && spanRuns.length > 0 ? spans.added : undefined;
+    return (
+      `| ${v === "after" ? "this checkout" : `before (${args.before})`} | ${of(v).length} | ${ms(total.p50)} | ` +
+      `${ms(total.p95)} | ${ms(o.added.p50)} | ${ms(o.added.p95)} | ${sp ? ms(sp.p50) : "–"} | ${sp ? ms(sp.p95) : "–"} |`
+    );
+  }),
+].join("\n");
+const sections = [
+  `${header}\n\n${outcome}`,
+  `Side by side (outside view: external = agent checkpoint + agent send + simulated pod start + the whole ` +
+    `Replaying phase; spans: external = the controller's waits on agents, kubelets, the broker and watch events):\n\n${sideBySide}`,
+  `This checkout, per phase, from the controller's spans:\n\n${table(spans)}`,
+  ...(outside.before
+    ? [`Before (${args.before}), per phase, outside view:\n\n${table(outside.before)}`]
+    : []),
+  `This checkout, per phase, outside view:\n\n${table(outside.after!)}`,
+];
+writeFileSync(
+  join(out, "results.json"),
+  `${JSON.stringify({ load, rate, before: args.before, runs, spans, outside }, null, 2)}\n`,
+);
 writeFileSync(
   join(out, "summary.md"),
-  `# Controller-added latency\n\n${header}\n\n${outcome}\n\n${table(summary)}\n\n${addedLine(summary)}\n`,
+  `# Controller-added latency\n\n${sections.join("\n\n")}\n\n${addedLine(spans)}\n`,
 );
-console.log(header);
-console.log(outcome);
-console.log();
-console.log(table(summary));
+console.log(sections.join("\n\n"));
 console.log();
 if (args.out) say(`results in ${out}`);
 else await removeTempDir(out);
-console.log(addedLine(summary));
-if (failed > 0 || lost > 0 || twice > 0) process.exitCode = 1;
+console.log(addedLine(spans));
+if (failed > 0 || lost > 0 || twice > 0 || spanRuns.length < after.length) process.exitCode = 1;
+
+/** A worktree of `ref` (this checkout's node_modules), removed at the end. Returns its controller entry. */
+function checkoutOf(ref: string, under: string): string {
+  const dir = join(under, "before");
+  const git = (...a: string[]) =>
+    execFileSync("git", a, { cwd: repoPath("."), stdio: ["ignore", "pipe", "pipe"] });
+  git("worktree", "add", "--detach", dir, ref);
+  stops.unshift(async () => {
+    git("worktree", "remove", "--force", dir);
+  });
+  symlinkSync(repoPath("node_modules"), join(dir, "node_modules"));
+  say(`controller of ${ref} from ${dir}`);
+  return join(dir, "cmd/ms2m-controller/main.ts");
+}

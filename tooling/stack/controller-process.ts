@@ -22,6 +22,8 @@ export class ControllerProcess {
   metricsPort = 0;
   /** The eviction webhook's port on the cluster's host address (kept across restarts). */
   webhookPort = 0;
+  /** The binary's entry point (another checkout's, to compare two versions side by side). */
+  entry = repoPath("cmd/ms2m-controller/main.ts");
 
   constructor(env: ControllerTestEnv, dir: string, caFile: string, extraEnv: Record<string, string> = {}) {
     this.env = env;
@@ -57,7 +59,7 @@ export class ControllerProcess {
     this.webhookPort = webhook;
     this.starts++;
     this.proc = new ManagedProcess(`controller-${this.starts}`, join(this.dir, "controller.log"));
-    await this.proc.start(process.execPath, [repoPath("cmd/ms2m-controller/main.ts")], this.pidFile, {
+    await this.proc.start(process.execPath, [this.entry], this.pidFile, {
       ...process.env,
       KUBECONFIG: kubeconfig,
       POD_NAMESPACE: SYSTEM_NS,

@@ -2,7 +2,7 @@ import { beforeAll, expect, it, vi } from "vitest";
 import { afterFile } from "../../harness/after-file.ts";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../../sim/config.ts";
 import { sleep } from "../../../tooling/exec.ts";
-import { breakdown, externalMs, ZERO_LATENCIES } from "../../../bench/latency/breakdown.ts";
+import { breakdown, externalMs, spanBreakdown, ZERO_LATENCIES } from "../../../bench/latency/breakdown.ts";
 import {
   agentSeconds,
   controllerTestEnv,
@@ -60,7 +60,48 @@ async function migrateOnce(label: string, lat: Latencies) {
   const simulated = lat.checkpointMs + ext.podStart;
   const report = await finalAccounting(env, ns, w, producer, stopper(env, ns, "deploy", w.name));
   expect(report.ok).toBe(true);
-  return { label, phases, total, agentMs, simulated, replaying: phases.Replaying ?? 0, added };
+  // The controller's own timeline: every phase has a breakdown whose parts add up to its duration.
+  const timings = (m.status?.phaseTimings ?? []).filter((t) => t.durationMillis !== undefined);
+  expect(timings.map((t) => t.phase)).toEqual([
+    "Pending",
+    "Checkpointing",
+    "Transferring",
+    "Restoring",
+    "Replaying",
+    "Finalizing",
+  ]);
+  for (const t of timings) {
+    const b = t.breakdown;
+    expect(b, t.phase).toBeDefined();
+    expect(b!.controllerMillis + b!.externalMillis, t.phase).toBe(t.durationMillis);
+    expect(b!.partial, t.phase).toBeUndefined();
+  }
+  const by = (p: string) => timings.find((t) => t.phase === p)!.breakdown!;
+  // Each external operation shows up where it happens.
+  expect(by("Checkpointing").checkpointMillis).toBeGreaterThan(0);
+  expect(by("Transferring").transferMillis).toBeGreaterThan(0);
+  expect(by("Restoring").watchMillis).toBeGreaterThan(0);
+  expect(by("Replaying").brokerMillis).toBeGreaterThan(0);
+  // With the simulator's latencies on the path, the kubelet's part of Restoring is at least them.
+  expect(by("Restoring").externalMillis).toBeGreaterThanOrEqual(ext.podStart);
+  const spans = spanBreakdown(timings)!;
+  expect(spans.total).toBe(total);
+  // The timeline is also in an Event.
+  const events = await env.core.listNamespacedEvent({
+    namespace: ns,
+    fieldSelector: `involvedObject.name=m-${label},reason=Timeline`,
+  });
+  expect(events.items[0]?.message).toMatch(/^total [\d.]+m?s, controller \d+ms \(\d+ API calls/);
+  return {
+    label,
+    phases,
+    total,
+    agentMs,
+    simulated,
+    replaying: phases.Replaying ?? 0,
+    added,
+    addedSpans: spans.added,
+  };
 }
 
 it("measures the controller-added latency per migration", async () => {
@@ -74,5 +115,6 @@ it("measures the controller-added latency per migration", async () => {
   for (const r of rows) {
     expect(r.total).toBeGreaterThan(0);
     expect(r.added).toBeLessThan(r.total);
+    expect(r.addedSpans).toBeLessThan(r.total);
   }
 });
