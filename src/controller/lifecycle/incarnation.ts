@@ -25,14 +25,27 @@ export function workloadOf(m: StatefulMigration): WorkloadRef | undefined {
   return undefined;
 }
 
-/** What the user sees, and what to do about it. */
-export function workloadReplacedMessage(was: WorkloadRef, nowUid: string): string {
+/**
+ * What the user sees, and what to do about it. `sourceStopped`: Sequential past the point of no
+ * return (the source already deleted for the hand-over), so nothing can be rolled back.
+ */
+export function workloadReplacedMessage(was: WorkloadRef, nowUid: string, sourceStopped = false): string {
   const what = was.kind === "Pod" ? `pod ${was.name}` : `${was.kind} ${was.name}`;
-  return (
+  const replaced =
     `${what} was deleted and recreated during the migration (uid ${was.uid} when the checkpoint ` +
     `was taken, now ${nowUid}): the checkpoint is of the previous incarnation and is not restored ` +
-    `into the new one. The migration is rolled back and its checkpoint removed; the new ` +
-    `${was.kind === "Pod" ? "pod" : was.kind} runs as its own spec says. To move its pod, create a new StatefulMigration.`
+    `into the new one.`;
+  if (sourceStopped)
+    return (
+      `${replaced} The source pod had already been stopped for the hand-over, so its in-memory state ` +
+      `exists only in the checkpoint, which is kept while this StatefulMigration exists; the new ` +
+      `${was.kind === "Pod" ? "pod" : was.kind} runs as its own spec says. Delete this StatefulMigration ` +
+      `once the state is no longer needed.`
+    );
+  return (
+    `${replaced} The migration is rolled back and its checkpoint removed; the new ` +
+    `${was.kind === "Pod" ? "pod" : was.kind} runs as its own spec says. To move its pod, create a new ` +
+    `StatefulMigration.`
   );
 }
 
@@ -59,5 +72,8 @@ export async function checkIncarnation(ctx: PhaseContext): Promise<void> {
     nowUid = pod?.metadata?.uid;
   } else return;
   if (nowUid === undefined || nowUid === was.uid) return;
-  fail(REASON_WORKLOAD_REPLACED, workloadReplacedMessage(was, nowUid));
+  fail(
+    REASON_WORKLOAD_REPLACED,
+    workloadReplacedMessage(was, nowUid, ctx.m.status?.sourceDeletionRequestedAt !== undefined),
+  );
 }

@@ -137,6 +137,8 @@ describe("a StatefulSet deleted and recreated under the same name", () => {
     const s = statusOf(w);
     expect(s.phase).toBe("Failed");
     expect(s.failure?.reason).toBe("WorkloadReplaced");
+    expect(s.failure?.message).toContain("exists only in the checkpoint, which is kept");
+    expect(s.conditions?.find((c) => c.type === "RolledBack")?.status).toBe("False");
     expect(s.rollForwards ?? 0).toBe(0);
     const pod = w.cluster.pod("db-1")!;
     expect(pod.metadata?.uid).toBe(fresh.metadata?.uid);
