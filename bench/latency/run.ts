@@ -13,7 +13,9 @@
 //
 //   node bench/latency/run.ts [--n 20] [--rate 10] [--warmup-ms 500] [--before REF] [--block 5] [--out DIR]
 import { execFileSync } from "node:child_process";
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { loadavg } from "node:os";
@@ -52,6 +54,7 @@ import {
   type Summary,
 } from "./breakdown.ts";
 import { repoPath } from "../../tooling/stack/manifests.ts";
+import type { PhaseTiming } from "../../src/api/v1alpha1/index.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -92,6 +95,8 @@ interface Run {
   breakdown: Breakdown;
   /** The controller's spans (absent for a controller without timelines). */
   spans: Breakdown | undefined;
+  /** status.phaseTimings as the controller wrote them (with each phase's breakdown by kind). */
+  timings: PhaseTiming[];
   lost: number;
   duplicated: number;
 }
@@ -144,6 +149,7 @@ async function migrateOnce(
       external,
       breakdown: breakdown(phases, external),
       spans: spanBreakdown(m.status?.phaseTimings ?? []),
+      timings: m.status?.phaseTimings ?? [],
       lost: report.lost.length,
       duplicated: report.appliedTwice.length,
     };
@@ -177,7 +183,12 @@ try {
     for (const variant of variants) {
       const dir = join(work, variant);
       mkdirSync(dir, { recursive: true });
-      const controller = new ControllerProcess(env, dir, caFile, { LOG_LEVEL: "info" });
+      const controller = new ControllerProcess(env, dir, caFile, {
+        LOG_LEVEL: "info",
+        ...(variant === "after"
+          ? { OTEL_EXPORTER_OTLP_ENDPOINT: await traceSink(join(out, "traces.jsonl")) }
+          : {}),
+      });
       controller.entry = entries[variant]!;
       await controller.start();
       try {
@@ -257,6 +268,24 @@ if (args.out) say(`results in ${out}`);
 else await removeTempDir(out);
 console.log(addedLine(spans));
 if (failed > 0 || lost > 0 || twice > 0 || spanRuns.length < after.length) process.exitCode = 1;
+
+/**
+ * A local OTLP/HTTP receiver that appends each request body to `file` (one JSON line per
+ * migration: every span of its timeline, for a closer look than the per-phase table).
+ */
+async function traceSink(file: string): Promise<string> {
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c: Buffer) => (body += c.toString("utf8")));
+    req.on("end", () => {
+      appendFileSync(file, `${body}\n`);
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  stops.push(() => new Promise<void>((r) => server.close(() => r())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
 
 /** A worktree of `ref` (this checkout's node_modules), removed at the end. Returns its controller entry. */
 function checkoutOf(ref: string, under: string): string {

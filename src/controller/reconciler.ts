@@ -67,11 +67,14 @@ export class StatefulMigrationReconciler implements Reconciler {
     if (!trace) return this.reconcileTraced(m, scope);
     trace.reconcileStarted(scope?.admission, started);
     trace.record("kube.getMigration", "api", started, this.preciseNow());
+    let waiting = true;
     try {
-      return await activeTrace.run(trace, () => this.reconcileTraced(m, scope));
+      const result = await activeTrace.run(trace, () => this.reconcileTraced(m, scope));
+      waiting = result.requeueAfterMs !== 0;
+      return result;
     } finally {
       // Until the next reconcile the controller waits: for an event, a timer or its queue.
-      if (this.traces.get(key) === trace) trace.waitingSince = this.preciseNow();
+      if (this.traces.get(key) === trace) trace.reconcileEnded(waiting, this.preciseNow());
     }
   }
 

@@ -89,7 +89,8 @@ export class ResilientInformer<T extends KubernetesObject> {
     const list = transform
       ? async () => {
           const l = await opts.list();
-          return { ...l, items: l.items.map(transform) };
+          // An empty PartialObjectMetadataList comes with `items: null`.
+          return { ...l, items: (l.items ?? []).map(transform) };
         }
       : opts.list;
     this.lw = new ListWatch<T>(

@@ -36,20 +36,17 @@ export async function handOver(ctx: PhaseContext): Promise<boolean> {
   const shadow = ctx.strategy.runsBesideSource;
   const source = shadow ? await currentSourcePod(ctx) : undefined;
 
+  // In this order: once released, the ReplicaSet may adopt the target at once and delete one
+  // pod of the surplus; the source must already be the cheapest to delete by then.
+  if (shadow && owner?.kind === "ReplicaSet" && source && !source.metadata?.deletionTimestamp) {
+    if (source.metadata?.annotations?.[ANNOTATION_DELETION_COST] !== MIN_DELETION_COST) {
+      await cluster.mergePatchPod(ctx.namespace, source.metadata?.name ?? "", {
+        metadata: { annotations: { [ANNOTATION_DELETION_COST]: MIN_DELETION_COST } },
+      });
+    }
+  }
   const released = isOurs(target, uidOf(ctx.m));
-  // Independent patches of two pods: sent together.
-  await Promise.all([
-    shadow &&
-    owner?.kind === "ReplicaSet" &&
-    source &&
-    !source.metadata?.deletionTimestamp &&
-    source.metadata?.annotations?.[ANNOTATION_DELETION_COST] !== MIN_DELETION_COST
-      ? cluster.mergePatchPod(ctx.namespace, source.metadata?.name ?? "", {
-          metadata: { annotations: { [ANNOTATION_DELETION_COST]: MIN_DELETION_COST } },
-        })
-      : undefined,
-    released ? releaseTarget(ctx, target) : undefined,
-  ]);
+  if (released) await releaseTarget(ctx, target);
 
   if (owner) {
     // Read again only right after the release (the target read above predates it).

@@ -53,12 +53,15 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
   if (!sourceNode || pod.status?.phase !== "Running") return wait(ctx.remainingMs());
 
   const containers = selectContainers(pod, ctx.m.spec.containerName);
-  const owner = await resolveOwner(ctx, pod);
+  const transport = transportFor(ctx.m.spec.transferMode, { encrypted: ctx.m.spec.encryption !== undefined });
+  // Independent lookups, side by side: the owner, the keys, the target node.
+  const [owner, , { node: target, reason: chosenBecause }] = await Promise.all([
+    resolveOwner(ctx, pod),
+    checkEncryptionKeys(ctx, transport),
+    resolveTargetNode(ctx, pod, sourceNode, transport),
+  ]);
   // Resolved once, here: every later phase reads them from the status (ctx.strategy, ctx.transport).
   const strategy = resolveStrategy(ctx.m.spec.migrationStrategy, owner);
-  const transport = transportFor(ctx.m.spec.transferMode, { encrypted: ctx.m.spec.encryption !== undefined });
-  await checkEncryptionKeys(ctx, transport);
-  const { node: target, reason: chosenBecause } = await resolveTargetNode(ctx, pod, sourceNode, transport);
 
   const preflight = await runtimePreflight(ctx, { sourceNode, target, transport });
   const runtimeReady = { type: CONDITION_RUNTIME_READY, ...preflight.condition };

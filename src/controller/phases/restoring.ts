@@ -16,9 +16,13 @@ import { ownerSelector } from "./shared.ts";
 export async function restoring(ctx: PhaseContext): Promise<Outcome> {
   const s = ctx.m.status ?? {};
   const targetName = s.targetPod ?? "";
-  if (!(await requireTargetNode(ctx))) return wait(ctx.remainingMs());
-
-  let target = await ctx.deps.cluster.getPod(ctx.namespace, targetName);
+  // Two independent reads, side by side (this pass repeats while the target starts).
+  const [nodeUsable, current] = await Promise.all([
+    requireTargetNode(ctx),
+    ctx.deps.cluster.getPod(ctx.namespace, targetName),
+  ]);
+  if (!nodeUsable) return wait(ctx.remainingMs());
+  let target = current;
   if (!isOurs(target, uidOf(ctx.m))) {
     // Before anything is done to the name (Sequential stops the source): a checkpoint is only
     // restored into the incarnation of the workload it was taken of.

@@ -4,6 +4,9 @@
 import type { PhaseDeps } from "../context.ts";
 import { activeTrace, type SpanKind } from "./trace.ts";
 
+/** Methods that only read (everything else changes something: a write, an action). */
+const READ = /^(get|list|lookup|probe|progress|routeFor)/;
+
 /** Wraps each async method of `port`: a span `<port>.<method>` of `kind` around the call. */
 export function traced<T extends object>(port: T, portName: string, kind: SpanKind): T {
   return new Proxy(port, {
@@ -14,6 +17,7 @@ export function traced<T extends object>(port: T, portName: string, kind: SpanKi
       return function (this: unknown, ...args: unknown[]) {
         const trace = activeTrace.getStore();
         if (!trace) return method.apply(target, args);
+        if (!READ.test(prop)) trace.mutations++;
         return trace.span(`${portName}.${prop}`, kind, () => method.apply(target, args) as Promise<unknown>);
       };
     },

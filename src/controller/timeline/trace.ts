@@ -98,18 +98,45 @@ export class MigrationTrace {
   /**
    * A reconcile starts: closes the wait that the previous one ended with. Until `queuedAt` the
    * controller waited for the world (an event) or for its own timer; from then on, for its queue.
+   * Tentative until reconcileEnded(): a reconcile that changes nothing (an event that was not the
+   * one awaited, say a pod's intermediate status) does not end the wait.
    */
   reconcileStarted(admission: { queuedAt: number; byTimer: boolean } | undefined, at = this.now()): void {
+    this.#tentative = [];
+    this.#mutationsAtStart = this.mutations;
     const since = this.waitingSince;
-    this.waitingSince = undefined;
     if (since === undefined || !admission) return;
     const queued = Math.min(Math.max(admission.queuedAt, since), at);
+    const before = this.spans.length;
     if (queued > since) {
       if (admission.byTimer) this.record("wait.timer", "timer", since, queued);
       else this.record("wait.event", "watch", since, queued);
     }
     if (at > queued) this.record("workqueue", "queue", queued, at);
+    this.#tentative = this.spans.slice(before);
   }
+
+  /**
+   * A reconcile ends. If it acted (a write, an agent or broker call), the next wait starts now.
+   * If it only read and went back to waiting, the wait it interrupted goes on: its wait and queue
+   * spans are dropped, the next reconcile records one wait from the original start, and this
+   * reconcile's reads fall inside that wait (the controller was not on the migration's path).
+   */
+  reconcileEnded(waiting: boolean, at = this.now()): void {
+    const acted = this.mutations > this.#mutationsAtStart;
+    if (waiting && !acted && this.waitingSince !== undefined) {
+      for (const t of this.#tentative) {
+        const i = this.spans.lastIndexOf(t);
+        if (i >= 0) this.spans.splice(i, 1);
+      }
+    } else this.waitingSince = waiting ? at : undefined;
+    this.#tentative = [];
+  }
+
+  /** Calls that change something (writes, agent and broker actions): see reconcileEnded(). */
+  mutations = 0;
+  #mutationsAtStart = 0;
+  #tentative: Span[] = [];
 
   /** What the spans say about [start, end): per kind, overlapping spans counted once. */
   breakdown(start: number, end: number): PhaseBreakdown {

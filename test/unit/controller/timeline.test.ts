@@ -64,6 +64,52 @@ describe("MigrationTrace", () => {
   });
 });
 
+describe("MigrationTrace: the critical path of a wait", () => {
+  it("keeps waiting through reconciles that only read, and counts their time inside the wait", () => {
+    let t = 0;
+    const trace = new MigrationTrace("u", () => t);
+    // Reconcile 1 creates the target pod (a write) and waits for it to become Ready.
+    trace.reconcileStarted(undefined, 0);
+    trace.mutations++;
+    trace.record("kube.createPod", "api", 0, 10);
+    trace.reconcileEnded(true, 10);
+    // Reconcile 2: a pod event that is not Ready yet; it reads and waits again.
+    trace.reconcileStarted({ queuedAt: 100, byTimer: false }, 102);
+    trace.record("kube.getPod", "api", 102, 110);
+    trace.reconcileEnded(true, 110);
+    // Reconcile 3: Ready; it writes the phase change.
+    trace.reconcileStarted({ queuedAt: 300, byTimer: false }, 305);
+    trace.mutations++;
+    trace.record("kube.updateMigrationStatus", "api", 305, 315);
+    trace.reconcileEnded(true, 315);
+    t = 315;
+    const b = trace.breakdown(0, 315);
+    // One wait, 10..300: reconcile 2 and its read are inside it.
+    expect(b.watchMillis).toBe(290);
+    expect(b.queueMillis).toBe(5);
+    expect(b.externalMillis).toBe(290);
+    expect(b.controllerMillis).toBe(25);
+    expect(trace.spans.filter((x) => x.kind === "watch")).toHaveLength(1);
+  });
+
+  it("ends the wait at a reconcile that acted, even if it waits again", () => {
+    let t = 0;
+    const trace = new MigrationTrace("u", () => t);
+    trace.reconcileStarted(undefined, 0);
+    trace.reconcileEnded(true, 5);
+    trace.reconcileStarted({ queuedAt: 50, byTimer: true }, 50);
+    trace.mutations++;
+    trace.reconcileEnded(true, 60);
+    trace.reconcileStarted({ queuedAt: 90, byTimer: false }, 90);
+    trace.reconcileEnded(false, 95);
+    t = 95;
+    const b = trace.breakdown(0, 95);
+    expect(b.timerMillis).toBe(45);
+    expect(b.watchMillis).toBe(30);
+    expect(trace.waitingSince).toBeUndefined();
+  });
+});
+
 describe("timeline of a migration (fake ports, fake clock)", () => {
   it("writes a breakdown per phase that adds up to its duration, and a Timeline Event", async () => {
     const w = setup("Deployment");
