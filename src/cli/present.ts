@@ -58,18 +58,25 @@ export function timingsTable(io: Pick<Io, "color">, m: StatefulMigration, now: n
   if (timings.length === 0) return "  (no phase timings)\n";
   const millis = timings.map((t) => timingMillis(t, now));
   const max = Math.max(...millis);
+  // The controller's own share of each phase, where its timeline recorded one (breakdown).
+  const own = timings.some((t) => t.breakdown);
+  const ownOf = (t: PhaseTiming) => (t.breakdown ? `${t.breakdown.controllerMillis} ms` : "");
   const rows = timings.map((t, i) => [
     `  ${t.phase}`,
     seconds(millis[i]!).padStart(9),
+    ...(own ? [ownOf(t).padStart(10)] : []),
     paint(io, "blue", bar(millis[i]!, max)),
   ]);
   const total = totalMillis(m, now);
+  const ownTotal = timings.reduce((sum, t) => sum + (t.breakdown?.controllerMillis ?? 0), 0);
   rows.push([
     "  total",
     seconds(total).padStart(9),
+    ...(own ? [`${ownTotal} ms`.padStart(10)] : []),
     m.status?.duration ? `(status.duration ${m.status.duration})` : "",
   ]);
-  return table(["PHASE", "DURATION".padStart(9), ""], rows).replace(/^PHASE/, "  PHASE");
+  const header = ["PHASE", "DURATION".padStart(9), ...(own ? ["CONTROLLER".padStart(10)] : []), ""];
+  return table(header, rows).replace(/^PHASE/, "  PHASE");
 }
 
 /** 512 B, 14.2 KiB, 61.3 MiB */

@@ -81,6 +81,17 @@ describe("timings", () => {
     );
     expect(timingsTable(plain, { ...completed, status: {} } as never, now)).toBe("  (no phase timings)\n");
   });
+
+  it("with the controller's timeline: its own share of each phase", () => {
+    const withOwn = structuredClone(completed);
+    withOwn.status!.phaseTimings!.forEach((t, i) => {
+      t.breakdown = { controllerMillis: 10 * (i + 1), externalMillis: 0, apiCalls: 1 };
+    });
+    const lines = timingsTable(plain, withOwn, now).split("\n");
+    expect(lines[0]).toMatch(/^ {2}PHASE +DURATION +CONTROLLER$/);
+    expect(lines[1]).toMatch(/^ {2}Pending +0\.050 s +10 ms +█/);
+    expect(lines[7]).toMatch(/^ {2}total +2\.130 s +210 ms +\(status\.duration 2\.130s\)$/);
+  });
 });
 
 describe("bytes", () => {
