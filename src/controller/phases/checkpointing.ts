@@ -19,10 +19,11 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
   if (ref) {
     const pending = (ctx.m.status?.containers ?? []).some((c) => !c.checkpointPath);
     if (pending) {
-      // Recorded first, so a rollback knows to remove the queue even if the declare times out.
+      // Recorded with the checkpoint's intent (the next write, before the checkpoint); a crash
+      // before it loses nothing: the rollback removes the migration's queues by its UID.
       if (!ctx.m.status?.replay?.replayQueue) {
         const { replayQueue } = await ctx.deps.messaging.prepareReplay(ref);
-        await ctx.update((m) => {
+        ctx.defer((m) => {
           m.status!.replay = { ...m.status!.replay, replayQueue };
         });
       } else {
@@ -85,7 +86,9 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
       }
     }
     const done = result;
-    await ctx.update((m) => {
+    // Written with the next write (the next container's intent, or the phase change): a crash
+    // before it finds the intent and asks lookup() for this result.
+    ctx.defer((m) => {
       const x = m.status!.containers!.find((y) => y.name === name)!;
       x.checkpointPath = done.path;
       if (done.digest) x.checkpointDigest = done.digest;

@@ -29,12 +29,14 @@ export async function handOver(ctx: PhaseContext): Promise<boolean> {
   const { cluster } = ctx.deps;
   const s = ctx.m.status ?? {};
   const owner = s.owner;
-  const target = await cluster.getPod(ctx.namespace, s.targetPod ?? "");
-  if (!target || target.metadata?.deletionTimestamp)
-    return fail("TargetPodLost", `target pod ${s.targetPod} is gone`);
   // Beside the source (ShadowPod): the source goes once the workload has adopted the target.
   const shadow = ctx.strategy.runsBesideSource;
-  const source = shadow ? await currentSourcePod(ctx) : undefined;
+  const [target, source] = await Promise.all([
+    cluster.getPod(ctx.namespace, s.targetPod ?? ""),
+    shadow ? currentSourcePod(ctx) : undefined,
+  ]);
+  if (!target || target.metadata?.deletionTimestamp)
+    return fail("TargetPodLost", `target pod ${s.targetPod} is gone`);
 
   // In this order: once released, the ReplicaSet may adopt the target at once and delete one
   // pod of the surplus; the source must already be the cheapest to delete by then.

@@ -11,6 +11,7 @@ import { uidOf } from "../names.ts";
 import { isNodeReady, isPodReady, podFailure } from "../pods.ts";
 import { buildTargetPod, isOurs } from "../podspec.ts";
 import { sourceGone } from "../point-of-no-return.ts";
+import { iso } from "../status.ts";
 import { ownerSelector } from "./shared.ts";
 
 export async function restoring(ctx: PhaseContext): Promise<Outcome> {
@@ -37,7 +38,11 @@ export async function restoring(ctx: PhaseContext): Promise<Outcome> {
   const failure = podFailure(target);
   if (failure) return fail("RestoreFailed", `target pod ${targetName}: ${failure}`);
   if (!isPodReady(target)) return wait(ctx.remainingMs());
-  await ctx.advance(undefined, `target pod ${targetName} ready on ${s.targetNode}`);
+  const now = ctx.now;
+  await ctx.advance((m) => {
+    // Replaying's first act, in this write: START_REPLAY follows at once in this reconcile.
+    if (m.status?.replay?.replayQueue) m.status.replay.startRequestedAt ??= iso(now);
+  }, `target pod ${targetName} ready on ${s.targetNode}`);
   return next();
 }
 
