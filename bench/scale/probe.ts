@@ -228,7 +228,8 @@ export class BenchController {
       if (!this.proc.running) throw new Error(`controller exited:\n${await this.proc.tail()}`);
       const res = await fetch(`http://127.0.0.1:${this.healthPort}/readyz`).catch(() => undefined);
       if (res?.status === 200) return performance.now() - t0;
-      if (performance.now() - t0 > 120_000) throw new Error("controller not ready after 120 s");
+      if (performance.now() - t0 > 120_000)
+        throw new Error(`controller not ready after 120 s:\n${await this.proc.tail()}`);
       await sleep(10);
     }
   }

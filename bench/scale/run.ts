@@ -21,7 +21,7 @@
 //
 // Every subcommand: --binary bundle (default: the esbuild bundle with the Dockerfile's node
 // flags, as the image runs it) or source (node cmd/ms2m-controller/main.ts, as the tests run it);
-// --node-args "..." more node flags for the controller (e.g. "--cpu-prof --cpu-prof-dir=DIR").
+// --node-args="..." more node flags for the controller (e.g. --node-args="--cpu-prof --cpu-prof-dir=DIR").
 //
 // Each subcommand starts and removes its own cluster; --out DIR (default bench/scale/out/<time>)
 // gets <subcommand>.json and <subcommand>.md. Queues and exchanges the run made are deleted.

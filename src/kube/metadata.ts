@@ -51,7 +51,10 @@ export async function listMetadata(
     }
     throw new ApiException(res.status, `list ${path}`, body, Object.fromEntries(res.headers));
   }
-  return JSON.parse(text) as KubernetesListObject<KubernetesObject>;
+  const list = JSON.parse(text) as KubernetesListObject<KubernetesObject>;
+  // An empty PartialObjectMetadataList says `"items": null`.
+  list.items ??= [];
+  return list;
 }
 
 /**

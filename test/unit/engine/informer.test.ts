@@ -80,6 +80,20 @@ describe("metadata-only lists", () => {
     expect(list.items.map((o) => o.metadata?.name)).toEqual(["a"]);
   });
 
+  it("reads an empty list (the server says items: null) as no items", async () => {
+    const { kc } = await fakeApi((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          kind: "PartialObjectMetadataList",
+          metadata: { resourceVersion: "3" },
+          items: null,
+        }),
+      );
+    });
+    expect((await listMetadata(kc, "/apis/batch/v1/namespaces/x/jobs")).items).toEqual([]);
+  });
+
   it("throws what the generated clients throw: the Status reason survives", async () => {
     const { kc } = await fakeApi((_req, res) => {
       res.writeHead(403, { "content-type": "application/json" });
