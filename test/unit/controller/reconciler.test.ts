@@ -519,6 +519,14 @@ describe("cancellation", () => {
     "deleting the migration in %s rolls back",
     async (phase) => {
       const w = setup("Deployment");
+      // Each phase is held where the case deletes the migration: the agent refuses the
+      // checkpoint for now (429, retried), the kubelet never starts the target, the replay
+      // queue never drains.
+      if (phase === "Checkpointing")
+        w.checkpointer.faults.inject(
+          "checkpoint",
+          ...Array.from({ length: 100 }, () => new Ms2mError("TooManyRequests", "agent busy")),
+        );
       w.messaging.drained = false;
       await drive(w, { maxRounds: 30, kubelet: phase !== "Restoring", between: () => undefined });
       // Walk until the phase of interest.
@@ -527,7 +535,7 @@ describe("cancellation", () => {
         await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch(() => undefined);
         if (phase !== "Restoring") playKubelet(w);
       }
-      if (phaseOf(w) !== phase) return; // phase passed synchronously (Checkpointing): covered by Restoring/Replaying
+      expect(phaseOf(w)).toBe(phase);
       w.cluster.deleteMigration("mig");
       await drive(w);
       expect(w.cluster.migrations.has("default/mig")).toBe(false);
@@ -540,12 +548,18 @@ describe("cancellation", () => {
 
   it("deleting the migration in Finalizing rolls forward to the hand-over", async () => {
     const w = setup("Deployment");
+    // The ReplicaSet adopts the target only later: Finalizing waits for it.
+    const adopt = w.cluster.onPodWrite;
+    w.cluster.onPodWrite = undefined;
     for (let i = 0; i < 60 && phaseOf(w) !== "Finalizing"; i++) {
       await w.reconciler.reconcile({ namespace: "default", name: "mig" }).catch(() => undefined);
       playKubelet(w);
     }
-    if (phaseOf(w) !== "Finalizing") return; // Finalizing passed synchronously: nothing to cancel in it
+    expect(phaseOf(w)).toBe("Finalizing");
     w.cluster.deleteMigration("mig");
+    // Now the ReplicaSet adopts the released target.
+    w.cluster.onPodWrite = adopt;
+    adopt?.(w.cluster.pod(statusOf(w).targetPod!)!);
     await drive(w);
     expect(w.cluster.migrations.has("default/mig")).toBe(false);
     const pods = [...w.cluster.pods.values()].filter((p) => !p.metadata?.deletionTimestamp);
