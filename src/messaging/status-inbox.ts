@@ -135,8 +135,14 @@ export class StatusInbox {
   async close(): Promise<void> {
     const c = this.#consumer;
     this.#consumer = undefined;
-    if (c) await c.ch.cancel(c.tag).catch(() => undefined);
     this.#wake();
+    if (!c) return;
+    try {
+      await c.ch.cancel(c.tag);
+    } catch {
+      // The channel is gone (a lost connection): its consumer went with it. amqplib throws at
+      // once on a closed channel, so this must not stop the queues' cleanup that follows.
+    }
   }
 }
 

@@ -9,7 +9,8 @@ import { z } from "zod";
 import { notFound } from "../common/errors.ts";
 import { replayQueueName, statusQueueName } from "../protocol/replay.ts";
 import type { BrokerPool } from "./broker-pool.ts";
-import { isNotFound } from "./broker-errors.ts";
+import { isNotFound, toMs2mError } from "./broker-errors.ts";
+import { backoffDelay, sleep } from "../common/backoff.ts";
 
 export const replayTopologySchema = z.object({
   /** amqp(s)://user:pass@host/vhost, from the Secret the migration references. */
@@ -138,12 +139,29 @@ export async function cleanupMigration(
   const deleted: string[] = [];
   let replayMessagesDiscarded = 0;
   for (const queue of [replayQueue, statusQueue]) {
-    // Only delete what exists: a delete of a missing queue is a 404 on some broker versions.
-    if (!(await queueDepth(pool, brokerUrl, queue))) continue;
-    const reply = await pool.withTemporaryChannel(brokerUrl, (ch) => ch.deleteQueue(queue));
-    if (queue === replayQueue) replayMessagesDiscarded = reply.messageCount;
-    deleted.push(queue);
+    // A lost connection (the broker restarting, a reset) is retried: the queues outlive the
+    // migration otherwise.
+    await retrying(async () => {
+      // Only delete what exists: a delete of a missing queue is a 404 on some broker versions.
+      if (!(await queueDepth(pool, brokerUrl, queue))) return;
+      const reply = await pool.withTemporaryChannel(brokerUrl, (ch) => ch.deleteQueue(queue));
+      if (queue === replayQueue) replayMessagesDiscarded = reply.messageCount;
+      deleted.push(queue);
+    });
   }
   await pool.release(brokerUrl, uid);
   return { replayMessagesDiscarded, deleted };
+}
+
+/** Runs `fn` again after a retriable broker error (lost connection), up to `attempts` times. */
+async function retrying(fn: () => Promise<void>, attempts = 5): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (raw) {
+      const err = toMs2mError(raw);
+      if (!err.retriable || attempt >= attempts) throw err;
+      await sleep(backoffDelay(attempt, { initialMs: 200 }));
+    }
+  }
 }
