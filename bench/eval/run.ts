@@ -9,7 +9,11 @@
 //     [--configs sts-seq-registry,deploy-shadow-registry,deploy-shadow-direct]
 //     [--rates 1,4,7,10,13,16,19] [--reps 3] [--latencies real|zero] [--warmup 3] [--out DIR]
 //     [--kubeconfig FILE --namespace NS --source-node N --target-node N --broker-url URL
-//      --producer-url URL --consumer-image IMG --checkpoint-repo REPO]
+//      --producer-url URL --consumer-image IMG --checkpoint-repo REPO
+//      --consumer-state auto|files|termination-message]
+// --consumer-state (kubeconfig only): where the consumers' final states are read. auto: from their
+// files when the nodes are simulated (they run here), from termination messages otherwise;
+// termination-message forces the path a cluster of real nodes takes, on any nodes.
 // --latencies applies to simulated nodes only (real nodes take what they take).
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -91,6 +95,7 @@ const { values: args } = parseArgs({
     "producer-url": { type: "string" },
     "consumer-image": { type: "string", default: "ghcr.io/ms2m/ms2m-workload:0.1.0" },
     "checkpoint-repo": { type: "string" },
+    "consumer-state": { type: "string", default: "auto" },
     help: { type: "boolean", default: false },
   },
 });
@@ -122,6 +127,12 @@ const remote = args.kubeconfig !== undefined;
 if (args.runtime !== "simulated" && args.runtime !== "real")
   throw new Error(`--runtime must be simulated or real (got ${args.runtime})`);
 const runtime: NodeRuntime = args.runtime;
+if (!["auto", "files", "termination-message"].includes(args["consumer-state"]))
+  throw new Error(
+    `--consumer-state must be auto, files or termination-message (got ${args["consumer-state"]})`,
+  );
+if (!remote && args["consumer-state"] !== "auto")
+  throw new Error("--consumer-state applies to --kubeconfig only (a local cluster reads the files)");
 if (remote && runtime === "real")
   throw new Error("--runtime real starts a local cluster: not with --kubeconfig");
 /** The CSV's runtime column: what ran the nodes. */
@@ -570,7 +581,10 @@ try {
     ns = args.namespace;
     await prepareWorkloadNamespace(env, ns);
     const source = await env.core.readNode({ name: args["source-node"] });
-    filesHere = source.status?.nodeInfo?.kernelVersion === "ms2m-sim";
+    const simulated = source.status?.nodeInfo?.kernelVersion === "ms2m-sim";
+    filesHere = args["consumer-state"] === "auto" ? simulated : args["consumer-state"] === "files";
+    if (filesHere && !simulated)
+      throw new Error("--consumer-state files needs simulated nodes: real nodes keep the files on the node");
     process.stderr.write(
       filesHere
         ? "simulated nodes (containers run on this machine): the consumers' files are read here\n"

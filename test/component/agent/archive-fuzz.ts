@@ -599,6 +599,8 @@ export async function fuzzAgent(
   ca: Buffer,
   numRuns: number,
   seed?: number,
+  /** Prefix of the migration keys, to tell workers apart in a counterexample. */
+  prefix = "",
 ): Promise<FuzzStats> {
   const dispatcher = new Agent({ connect: { ca, servername: "ms2m-agent" } });
   const stats: FuzzStats = { runs: 0, accepted: 0, rejected: {}, pristine: 0, kinds: {} };
@@ -606,7 +608,7 @@ export async function fuzzAgent(
   try {
     await fc.assert(
       fc.asyncProperty(fuzzCase, async (c) => {
-        const migration = `fuzz-${n++}`;
+        const migration = `fuzz-${prefix}${n++}`;
         const url = new URL(
           `/v1/archives?container=app&image=localhost/fuzz/img:t${n}&migration=${migration}`,
           agent.url,
