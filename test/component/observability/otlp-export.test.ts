@@ -3,8 +3,7 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OtlpTraceExporter, otlpExporterFrom } from "../../../src/controller/timeline/otlp.ts";
-import { otlpEnv } from "../../../src/controller/timeline/otlp.ts";
+import { OtlpTraceExporter, otlpEnv, otlpExporterFrom } from "../../../src/controller/timeline/otlp.ts";
 import { MigrationTrace } from "../../../src/controller/timeline/trace.ts";
 import type { StatefulMigration } from "../../../src/api/v1alpha1/index.ts";
 
