@@ -4,7 +4,7 @@
 // of checkpointing again.
 import { isMs2mError } from "../../common/errors.ts";
 import { next, type Outcome, type PhaseContext } from "../context.ts";
-import { fail } from "../failures.ts";
+import { fail, MigrationFailure } from "../failures.ts";
 import { workloadOf } from "../lifecycle/incarnation.ts";
 import { checkpointKey, uidOf } from "../names.ts";
 import type { CheckpointRequest, CheckpointResult } from "../ports.ts";
@@ -71,6 +71,11 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
         // A definite refusal (404: gate off, 500: runtime/CRIU failure) ends the migration; an
         // unknown outcome (timeout, connection lost) is retried through lookup().
         if (isMs2mError(err) && !err.retriable) {
+          // The kubelet's 404 for a pod deleted meanwhile (with its StatefulSet, say) is no
+          // checkpoint failure: the source is gone, and the failure says so (SourcePodLost).
+          await requireSourcePod(ctx).catch((lost: unknown) => {
+            if (lost instanceof MigrationFailure) throw lost;
+          });
           return fail("CheckpointFailed", `checkpoint of ${name} on ${node}: ${err.message}`, err);
         }
         // Refused before anything was done (agent busy, 429): no checkpoint exists, so the

@@ -4,6 +4,7 @@
 // request names the incarnation it is of.
 import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import { Ms2mError } from "../../../src/common/errors.ts";
 import { controllerOf } from "../../../src/kube/owners.ts";
 import { workloadOf, workloadReplacedMessage } from "../../../src/controller/lifecycle/incarnation.ts";
 import type { TransferRequest } from "../../../src/controller/ports.ts";
@@ -152,6 +153,81 @@ describe("a StatefulSet deleted and recreated under the same name", () => {
     afterTransfer(w, () => w.cluster.statefulSets.delete("default/db"));
     await drive(w);
     expect(statusOf(w).failure?.reason).toBe("OwnerLost");
+  });
+});
+
+describe("a StatefulSet deleted with its pods (cascading) and recreated under the same name", () => {
+  /**
+   * `kubectl delete sts db` (Background): the garbage collector deletes db-1 with it; the same
+   * StatefulSet applied again creates db-1 afresh (another UID), from its template.
+   */
+  function cascade(w: W): V1Pod {
+    recreateStatefulSet(w);
+    w.cluster.pods.delete("default/db-1");
+    return w.cluster.addPod({
+      metadata: {
+        name: "db-1",
+        labels: { app: "db" },
+        ownerReferences: [
+          { apiVersion: "apps/v1", kind: "StatefulSet", name: "db", uid: "sts-uid-2", controller: true },
+        ],
+      },
+      spec: { containers: [{ name: "app", image: "registry.test/consumer:1" }] },
+    });
+  }
+
+  it("after the checkpoint was taken: refused before the transfer (WorkloadReplaced), rolled back, the new pod left alone", async () => {
+    const w = setup("StatefulSet");
+    const checkpoint = w.checkpointer.checkpoint.bind(w.checkpointer);
+    let fresh: V1Pod | undefined;
+    w.checkpointer.checkpoint = async (req) => {
+      const res = await checkpoint(req);
+      fresh = cascade(w);
+      return res;
+    };
+    await drive(w);
+    const s = statusOf(w);
+    expect(s.failure).toMatchObject({ phase: "Transferring", reason: "WorkloadReplaced" });
+    expect(s.failure?.message).toBe(
+      workloadReplacedMessage({ kind: "StatefulSet", name: "db", uid: "sts-uid" }, "sts-uid-2"),
+    );
+    expect(rolledBack(w)).toBe("True");
+    expect(w.transfer.requests).toEqual([]);
+    expect(w.transfer.cleaned).toHaveLength(1);
+    const pod = w.cluster.pod("db-1")!;
+    expect(pod.metadata?.uid).toBe(fresh?.metadata?.uid);
+    expect(pod.metadata?.deletionTimestamp).toBeUndefined();
+    expect(pod.metadata?.labels).toEqual({ app: "db" });
+    expect(pod.metadata?.annotations).toBeUndefined();
+  });
+
+  it("before the kubelet took the checkpoint (it answers 404): SourcePodLost, not CheckpointFailed", async () => {
+    const w = setup("StatefulSet");
+    let fresh: V1Pod | undefined;
+    w.checkpointer.checkpoint = async (req) => {
+      w.checkpointer.requests.push(req);
+      fresh = cascade(w);
+      throw new Ms2mError("NotFound", "kubelet checkpoint: HTTP 404 container app does not exist");
+    };
+    await drive(w);
+    const s = statusOf(w);
+    expect(s.phase).toBe("Failed");
+    expect(s.failure).toMatchObject({ phase: "Checkpointing", reason: "SourcePodLost" });
+    expect(s.failure?.message).toBe("source pod db-1 was deleted or replaced during the migration");
+    expect(rolledBack(w)).toBe("True");
+    expect(w.transfer.requests).toEqual([]);
+    const pod = w.cluster.pod("db-1")!;
+    expect(pod.metadata?.uid).toBe(fresh?.metadata?.uid);
+    expect(pod.metadata?.deletionTimestamp).toBeUndefined();
+  });
+
+  it("a checkpoint refused while the source still runs stays CheckpointFailed", async () => {
+    const w = setup("StatefulSet");
+    w.checkpointer.checkpoint = async () => {
+      throw new Ms2mError("NotFound", "kubelet checkpoint: HTTP 404 checkpointing is disabled");
+    };
+    await drive(w);
+    expect(statusOf(w).failure).toMatchObject({ phase: "Checkpointing", reason: "CheckpointFailed" });
   });
 });
 
