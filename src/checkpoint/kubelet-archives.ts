@@ -60,3 +60,43 @@ export async function openArchive(path: string): Promise<{ handle: FileHandle; s
   }
   return { handle, size: st.size };
 }
+
+const RFC3339 =
+  /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(?:Z|([+-])([0-9]{2}):?([0-9]{2}))$/;
+
+/**
+ * The time the kubelet wrote into the name of a checkpoint archive of exactly this
+ * namespace/pod/container (Go's time.RFC3339 of its local clock when it took the request: whole
+ * seconds, `Z` or a ±hh:mm offset), in ms since the epoch. Undefined when the name is not such
+ * an archive or its time is not a valid RFC 3339 one.
+ */
+export function archiveTimestamp(
+  name: string,
+  ids: { namespace: string; pod: string; container: string },
+): number | undefined {
+  if (!checkpointArchivePattern(ids.namespace, ids.pod, ids.container).test(name)) return undefined;
+  const prefix = `checkpoint-${ids.pod}_${ids.namespace}-${ids.container}-`;
+  const m = RFC3339.exec(name.slice(prefix.length, -".tar".length));
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const fraction = m[7] ? Math.floor(Number(`0${m[7]}`) * 1000) : 0;
+  if (year < 1970 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59)
+    return undefined;
+  const utc = Date.UTC(year, month - 1, day, hour, minute, second, fraction);
+  // Date.UTC rolls 31 February over into March: such a day does not exist.
+  if (new Date(utc).getUTCDate() !== day) return undefined;
+  let offset = 0;
+  if (m[8]) {
+    const [oh, om] = [Number(m[9]), Number(m[10])];
+    if (oh > 23 || om > 59) return undefined;
+    offset = (m[8] === "-" ? -1 : 1) * (oh * 60 + om) * 60_000;
+  }
+  return utc - offset;
+}

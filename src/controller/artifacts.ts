@@ -4,6 +4,37 @@ import { describeError } from "../common/errors.ts";
 import type { PhaseContext } from "./context.ts";
 import { checkpointKey, uidOf } from "./names.ts";
 import type { ArtifactRef } from "./ports.ts";
+import { MAX_CLEANUP_SETTLE_SECONDS } from "../transfer/job.ts";
+
+/**
+ * Clock skew between the controller and a node allowed for in an archive window (the kubelet
+ * names the archive by its own clock, in whole seconds).
+ */
+export const ARCHIVE_WINDOW_MARGIN_SECONDS = 10;
+
+/**
+ * Where the archive of a node-proxy checkpoint requested at `requestedAt` (whose answer was
+ * lost) can be found: the kubelet stamps it when it takes the request, so within
+ * [requestedAt − margin, requestedAt + timeout + margin], and never after the request's failure
+ * was known (`now`, the cleanup: + margin), so that a later checkpoint of the same container
+ * (the next migration of the pod) is outside. A checkpoint stamped in the window has ended
+ * (archive complete or none) by `to + timeout` (settleUntil). Undefined for an unreadable time.
+ */
+export function archiveWindowOf(
+  requestedAt: string,
+  timeoutSeconds: number,
+  now: number,
+): NonNullable<ArtifactRef["archiveWindow"]> | undefined {
+  const at = Date.parse(requestedAt);
+  if (!Number.isFinite(at)) return undefined;
+  const margin = ARCHIVE_WINDOW_MARGIN_SECONDS * 1000;
+  const timeout = Math.max(0, timeoutSeconds) * 1000;
+  const from = at - margin;
+  const to = Math.max(from, Math.min(at + timeout, now) + margin);
+  const settleUntil = to + Math.min(timeout, MAX_CLEANUP_SETTLE_SECONDS * 1000);
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return { from: iso(from), to: iso(to), settleUntil: iso(settleUntil) };
+}
 
 /**
  * Everything a checkpoint was requested for: the agent may hold a record even without a result.
@@ -14,18 +45,26 @@ export function artifactsOf(ctx: PhaseContext, opts: { completed?: boolean } = {
   const s = ctx.m.status ?? {};
   return (s.containers ?? [])
     .filter((c) => c.checkpointPath || c.checkpointImage || c.checkpointRequestedAt)
-    .map((c) => ({
-      mode: ctx.transport.name,
-      sourceNode: s.sourceNode ?? "",
-      namespace: ctx.namespace,
-      pod: ctx.m.spec.sourcePod,
-      container: c.name,
-      key: checkpointKey(uidOf(ctx.m), c.name),
-      ...(s.targetNode ? { targetNode: s.targetNode } : {}),
-      ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
-      ...(c.checkpointImage ? { image: c.checkpointImage } : {}),
-      ...(opts.completed ? { keepTargetImage: true } : {}),
-    }));
+    .map((c) => {
+      // A node-proxy checkpoint without a result: its archive (if any) is found by name and time.
+      const window =
+        c.checkpointVia === "NodeProxy" && !c.checkpointPath && c.checkpointRequestedAt
+          ? archiveWindowOf(c.checkpointRequestedAt, ctx.deps.settings.checkpointTimeoutSeconds, ctx.now)
+          : undefined;
+      return {
+        mode: ctx.transport.name,
+        sourceNode: s.sourceNode ?? "",
+        namespace: ctx.namespace,
+        pod: ctx.m.spec.sourcePod,
+        container: c.name,
+        key: checkpointKey(uidOf(ctx.m), c.name),
+        ...(s.targetNode ? { targetNode: s.targetNode } : {}),
+        ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
+        ...(window ? { archiveWindow: window } : {}),
+        ...(c.checkpointImage ? { image: c.checkpointImage } : {}),
+        ...(opts.completed ? { keepTargetImage: true } : {}),
+      };
+    });
 }
 
 export async function cleanupArtifacts(ctx: PhaseContext, opts: { completed?: boolean } = {}): Promise<void> {

@@ -2,6 +2,7 @@
 // ./adapters; unit tests use in-memory fakes. Every method is idempotent unless noted.
 import type { V1Node, V1Pod, V1ReplicaSet, V1StatefulSet } from "@kubernetes/client-node";
 import type { MessageQueueConfig, StatefulMigration, TransferMode } from "../api/v1alpha1/index.ts";
+import type { ArchiveWindow } from "../transfer/job.ts";
 import type { RuntimeName, RuntimeReport, WorkloadRef } from "../transfer/types.ts";
 
 export interface DeleteOptions {
@@ -114,6 +115,13 @@ export interface ArtifactRef {
   container?: string;
   targetNode?: string;
   archivePath?: string;
+  /**
+   * A checkpoint requested through the API server's node proxy without a recorded result (the
+   * answer was lost; the kubelet keeps no record): the archive it may have written on sourceNode
+   * is the one of namespace/pod/container whose kubelet timestamp lies in [from, to]; it is
+   * complete by settleUntil. Removed by a cleanup Job pinned to sourceNode (agent or not).
+   */
+  archiveWindow?: Omit<ArchiveWindow, "container">;
   image?: string;
   /** Idempotency key (checkpointKey): the migration whose checkpoint records the agent releases. */
   key?: string;

@@ -52,10 +52,52 @@ export const CLEANUP_JOB_SUBCOMMAND = "cleanup";
 /** Archives and registry images one cleanup Job may be asked to delete, each. */
 export const MAX_CLEANUP_ITEMS = 16;
 
+/** The widest time window of an `archiveWindows` item (a checkpoint timeout and margins fit). */
+export const MAX_ARCHIVE_WINDOW_SECONDS = 6 * 3600;
+/**
+ * The longest a cleanup Job waits for `settleUntil` (the controller never asks for more; a node
+ * whose clock is behind waits no longer than this either).
+ */
+export const MAX_CLEANUP_SETTLE_SECONDS = 900;
+
+const rfc3339 = z.iso.datetime({ offset: true });
+
+/**
+ * A checkpoint requested through the API server's node proxy whose answer was lost: the kubelet
+ * keeps no record, so the archive it may have written is known only by its name: the checkpoint
+ * of this namespace/pod/container, with the kubelet's time in it within [from, to] (inclusive).
+ * The Job lists the folder only once `settleUntil` has passed (its node's clock): by then a
+ * checkpoint the kubelet took in the window has ended and its archive is complete.
+ */
+export const archiveWindowSchema = z
+  .strictObject({
+    container: sendRequestSchema.shape.container,
+    from: rfc3339,
+    to: rfc3339,
+    settleUntil: rfc3339,
+  })
+  .refine((w) => Date.parse(w.from) <= Date.parse(w.to), { message: "from is after to", path: ["to"] })
+  .refine((w) => Date.parse(w.to) - Date.parse(w.from) <= MAX_ARCHIVE_WINDOW_SECONDS * 1000, {
+    message: `the window is longer than ${MAX_ARCHIVE_WINDOW_SECONDS} s`,
+    path: ["to"],
+  })
+  .refine(
+    (w) =>
+      Date.parse(w.settleUntil) >= Date.parse(w.to) &&
+      Date.parse(w.settleUntil) - Date.parse(w.to) <= MAX_CLEANUP_SETTLE_SECONDS * 1000,
+    {
+      message: `settleUntil must lie within ${MAX_CLEANUP_SETTLE_SECONDS} s after to`,
+      path: ["settleUntil"],
+    },
+  );
+export type ArchiveWindow = z.infer<typeof archiveWindowSchema>;
+
 /**
  * What a cleanup Job deletes: archives of one source pod in the node's checkpoints folder (named
  * as in the send request and checked the same way: the checkpoint of exactly this
- * namespace/pod/container) and checkpoint images in a registry.
+ * namespace/pod/container), the archives of such a pod/container the kubelet wrote within a
+ * time window (`archiveWindows`: node-proxy checkpoints whose answer was lost) and checkpoint
+ * images in a registry.
  */
 export const cleanupRequestSchema = z.strictObject({
   migration: sendRequestSchema.shape.migration,
@@ -70,6 +112,7 @@ export const cleanupRequestSchema = z.strictObject({
     )
     .max(MAX_CLEANUP_ITEMS)
     .default([]),
+  archiveWindows: z.array(archiveWindowSchema).max(MAX_CLEANUP_ITEMS).default([]),
   registryImages: z
     .array(
       z.strictObject({
@@ -96,7 +139,8 @@ export type CleanupItem = z.infer<typeof cleanupItemSchema>;
 /** ok: every item deleted or absent. `error`: the request itself failed (nothing was tried). */
 export const cleanupJobResultSchema = z.object({
   ok: z.boolean(),
-  items: z.array(cleanupItemSchema).max(2 * MAX_CLEANUP_ITEMS),
+  // A window may match several archives: the encoder keeps what fits in 4096 bytes anyway.
+  items: z.array(cleanupItemSchema).max(8 * MAX_CLEANUP_ITEMS),
   /** Items left out of `items` to fit the termination message (their outcome counts in ok). */
   omitted: z.number().int().nonnegative().optional(),
   error: z.string().max(2048).optional(),

@@ -66,6 +66,7 @@ const request = (r: Partial<CleanupRequest>): CleanupRequest => ({
   namespace: "shop",
   pod: "web-0",
   archives: [],
+  archiveWindows: [],
   registryImages: [],
   ...r,
 });

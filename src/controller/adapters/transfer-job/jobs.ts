@@ -9,7 +9,12 @@ import { createHash } from "node:crypto";
 import type { V1EnvVar, V1Job, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import { z } from "zod";
 import { env } from "../../../common/config.ts";
-import { CLEANUP_JOB_SUBCOMMAND, SEND_JOB_SUBCOMMAND, type CleanupRequest } from "../../../transfer/job.ts";
+import {
+  CLEANUP_JOB_SUBCOMMAND,
+  MAX_CLEANUP_SETTLE_SECONDS,
+  SEND_JOB_SUBCOMMAND,
+  type CleanupRequest,
+} from "../../../transfer/job.ts";
 import type { SendRequest } from "../../../transfer/types.ts";
 import { KEY_MIGRATION_UID } from "../../names.ts";
 
@@ -317,19 +322,20 @@ export interface CleanupJobInput {
   migrationUid: string;
   /** namespace/name of the source pod (annotation, for people). */
   source: string;
-  /** The node whose checkpoints folder holds request.archives (required when there are any). */
+  /** The node whose checkpoints folder holds request.archives and archiveWindows (required when there are any). */
   node?: string | undefined;
   request: CleanupRequest;
 }
 
 /**
- * The Job that deletes a migration's leftovers: archives on `node` (pinned there; the only Job
- * that mounts the checkpoints folder read-write) and/or registry images (the registry Secret is
+ * The Job that deletes a migration's leftovers: archives on `node`, named or by time window
+ * (pinned there; the only Job that mounts the checkpoints folder read-write) and/or registry images (the registry Secret is
  * mounted only then). Nothing else: no token, no agent CA.
  */
 export function buildCleanupJob(input: CleanupJobInput, s: TransferJobSettings): V1Job {
   const { request } = input;
-  const archives = request.archives.length > 0;
+  const windows = request.archiveWindows.length > 0;
+  const archives = request.archives.length > 0 || windows;
   if (archives && !input.node) throw new Error("a cleanup Job that deletes archives needs their node");
   const node = archives ? input.node : undefined;
   const parts = merge(
@@ -357,7 +363,8 @@ export function buildCleanupJob(input: CleanupJobInput, s: TransferJobSettings):
       backoffLimit: CLEANUP_BACKOFF_LIMIT,
       ttlSecondsAfterFinished: s.cleanupTtlSecondsAfterFinished ?? s.ttlSecondsAfterFinished,
     },
-    s,
+    // An archive window is only listed once its checkpoint has ended: the Job may wait that long first.
+    windows ? { ...s, activeDeadlineSeconds: s.activeDeadlineSeconds + MAX_CLEANUP_SETTLE_SECONDS } : s,
   );
 }
 

@@ -307,6 +307,7 @@ class CleanupPlan {
         namespace: a.namespace ?? "",
         pod: a.pod ?? "",
         archives: [],
+        archiveWindows: [],
         registryImages: [],
       };
       j = { migrationUid: uid, source: `${a.namespace}/${a.pod}`, node, request, what: [] };
@@ -321,6 +322,21 @@ class CleanupPlan {
     const j = this.of(a, splitKey(a.key).migration, a.sourceNode);
     j.request.archives.push({ container: a.container, archive: a.archivePath });
     j.what.push(`checkpoint archive ${a.archivePath} on ${a.sourceNode}`);
+    return true;
+  }
+
+  /**
+   * The archive a node-proxy checkpoint without an answer may have left: found by the Job on the
+   * source node by name and kubelet time. False when the artifact does not name enough.
+   */
+  addWindow(a: ArtifactRef): boolean {
+    const w = a.archiveWindow;
+    if (!a.key || !w || !a.namespace || !a.pod || !a.container || !a.sourceNode) return false;
+    const j = this.of(a, splitKey(a.key).migration, a.sourceNode);
+    j.request.archiveWindows.push({ container: a.container, ...w });
+    j.what.push(
+      `any checkpoint archive of ${a.namespace}/${a.pod} container ${a.container} the kubelet on ${a.sourceNode} wrote between ${w.from} and ${w.to} (a node-proxy checkpoint whose answer was lost; looked for once it has ended, after ${w.settleUntil})`,
+    );
     return true;
   }
 
@@ -384,8 +400,10 @@ export class RoutedTransfer implements TransferPort {
   /**
    * Deletes the migration's send Jobs, releases what the agents recorded, and starts cleanup Jobs
    * for what no agent can remove: archives on source nodes without an agent (a Job pinned to the
-   * node) and registry images a send Job pushed (a Job anywhere). The cleanup Jobs run on their
-   * own; what one could not even be created for is reported as a warning.
+   * node), the archive a node-proxy checkpoint whose answer was lost may have left (a Job pinned
+   * to the source node, agent or not: no agent recorded it) and registry images a send Job pushed
+   * (a Job anywhere). The cleanup Jobs run on their own; what one could not even be created for
+   * is reported as a warning.
    */
   async cleanup(artifacts: ArtifactRef[]): Promise<CleanupReport> {
     const warnings: string[] = [];
@@ -408,6 +426,10 @@ export class RoutedTransfer implements TransferPort {
       return p;
     };
     for (const a of artifacts) {
+      if (a.archiveWindow && !plan.addWindow(a))
+        warnings.push(
+          `the checkpoint archive a node-proxy checkpoint of ${a.container ?? "a container"} may have written stays on ${a.sourceNode || "the source node"}`,
+        );
       const agentThere = this.runner === "agent" || (a.sourceNode !== "" && (await agentOn(a.sourceNode)));
       if (agentThere) viaAgent.push(a);
       else {

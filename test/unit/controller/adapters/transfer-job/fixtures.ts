@@ -21,6 +21,7 @@ export const request = (r: Partial<CleanupRequest> = {}): CleanupRequest => ({
   namespace: "shop",
   pod: "web-0",
   archives: [],
+  archiveWindows: [],
   registryImages: [],
   ...r,
 });
