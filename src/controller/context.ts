@@ -1,6 +1,8 @@
 // What a phase handler works with: the migration as last written, the ports, and helpers that
 // write status and move between phases. Every write returns the stored object, which becomes
-// `ctx.m`: the next step always starts from what the API server has, never from a cache.
+// `ctx.m`: the next step always starts from what the API server has, never from a cache. The
+// exceptions are held in memory until the next write on purpose: reports (defer()) and a lazy
+// phase change (transition()); each write is guarded by the resourceVersion of the last one.
 import type { Logger } from "../common/logger.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import type { Phase, StatefulMigration } from "../api/v1alpha1/index.ts";
@@ -159,6 +161,8 @@ export class PhaseContext {
 
   /** Status changes that ride along with the next write (see defer()). */
   private deferred: ((m: StatefulMigration) => void)[] = [];
+  /** `m` holds a phase change not written yet (transition with `lazy`). */
+  private unwritten = false;
 
   /**
    * Writes status after `mutate` (on a copy), with the deferred changes; Conflict propagates and
@@ -172,6 +176,7 @@ export class PhaseContext {
     if (copy.metadata.generation !== undefined) copy.status.observedGeneration = copy.metadata.generation;
     this.m = await this.deps.cluster.updateMigrationStatus(copy);
     this.deferred = [];
+    this.unwritten = false;
     return this.m;
   }
 
@@ -185,18 +190,34 @@ export class PhaseContext {
     this.deferred.push(mutate);
   }
 
-  /** Writes what was deferred, if anything (end of a reconcile). */
+  /** Writes what was deferred or a lazy phase change, if anything (end of a reconcile). */
   async flush(): Promise<void> {
-    if (this.deferred.length > 0) await this.update(() => undefined);
+    if (this.deferred.length > 0 || this.unwritten) await this.update(() => undefined);
   }
 
-  /** Ends the current phase and starts `to` in one status write; records Event and metrics. */
-  async transition(to: Phase, mutate?: (m: StatefulMigration) => void, message?: string): Promise<void> {
+  /** Something is held in memory that the next write (or flush()) stores. */
+  get dirty(): boolean {
+    return this.deferred.length > 0 || this.unwritten;
+  }
+
+  /**
+   * Ends the current phase and starts `to` in one status write; records Event and metrics.
+   * `lazy`: the change is made to `m` only and written with the next write of the next phase's
+   * handler (or by flush()): one status write less. Only where that handler does nothing before
+   * its first write that a restart in the previous phase would not redo safely (a crash loses
+   * the change, and the previous phase runs again).
+   */
+  async transition(
+    to: Phase,
+    mutate?: (m: StatefulMigration) => void,
+    message?: string,
+    opts: { lazy?: boolean } = {},
+  ): Promise<void> {
     const from = this.m.status?.phase;
     const now = this.now;
     let endedMs: number | undefined;
     const trace = activeTrace.getStore();
-    await this.update((m) => {
+    const change = (m: StatefulMigration) => {
       const status = (m.status ??= {});
       endedMs = endPhaseTiming(m, now);
       const ended = from ? timingOf(status, from) : undefined;
@@ -229,7 +250,13 @@ export class PhaseContext {
           message: message ?? `phase ${to}`,
         });
       }
-    });
+    };
+    if (opts.lazy && to !== "Completed" && to !== "Failed") {
+      const copy = cloneMigration(this.m);
+      change(copy);
+      this.m = copy;
+      this.unwritten = true;
+    } else await this.update(change);
     const status = this.m.status ?? {};
     const labels = {
       strategy: status.strategy ?? "unknown",
@@ -259,9 +286,13 @@ export class PhaseContext {
   }
 
   /** Ends the current phase and starts the next one in the phase table (phase-order.ts). */
-  advance(mutate?: (m: StatefulMigration) => void, message?: string): Promise<void> {
+  advance(
+    mutate?: (m: StatefulMigration) => void,
+    message?: string,
+    opts: { lazy?: boolean } = {},
+  ): Promise<void> {
     const phase = (this.m.status?.phase ?? "Pending") as ActivePhase;
-    return this.transition(nextPhase(phase), mutate, message);
+    return this.transition(nextPhase(phase), mutate, message, opts);
   }
 
   /** Milliseconds left before the current phase's deadline. */

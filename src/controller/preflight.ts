@@ -91,11 +91,12 @@ function judge(side: Side): Judged {
  */
 export async function runtimePreflight(
   ctx: PhaseContext,
-  args: { sourceNode: string; target: V1Node; transport: Transport },
+  args: { sourceNode: string; source?: V1Node | undefined; target: V1Node; transport: Transport },
 ): Promise<PreflightResult> {
   const { runtime, cluster, settings } = ctx.deps;
   const targetName = args.target.metadata?.name ?? "";
-  const source = await cluster.getNode(args.sourceNode);
+  // Pending reads the source node beside its other lookups and passes it.
+  const source = "source" in args ? args.source : await cluster.getNode(args.sourceNode);
   const versionOf = (n: V1Node | undefined) => n?.status?.nodeInfo?.containerRuntimeVersion;
   const sourceVersion = parseRuntimeVersion(versionOf(source));
   const targetVersion = parseRuntimeVersion(versionOf(args.target));

@@ -150,6 +150,10 @@ export class StatefulMigrationReconciler implements Reconciler {
           );
           continue;
         }
+        // What is held for the next write (reports, a lazy phase change) is stored before a
+        // request that failed is retried, so the retried phase keeps its deadline; best effort
+        // (a crash loses it as well, and the handlers are written for that).
+        if (isMs2mError(err) && ctx.dirty) await ctx.flush().catch(() => undefined);
         throw new RetryAfter(err, remaining);
       }
       if (outcome.type === "next") continue;
@@ -158,6 +162,7 @@ export class StatefulMigrationReconciler implements Reconciler {
       const after = Math.min(outcome.afterMs ?? remaining, remaining);
       return Number.isFinite(after) ? { requeueAfterMs: Math.max(0, after) } : {};
     }
+    await ctx.flush();
     return { requeueAfterMs: 0 };
   }
 

@@ -1,7 +1,8 @@
 // Pending: validate against the live cluster and resolve everything later phases need, then
-// record it in status in one write. Creates no external state (the finalizer comes first). Last,
-// the runtime preflight: a source runtime that cannot checkpoint or a target runtime that cannot
-// restore fails the migration here, before anything is frozen (../preflight.ts).
+// record it in status in one write (with Checkpointing's first). Creates no external state (its
+// finalizer is stored before the phase ends). Last, the runtime preflight: a source runtime that
+// cannot checkpoint or a target runtime that cannot restore fails the migration here, before
+// anything is frozen (../preflight.ts).
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import type { OwnerStatus } from "../../api/v1alpha1/index.ts";
 import { isMs2mError } from "../../common/errors.ts";
@@ -25,27 +26,11 @@ import {
 
 export async function pending(ctx: PhaseContext): Promise<Outcome> {
   const { cluster } = ctx.deps;
-  if (!ctx.m.status?.phase) {
-    const now = ctx.now;
-    await ctx.update((m) => {
-      const s = (m.status ??= {});
-      s.phase = "Pending";
-      s.startTime = iso(now);
-      startPhaseTiming(m, "Pending", now);
-      setCondition(m, now, {
-        type: CONDITION_PROGRESSING,
-        status: "True",
-        reason: "Pending",
-        message: "validating",
-      });
-    });
-    ctx.event("Normal", "Pending", "migration accepted");
-  }
-  if (!(ctx.m.metadata.finalizers ?? []).includes(FINALIZER)) {
-    ctx.m = await cluster.addMigrationFinalizer(ctx.m, FINALIZER);
-  }
-
-  const pod = await cluster.getPod(ctx.namespace, ctx.m.spec.sourcePod);
+  // The source pod is read while the phase is recorded: independent requests, side by side.
+  const [, pod] = await Promise.all([
+    ctx.m.status?.phase ? undefined : recordPending(ctx),
+    cluster.getPod(ctx.namespace, ctx.m.spec.sourcePod),
+  ]);
   if (!pod) return fail("SourcePodNotFound", `pod ${ctx.m.spec.sourcePod} not found in ${ctx.namespace}`);
   if (isTerminating(pod)) return fail("SourcePodTerminating", `pod ${ctx.m.spec.sourcePod} is being deleted`);
   const sourceNode = pod.spec?.nodeName;
@@ -54,16 +39,40 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
 
   const containers = selectContainers(pod, ctx.m.spec.containerName);
   const transport = transportFor(ctx.m.spec.transferMode, { encrypted: ctx.m.spec.encryption !== undefined });
-  // Independent lookups, side by side: the owner, the keys, the target node.
-  const [owner, , { node: target, reason: chosenBecause }] = await Promise.all([
-    resolveOwner(ctx, pod),
-    checkEncryptionKeys(ctx, transport),
-    resolveTargetNode(ctx, pod, sourceNode, transport),
+  // The finalizer comes before any external state (Checkpointing's replay queue is the first):
+  // it is added beside the lookups, which create nothing, and stored before the phase ends. Its
+  // write changes the resourceVersion, so `ctx.m` takes its answer before the next status write.
+  const finalizer = (ctx.m.metadata.finalizers ?? []).includes(FINALIZER)
+    ? undefined
+    : cluster.addMigrationFinalizer(ctx.m, FINALIZER).then(
+        (m) => ({ m }),
+        (err: unknown) => ({ err }),
+      );
+  // Independent lookups, side by side: the owner, the keys, the target node, the source node.
+  const settled = <T>(p: Promise<T>) =>
+    p.then(
+      (value) => ({ value }),
+      (err: unknown) => ({ err }),
+    );
+  const [found, added] = await Promise.all([
+    settled(
+      Promise.all([
+        resolveOwner(ctx, pod),
+        checkEncryptionKeys(ctx, transport),
+        resolveTargetNode(ctx, pod, sourceNode, transport),
+        cluster.getNode(sourceNode),
+      ]),
+    ),
+    finalizer,
   ]);
+  if (added && "err" in added) throw added.err;
+  if (added) ctx.m = added.m;
+  if ("err" in found) throw found.err;
+  const [owner, , { node: target, reason: chosenBecause }, sourceNodeObject] = found.value;
   // Resolved once, here: every later phase reads them from the status (ctx.strategy, ctx.transport).
   const strategy = resolveStrategy(ctx.m.spec.migrationStrategy, owner);
 
-  const preflight = await runtimePreflight(ctx, { sourceNode, target, transport });
+  const preflight = await runtimePreflight(ctx, { sourceNode, source: sourceNodeObject, target, transport });
   const runtimeReady = { type: CONDITION_RUNTIME_READY, ...preflight.condition };
   if (preflight.failure) {
     const now = ctx.now;
@@ -91,10 +100,32 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
       s.containers = containers.map((name) => ({ name, ...baseImageOf(pod, name) }));
     },
     `${strategy.name} ${m(ctx)} from ${sourceNode} to ${target.metadata?.name} (${transport.name})`,
+    // Written with Checkpointing's first write, its checkpoint intent: before that it only
+    // prepares the replay queue (idempotent; the rollback removes it by the migration's UID), so
+    // a crash in between runs Pending again and loses nothing.
+    { lazy: true },
   );
   if (chosenBecause) ctx.event("Normal", "TargetNodeChosen", chosenBecause);
   for (const e of preflight.events) ctx.event(e.type, e.reason, e.message);
   return next();
+}
+
+/** The migration's first write: it is Pending (seen by users and the watches at once). */
+async function recordPending(ctx: PhaseContext): Promise<void> {
+  const now = ctx.now;
+  await ctx.update((m) => {
+    const s = (m.status ??= {});
+    s.phase = "Pending";
+    s.startTime = iso(now);
+    startPhaseTiming(m, "Pending", now);
+    setCondition(m, now, {
+      type: CONDITION_PROGRESSING,
+      status: "True",
+      reason: "Pending",
+      message: "validating",
+    });
+  });
+  ctx.event("Normal", "Pending", "migration accepted");
 }
 
 /**

@@ -29,7 +29,7 @@ export async function restoring(ctx: PhaseContext): Promise<Outcome> {
     // restored into the incarnation of the workload it was taken of.
     await checkIncarnation(ctx);
     if (!(await ctx.strategy.freeTargetName(ctx, target))) return wait(ctx.remainingMs());
-    target = await createTarget(ctx, await ctx.strategy.targetTemplate(ctx));
+    target = await createTarget(ctx);
     // The workload controller took the name in the round trip: the next pass frees it again.
     if (!target) return wait(0);
   }
@@ -59,7 +59,7 @@ async function requireTargetNode(ctx: PhaseContext): Promise<boolean> {
   return true;
 }
 
-async function createTarget(ctx: PhaseContext, source: V1Pod): Promise<V1Pod | undefined> {
+async function createTarget(ctx: PhaseContext): Promise<V1Pod | undefined> {
   const s = ctx.m.status ?? {};
   const images: Record<string, string> = {};
   for (const c of s.containers ?? []) {
@@ -67,12 +67,14 @@ async function createTarget(ctx: PhaseContext, source: V1Pod): Promise<V1Pod | u
       return fail("CheckpointImageMissing", `container ${c.name} has no checkpoint image`);
     images[c.name] = c.checkpointImage;
   }
+  // Two independent reads, side by side: the spec to build from and the selector to hold out of.
+  const [source, holdFrom] = await Promise.all([ctx.strategy.targetTemplate(ctx), ownerSelector(ctx)]);
   const pod = buildTargetPod(source, ctx.m, {
     name: s.targetPod ?? "",
     targetNode: s.targetNode ?? "",
     images,
     localImages: ctx.transport.imageOnTargetNodeOnly,
-    holdFrom: await ownerSelector(ctx),
+    holdFrom,
   });
   try {
     const created = await ctx.deps.cluster.createPod(ctx.namespace, pod);

@@ -50,14 +50,16 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
       });
     }),
   );
-  // Results are recorded first, so a retry repeats only what did not finish.
+  // Results ride with the next write: the phase change, or (a retry, a Job still running, a
+  // failure) the write the reconciler makes before it waits or retries, so a retry repeats only
+  // what did not finish. A crash before it repeats them all (transfers are idempotent).
   let running = 0;
   let retry: unknown;
   for (const [i, outcome] of outcomes.entries()) {
     const name = pending[i]!.name;
     if (outcome.status === "fulfilled") {
       const result = outcome.value;
-      await ctx.update((m) => {
+      ctx.defer((m) => {
         const x = m.status!.containers!.find((y) => y.name === name)!;
         x.checkpointImage = result.image;
         x.transferred = true;
