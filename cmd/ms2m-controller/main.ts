@@ -18,6 +18,7 @@ import { NodeProxyCheckpointer, RoutingCheckpointer } from "../../src/controller
 import { AgentRuntimeProbe, noRuntimeProbe } from "../../src/controller/adapters/runtime.ts";
 import { JobTransfer, RoutedTransfer } from "../../src/controller/adapters/transfer-job/transfer.ts";
 import { transferJobSettingsFrom } from "../../src/controller/adapters/transfer-job/jobs.ts";
+import { CachedReads } from "../../src/controller/adapters/cached-reads.ts";
 import { KubeCluster } from "../../src/controller/adapters/kube-cluster.ts";
 import { KubeEvents } from "../../src/controller/adapters/kube-events.ts";
 import { KubeLeaseStore } from "../../src/controller/adapters/lease-store.ts";
@@ -30,7 +31,11 @@ import type { BaseImagePort, CheckpointPort, RuntimePort, TransferPort } from ".
 import { AgentBaseImages } from "../../src/controller/adapters/base-images.ts";
 import { systemClock } from "../../src/controller/ports.ts";
 import { StatefulMigrationReconciler } from "../../src/controller/reconciler.ts";
-import { checkpointSweeper, setupStatefulMigrationController } from "../../src/controller/setup.ts";
+import {
+  checkpointSweeper,
+  setupStatefulMigrationController,
+  watchedVersions,
+} from "../../src/controller/setup.ts";
 import { otlpExporterFrom } from "../../src/controller/timeline/otlp.ts";
 
 const cfg = loadConfigOrExit("ms2m-controller", controllerEnv);
@@ -95,8 +100,14 @@ const messaging = new BrokerMessaging(log);
 const traceExporter = otlpExporterFrom(cfg, log);
 if (traceExporter)
   log.info({ url: redactUrl(traceExporter.url) }, "exporting migration traces over OTLP/HTTP");
+// Reads of objects the watches show unchanged since the controller last read or wrote them are
+// answered without a request (adapters/cached-reads.ts).
+const cluster = new CachedReads(
+  new KubeCluster(kc),
+  watchedVersions(() => manager),
+);
 const reconciler = new StatefulMigrationReconciler({
-  cluster: new KubeCluster(kc),
+  cluster,
   checkpointer,
   transfer,
   runtime,

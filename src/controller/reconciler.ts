@@ -3,6 +3,7 @@
 // completes synchronously hands the object its write returned to the next phase within the
 // same reconcile; the phase order is phase-order.ts's table.
 import { describeError, isMs2mError } from "../common/errors.ts";
+import type { CachedReads } from "./adapters/cached-reads.ts";
 import type { StatefulMigration } from "../api/v1alpha1/index.ts";
 import {
   RetryAfter,
@@ -58,6 +59,12 @@ export class StatefulMigrationReconciler implements Reconciler {
   async reconcile(req: Request, scope?: ReconcileScope): Promise<Result> {
     const key = `${req.namespace}/${req.name}`;
     const started = this.preciseNow();
+    // Answered without a request when the watch shows the object as this controller last wrote it.
+    const held = (this.deps.cluster as Partial<CachedReads>).holds?.(
+      "StatefulMigration",
+      req.namespace,
+      req.name,
+    );
     const m = await this.deps.cluster.getMigration(req.namespace, req.name);
     if (!m) {
       this.traces.delete(key);
@@ -66,7 +73,7 @@ export class StatefulMigrationReconciler implements Reconciler {
     const trace = this.traceOf(key, m);
     if (!trace) return this.reconcileTraced(m, scope);
     trace.reconcileStarted(scope?.admission, started);
-    trace.record("kube.getMigration", "api", started, this.preciseNow());
+    if (!held) trace.record("kube.getMigration", "api", started, this.preciseNow());
     let waiting = true;
     try {
       const result = await activeTrace.run(trace, () => this.reconcileTraced(m, scope));

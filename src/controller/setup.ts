@@ -9,6 +9,7 @@ import { Controller } from "../engine/controller.ts";
 import type { Reconciler, Request } from "../engine/reconciler.ts";
 import { listMetadata, PARTIAL_OBJECT_METADATA, slimMetadata } from "../kube/metadata.ts";
 import type { AgentClient } from "../transfer/index.ts";
+import type { WatchedKind, WatchedVersion } from "./adapters/cached-reads.ts";
 import { kubeSweepPorts } from "./lifecycle/kube.ts";
 import { CheckpointSweeper } from "./lifecycle/sweep.ts";
 import type { ControllerMetrics } from "./metrics.ts";
@@ -56,6 +57,24 @@ export function cachedMigration(obj: KubernetesObject): KubernetesObject {
   return { ...m, metadata, status } as KubernetesObject;
 }
 
+/** The watches the controller runs, by the kind of object they watch. */
+export const WATCH_PATHS: Record<WatchedKind, string> = {
+  StatefulMigration: `/apis/${group}/${version}/${plural}`,
+  Pod: "/api/v1/pods",
+  Node: "/api/v1/nodes",
+  ReplicaSet: "/apis/apps/v1/replicasets",
+  StatefulSet: "/apis/apps/v1/statefulsets",
+};
+
+/**
+ * The resourceVersions the controller's watches last saw (adapters/cached-reads.ts). `controller`
+ * is asked at each read, so it may be set after the reconciler is made (undefined: none seen).
+ */
+export function watchedVersions(controller: () => Controller | undefined): WatchedVersion {
+  return (kind, namespace, name) =>
+    controller()?.cached(WATCH_PATHS[kind], namespace, name)?.metadata?.resourceVersion;
+}
+
 export function setupStatefulMigrationController(opts: SetupOptions): Controller {
   const { kc } = opts;
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -93,12 +112,12 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
     );
 
   c.for({
-    path: `/apis/${group}/${version}/${plural}`,
+    path: WATCH_PATHS.StatefulMigration,
     list: () => custom.listClusterCustomObject({ group, version, plural }) as never,
     transform: cachedMigration,
   });
 
-  c.watches(metadataOnly("/api/v1/pods"), (p) => {
+  c.watches(metadataOnly(WATCH_PATHS.Pod), (p) => {
     // A transfer Job's pod: its termination message is the result, before the Job says so.
     const jobOf = opts.jobNamespace && p.metadata?.labels?.[KEY_MIGRATION_UID];
     if (jobOf && p.metadata?.namespace === opts.jobNamespace)
@@ -109,7 +128,7 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
     );
   });
 
-  c.watches(metadataOnly("/api/v1/nodes"), (n, type) =>
+  c.watches(metadataOnly(WATCH_PATHS.Node), (n, type) =>
     // Status heartbeats change nodes constantly; on updates only a restore waiting for its node cares.
     type === "update"
       ? where(undefined, (m) => m.status?.targetNode === n.metadata?.name && m.status?.phase === "Restoring")
@@ -119,8 +138,8 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
         ),
   );
 
-  c.watches(metadataOnly("/apis/apps/v1/replicasets"), ownedBy("ReplicaSet"));
-  c.watches(metadataOnly("/apis/apps/v1/statefulsets"), ownedBy("StatefulSet"));
+  c.watches(metadataOnly(WATCH_PATHS.ReplicaSet), ownedBy("ReplicaSet"));
+  c.watches(metadataOnly(WATCH_PATHS.StatefulSet), ownedBy("StatefulSet"));
   // A Deployment above the source's ReplicaSet (a rollout or scale during a migration).
   c.watches(metadataOnly("/apis/apps/v1/deployments"), (d) =>
     where(

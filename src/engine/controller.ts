@@ -65,6 +65,8 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
   private readonly watchList: Watch[] = [];
   private primary?: ResilientInformer<P>;
   private readonly informers: ResilientInformer<KubernetesObject>[] = [];
+  /** The informers by their watch path. */
+  private readonly byPath = new Map<string, ResilientInformer<KubernetesObject>>();
   private readonly workersDone: Promise<void>[] = [];
   private resyncTimer?: NodeJS.Timeout;
   private informersStarted = false;
@@ -98,6 +100,14 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
     return this.primary?.list() ?? [];
   }
 
+  /**
+   * An object as the watch of `path` last saw it (only what its transform kept); undefined when
+   * that watch has not seen it or does not exist (yet).
+   */
+  cached(path: string, namespace: string, name: string): KubernetesObject | undefined {
+    return this.byPath.get(path)?.get(namespace, name);
+  }
+
   /** Every informer has listed (false before startInformers() has finished). */
   get synced(): boolean {
     return this.informersStarted && this.informers.every((i) => i.synced);
@@ -123,6 +133,7 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
     // The primary cache must exist before the other watches route events through it.
     await this.primary.start();
     this.informers.push(this.primary as unknown as ResilientInformer<KubernetesObject>);
+    this.byPath.set(source.path, this.primary as unknown as ResilientInformer<KubernetesObject>);
     for (const w of this.watchList) {
       const informer = new ResilientInformer<KubernetesObject>({
         kc,
@@ -136,6 +147,7 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
         },
       });
       this.informers.push(informer);
+      this.byPath.set(w.source.path, informer);
       await informer.start();
     }
     this.informersStarted = true;

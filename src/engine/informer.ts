@@ -159,6 +159,11 @@ export class ResilientInformer<T extends KubernetesObject> {
     return this.lw.list();
   }
 
+  /** The object as last seen (namespace "" for cluster-scoped objects). */
+  get(namespace: string, name: string): T | undefined {
+    return this.lw.get(name, namespace);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.watchdog) clearInterval(this.watchdog);

@@ -1,6 +1,7 @@
 // Records a span for every call a phase handler makes through a port, into the trace of the
 // migration being reconciled (activeTrace). The handlers stay unaware of it; calls made outside
-// a reconcile (no active trace) pass through untouched.
+// a reconcile (no active trace) pass through untouched, and so do reads a cache in front of the
+// API answers itself (adapters/cached-reads.ts): spans are requests.
 import type { PhaseDeps } from "../context.ts";
 import { activeTrace, type SpanKind } from "./trace.ts";
 
@@ -24,11 +25,21 @@ export function traced<T extends object>(port: T, portName: string, kind: SpanKi
   });
 }
 
+/** A port that answers some calls itself (a cache): only the calls it passes on are traced. */
+interface Layered<T> {
+  withInner(wrap: (inner: T) => T): T;
+}
+const isLayered = <T>(port: T): port is T & Layered<T> =>
+  typeof (port as Partial<Layered<T>>).withInner === "function";
+
 /** The phase handlers' ports, each traced with what it waits on. */
 export function tracedDeps(deps: PhaseDeps): PhaseDeps {
+  const cluster = deps.cluster;
   return {
     ...deps,
-    cluster: traced(deps.cluster, "kube", "api"),
+    cluster: isLayered(cluster)
+      ? cluster.withInner((inner) => traced(inner, "kube", "api"))
+      : traced(cluster, "kube", "api"),
     checkpointer: traced(deps.checkpointer, "checkpoint", "checkpoint"),
     transfer: traced(deps.transfer, "transfer", "transfer"),
     runtime: traced(deps.runtime, "runtime", "runtime"),

@@ -117,6 +117,7 @@ function adopt(
     ...(stored.metadata!.ownerReferences ?? []),
     { apiVersion: "apps/v1", kind, name, uid, controller: true, blockOwnerDeletion: true },
   ];
+  stored.metadata!.resourceVersion = world.cluster.nextRv();
 }
 
 export interface RunOptions {

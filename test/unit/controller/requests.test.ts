@@ -1,0 +1,177 @@
+// Kubernetes API requests per phase of a whole migration (issue 15: each request on the path is a
+// round trip to the API server). Pinned, so a change that adds one fails here and says where.
+// Counted at the fake kube port, by the phase handler that made them ("reconcile": the
+// reconciler's own read of the migration); with the reads answered from the watches
+// (adapters/cached-reads.ts, over a watch that is always up to date) and without.
+import { afterEach, describe, expect, it } from "vitest";
+import { CachedReads, type WatchedVersion } from "../../../src/controller/adapters/cached-reads.ts";
+import type { PhaseContext } from "../../../src/controller/context.ts";
+import { handlers, StatefulMigrationReconciler } from "../../../src/controller/reconciler.ts";
+import { crash, type FakeCluster } from "./fakes.ts";
+import { drive, setup, type Kind } from "./scenario.ts";
+
+const original = { ...handlers };
+afterEach(() => {
+  Object.assign(handlers, original);
+  crash.at = 0;
+});
+
+/** The fake's stored resourceVersions: a watch with no delay. */
+function watchOf(c: FakeCluster): WatchedVersion {
+  return (kind, ns, name) => {
+    const key = `${ns}/${name}`;
+    const o =
+      kind === "Pod"
+        ? c.pods.get(key)
+        : kind === "Node"
+          ? c.nodes.get(name)
+          : kind === "ReplicaSet"
+            ? c.replicaSets.get(key)
+            : kind === "StatefulSet"
+              ? c.statefulSets.get(key)
+              : c.migrations.get(key);
+    return o?.metadata?.resourceVersion;
+  };
+}
+
+/** A world whose nodes and workloads carry resourceVersions, as the API server's do. */
+function world(kind: Kind) {
+  const w = setup(kind);
+  for (const o of [...w.cluster.nodes.values(), ...w.cluster.replicaSets.values()])
+    o.metadata!.resourceVersion = w.cluster.nextRv();
+  for (const o of w.cluster.statefulSets.values()) o.metadata!.resourceVersion = w.cluster.nextRv();
+  return w;
+}
+
+/** Runs a migration to its end; the kube requests by the handler that made them. */
+async function requests(kind: Kind, cached: boolean) {
+  const w = world(kind);
+  const reconciler = cached
+    ? new StatefulMigrationReconciler({ ...w.deps, cluster: new CachedReads(w.cluster, watchOf(w.cluster)) })
+    : new StatefulMigrationReconciler(w.deps);
+  let current = "reconcile";
+  for (const [phase, handler] of Object.entries(original)) {
+    handlers[phase as keyof typeof handlers] = async (ctx: PhaseContext) => {
+      current = phase;
+      try {
+        return await handler(ctx);
+      } finally {
+        current = "reconcile";
+      }
+    };
+  }
+  const by: Record<string, string[]> = {};
+  const hit = w.cluster.faults.hit.bind(w.cluster.faults);
+  w.cluster.faults.hit = (method: string) => {
+    if (!method.endsWith(":after")) (by[current] ??= []).push(method);
+    hit(method);
+  };
+  const errors = await drive({ ...w, reconciler });
+  expect(errors).toEqual([]);
+  expect(w.cluster.migration("mig").status?.phase).toBe("Completed");
+  const counts = Object.fromEntries(Object.entries(by).map(([k, v]) => [k, v.length]));
+  return { by, counts, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+describe("Kubernetes API requests of a migration, per phase", () => {
+  it("Deployment (ShadowPod), reads live", async () => {
+    const r = await requests("Deployment", false);
+    // Before issue 15's request work: reconcile 2, Pending 7, Checkpointing 3, Transferring 3,
+    // Restoring 9, Replaying 2, Finalizing 8 (34).
+    expect(r.counts).toEqual({
+      reconcile: 2,
+      Pending: 6,
+      Checkpointing: 3,
+      Transferring: 2,
+      Restoring: 9,
+      Replaying: 2,
+      Finalizing: 8,
+    });
+    // Pending's phase change rides with Checkpointing's checkpoint intent; Transferring's results
+    // with its phase change.
+    expect(r.by["Pending"]).toEqual([
+      "updateMigrationStatus",
+      "getPod",
+      "addMigrationFinalizer",
+      "getReplicaSet",
+      "getNode",
+      "getNode",
+    ]);
+    expect(r.by["Transferring"]).toEqual(["getReplicaSet", "updateMigrationStatus"]);
+  });
+
+  it("Deployment (ShadowPod), reads answered from the watches", async () => {
+    const r = await requests("Deployment", true);
+    expect(r.counts).toEqual({
+      reconcile: 1,
+      Pending: 6,
+      Checkpointing: 2,
+      Transferring: 1,
+      Restoring: 4,
+      Replaying: 1,
+      Finalizing: 5,
+    });
+    // What is left: writes, first reads and reads of what changed (the target starting).
+    expect(r.by["Checkpointing"]).toEqual(["updateMigrationStatus", "updateMigrationStatus"]);
+    expect(r.by["Restoring"]).toEqual(["getPod", "createPod", "getPod", "updateMigrationStatus"]);
+    expect(r.by["Replaying"]).toEqual(["updateMigrationStatus"]);
+    expect(r.by["Finalizing"]).toEqual([
+      "updateMigrationStatus",
+      "mergePatchPod",
+      "mergePatchPod",
+      "deletePod",
+      "updateMigrationStatus",
+    ]);
+  });
+
+  it("StatefulSet (Sequential) and a bare pod, both ways", async () => {
+    expect((await requests("StatefulSet", false)).total).toBe(40);
+    expect((await requests("StatefulSet", true)).total).toBe(24);
+    expect((await requests("Bare", false)).total).toBe(28);
+    expect((await requests("Bare", true)).total).toBe(18);
+  });
+});
+
+describe("crash at any instant, reads answered from the watches", () => {
+  for (const kind of ["Deployment", "StatefulSet"] as const) {
+    it(`${kind}: a controller that starts again (nothing kept) completes with one checkpoint and one pod`, async () => {
+      const probe = world(kind);
+      crash.at = 0;
+      crash.count = 0;
+      await drive({
+        ...probe,
+        reconciler: new StatefulMigrationReconciler({
+          ...probe.deps,
+          cluster: new CachedReads(probe.cluster, watchOf(probe.cluster)),
+        }),
+      });
+      const total = crash.count;
+      expect(total).toBeGreaterThan(15);
+      for (let at = 1; at <= total; at++) {
+        const w = world(kind);
+        const run = () =>
+          drive(
+            {
+              ...w,
+              reconciler: new StatefulMigrationReconciler({
+                ...w.deps,
+                cluster: new CachedReads(w.cluster, watchOf(w.cluster)),
+              }),
+            },
+            { maxRounds: 120 },
+          );
+        crash.count = 0;
+        crash.at = at;
+        await run();
+        crash.at = 0;
+        w.deps.sent.clear();
+        await run();
+        const s = w.cluster.migration("mig").status!;
+        expect(s.phase, `crash at call ${at}: ${JSON.stringify(s.failure)}`).toBe("Completed");
+        expect(w.checkpointer.requests, `crash at call ${at}`).toHaveLength(1);
+        const live = [...w.cluster.pods.values()].filter((p) => !p.metadata?.deletionTimestamp);
+        expect(live.map((p) => p.metadata?.name)).toEqual([s.targetPod]);
+      }
+    });
+  }
+});
