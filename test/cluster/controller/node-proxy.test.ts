@@ -1,7 +1,7 @@
 import { beforeAll, expect, it, vi } from "vitest";
 import { afterFile } from "../../harness/after-file.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import { mustSucceed, repoPath } from "../../../tooling/stack/manifests.ts";
 import {
   checkpointCount,
@@ -24,14 +24,17 @@ import {
 // (POST /api/v1/nodes/{node}/proxy/checkpoint/...), as on nodes where no agent runs. Without the
 // optional node-proxy-fallback RBAC it fails clearly and rolls back; with it the migration
 // completes; a kill between request and answer cannot be looked up (the kubelet keeps no
-// record), so the migration rolls back instead of checkpointing twice.
+// record), so the migration rolls back instead of checkpointing twice, and the archive the
+// kubelet writes anyway is removed by the cleanup Job on the source node (archive window).
 vi.setConfig({ testTimeout: 120_000 });
 const env = controllerTestEnv();
 let setup: Awaited<ReturnType<typeof setupFile>>;
 let fallbackRbac = "";
 
 beforeAll(async () => {
-  setup = await setupFile(env, "nproxy", { CHECKPOINT_MODE: "node-proxy" });
+  // A short checkpoint timeout: the cleanup Job of a lost answer waits that long for the
+  // kubelet's checkpoint to end before it looks for the archive.
+  setup = await setupFile(env, "nproxy", { CHECKPOINT_MODE: "node-proxy", CHECKPOINT_TIMEOUT_SECONDS: "20" });
   fallbackRbac = await readFile(repoPath("config/components/node-proxy-fallback/role.yaml"), "utf8");
 });
 
@@ -141,6 +144,31 @@ it("SIGKILL between request and answer: outcome unknown, rolled back, never chec
     expect(m.status?.conditions?.find((c) => c.type === "RolledBack")?.status).toBe("True");
     await sleep(4_500); // the kubelet finishes the request the controller no longer waits for
     expect(await checkpointCount(env, "node-a", ns, sourceName)).toBe(1);
+    // Its archive: named by no answer, so the cleanup Job pinned to node-a (where an agent runs,
+    // which has no record of it) looks for it by pod, container and time once it has settled.
+    const archives = async () =>
+      (
+        await readdir(env.cluster.node("node-a").hostPath("/var/lib/kubelet/checkpoints")).catch(() => [])
+      ).filter((n) => n.startsWith(`checkpoint-${sourceName}_${ns}-`));
+    expect(await archives()).toHaveLength(1);
+    const events = await env.core.listNamespacedEvent({
+      namespace: ns,
+      fieldSelector: `involvedObject.name=${run.name}`,
+    });
+    expect(
+      events.items
+        .filter((e) => e.reason === "CheckpointCleanupJob")
+        .map((e) => /^Job (ms2m-cleanup-\S+) deletes any checkpoint archive of /.exec(e.message ?? "")?.[1]),
+    ).toEqual([expect.stringMatching(/^ms2m-cleanup-[a-z0-9]{12}-node-a$/)]);
+    expect(events.items.filter((e) => e.reason === "CheckpointArtifactKept")).toEqual([]);
+    await waitFor(
+      "archive removed by the cleanup Job",
+      async () => ((await archives()).length === 0 ? true : undefined),
+      {
+        timeoutMs: 75_000,
+        intervalMs: 250,
+      },
+    );
     await rolledBack(run);
   } finally {
     await env.cluster.node("node-a").setLatencies({ checkpointMs: 0 });
