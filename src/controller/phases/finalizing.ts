@@ -5,7 +5,7 @@ import { describeError } from "../../common/errors.ts";
 import { done, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { cleanupArtifacts } from "../artifacts.ts";
 import { CONDITION_CUTOVER, CONDITION_HANDED_OVER, isConditionTrue, setCondition } from "../status.ts";
-import { handOver } from "./handover.ts";
+import { handOver, markSourceCheapest } from "./handover.ts";
 import { replayRef } from "./shared.ts";
 
 export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
@@ -13,12 +13,20 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
   const ref = await replayRef(ctx);
   const replayQueue = s.replay?.replayQueue;
   if (ref && replayQueue && !isConditionTrue(s, CONDITION_CUTOVER)) {
-    const result = await ctx.deps.messaging.cutover(ref, {
-      sourcePod: ctx.m.spec.sourcePod,
-      targetPod: s.targetPod ?? "",
-      replayQueue,
-      cutoff: s.replay?.cutoffReached === true,
-    });
+    // The source's deletion cost, beside the cutover (one round trip less on the way). Its
+    // failure counts only once the cutover is recorded: a failure before that would roll back.
+    const cheapest = markSourceCheapest(ctx).then(
+      () => undefined,
+      (err: unknown) => ({ err }),
+    );
+    const result = await ctx.deps.messaging
+      .cutover(ref, {
+        sourcePod: ctx.m.spec.sourcePod,
+        targetPod: s.targetPod ?? "",
+        replayQueue,
+        cutoff: s.replay?.cutoffReached === true,
+      })
+      .finally(() => cheapest);
     const now = ctx.now;
     await ctx.update((m) => {
       m.status!.replay = {
@@ -32,11 +40,27 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
         message: "target consumes the primary queue",
       });
     });
+    const failed = await cheapest;
+    if (failed) throw failed.err;
   }
 
+  // Independent of each other: the nodes' artifacts and the broker's queues. Once the target is
+  // adopted, beside the source's deletion.
+  let cleaned = false;
+  const cleanup = async () => {
+    cleaned = true;
+    await Promise.all([
+      cleanupArtifacts(ctx, { completed: true }),
+      ref && replayQueue
+        ? ctx.deps.messaging.cleanup(ref, replayQueue).catch((err: unknown) => {
+            ctx.event("Warning", "CleanupFailed", `replay queue cleanup: ${describeError(err)}`);
+          })
+        : undefined,
+    ]);
+  };
   if (!isConditionTrue(ctx.m.status, CONDITION_HANDED_OVER)) {
     // Adoption by the workload controller is a watch event away.
-    if (!(await handOver(ctx))) return wait(ctx.remainingMs());
+    if (!(await handOver(ctx, cleanup))) return wait(ctx.remainingMs());
     const now = ctx.now;
     // Reported with the phase change below: a crash before it hands over again (idempotent).
     ctx.defer((m) => {
@@ -49,15 +73,7 @@ export async function finalizing(ctx: PhaseContext): Promise<Outcome> {
     });
   }
 
-  // Independent of each other: the nodes' artifacts and the broker's queues.
-  await Promise.all([
-    cleanupArtifacts(ctx, { completed: true }),
-    ref && replayQueue
-      ? ctx.deps.messaging.cleanup(ref, replayQueue).catch((err: unknown) => {
-          ctx.event("Warning", "CleanupFailed", `replay queue cleanup: ${describeError(err)}`);
-        })
-      : undefined,
-  ]);
+  if (!cleaned) await cleanup();
   await ctx.advance(undefined, `migrated to ${s.targetNode} as ${s.targetPod}`);
   return done();
 }

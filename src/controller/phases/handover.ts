@@ -24,8 +24,26 @@ import { handoverLabels, isOurs } from "../podspec.ts";
 import { iso } from "../status.ts";
 import { currentSourcePod } from "./shared.ts";
 
-/** Returns true when the hand-over is complete, false while waiting for the workload controller. */
-export async function handOver(ctx: PhaseContext): Promise<boolean> {
+/**
+ * Beside the source under a ReplicaSet: the source becomes the cheapest pod to delete. Before the
+ * target's release (handOver calls it again, and finds it done); Finalizing runs it beside the
+ * cutover, which it does not touch (a rollback removes the annotation). `source`: already read.
+ */
+export async function markSourceCheapest(ctx: PhaseContext, source?: V1Pod): Promise<void> {
+  if (!ctx.strategy.runsBesideSource || ctx.m.status?.owner?.kind !== "ReplicaSet") return;
+  const pod = source ?? (await currentSourcePod(ctx));
+  if (!pod || pod.metadata?.deletionTimestamp) return;
+  if (pod.metadata?.annotations?.[ANNOTATION_DELETION_COST] === MIN_DELETION_COST) return;
+  await ctx.deps.cluster.mergePatchPod(ctx.namespace, pod.metadata?.name ?? "", {
+    metadata: { annotations: { [ANNOTATION_DELETION_COST]: MIN_DELETION_COST } },
+  });
+}
+
+/**
+ * Returns true when the hand-over is complete, false while waiting for the workload controller.
+ * `alongside` (the cleanup) runs once the target is adopted, beside the source's deletion.
+ */
+export async function handOver(ctx: PhaseContext, alongside?: () => Promise<unknown>): Promise<boolean> {
   const { cluster } = ctx.deps;
   const s = ctx.m.status ?? {};
   const owner = s.owner;
@@ -40,13 +58,8 @@ export async function handOver(ctx: PhaseContext): Promise<boolean> {
 
   // In this order: once released, the ReplicaSet may adopt the target at once and delete one
   // pod of the surplus; the source must already be the cheapest to delete by then.
-  if (shadow && owner?.kind === "ReplicaSet" && source && !source.metadata?.deletionTimestamp) {
-    if (source.metadata?.annotations?.[ANNOTATION_DELETION_COST] !== MIN_DELETION_COST) {
-      await cluster.mergePatchPod(ctx.namespace, source.metadata?.name ?? "", {
-        metadata: { annotations: { [ANNOTATION_DELETION_COST]: MIN_DELETION_COST } },
-      });
-    }
-  }
+  // (Kept before the release, not beside it: side by side the ReplicaSet deleted the target.)
+  if (source) await markSourceCheapest(ctx, source);
   const released = isOurs(target, uidOf(ctx.m));
   if (released) await releaseTarget(ctx, target);
 
@@ -57,22 +70,28 @@ export async function handOver(ctx: PhaseContext): Promise<boolean> {
     // The adoption is the workload controller's move; its update event brings us back.
     if (ctrl?.uid !== owner.uid) return false;
   }
-  if (shadow && source && !source.metadata?.deletionTimestamp) {
-    if (!s.sourceDeletionRequestedAt) {
-      // A report only: beside the source (ShadowPod) its deletion decides nothing (Sequential
-      // stores that intent before deleting, strategies/sequential.ts).
-      const now = ctx.now;
-      ctx.defer((m) => {
-        m.status!.sourceDeletionRequestedAt = iso(now);
-      });
-    }
-    await cluster.deletePod(ctx.namespace, source.metadata?.name ?? "", {
-      gracePeriodSeconds: ctx.deps.settings.sourceGraceSeconds,
-      uid: source.metadata?.uid,
-    });
-    ctx.event("Normal", "SourceDeleted", `deleted source pod ${source.metadata?.name}`);
-  }
+  const deletion =
+    shadow && source && !source.metadata?.deletionTimestamp ? deleteSource(ctx, source) : undefined;
+  // Independent of each other: both wait for the other's failure before it is thrown.
+  const results = await Promise.allSettled([deletion, alongside?.()]);
+  for (const r of results) if (r.status === "rejected") throw r.reason;
   return true;
+}
+
+async function deleteSource(ctx: PhaseContext, source: V1Pod): Promise<void> {
+  if (!ctx.m.status?.sourceDeletionRequestedAt) {
+    // A report only: beside the source (ShadowPod) its deletion decides nothing (Sequential
+    // stores that intent before deleting, strategies/sequential.ts).
+    const now = ctx.now;
+    ctx.defer((m) => {
+      m.status!.sourceDeletionRequestedAt = iso(now);
+    });
+  }
+  await ctx.deps.cluster.deletePod(ctx.namespace, source.metadata?.name ?? "", {
+    gracePeriodSeconds: ctx.deps.settings.sourceGraceSeconds,
+    uid: source.metadata?.uid,
+  });
+  ctx.event("Normal", "SourceDeleted", `deleted source pod ${source.metadata?.name}`);
 }
 
 /** Gives the target its workload labels back and removes everything that ties it to the migration. */

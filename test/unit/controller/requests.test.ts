@@ -4,6 +4,7 @@
 // reconciler's own read of the migration); with the reads answered from the watches
 // (adapters/cached-reads.ts, over a watch that is always up to date) and without.
 import { afterEach, describe, expect, it } from "vitest";
+import { Ms2mError } from "../../../src/common/errors.ts";
 import { CachedReads, type WatchedVersion } from "../../../src/controller/adapters/cached-reads.ts";
 import type { PhaseContext } from "../../../src/controller/context.ts";
 import { handlers, StatefulMigrationReconciler } from "../../../src/controller/reconciler.ts";
@@ -85,7 +86,9 @@ describe("Kubernetes API requests of a migration, per phase", () => {
       Transferring: 2,
       Restoring: 9,
       Replaying: 2,
-      Finalizing: 8,
+      // One read more than before, off the path: the source's, for its deletion cost beside the
+      // cutover.
+      Finalizing: 9,
     });
     // Pending's phase change rides with Checkpointing's checkpoint intent; Transferring's results
     // with its phase change.
@@ -115,9 +118,11 @@ describe("Kubernetes API requests of a migration, per phase", () => {
     expect(r.by["Checkpointing"]).toEqual(["updateMigrationStatus", "updateMigrationStatus"]);
     expect(r.by["Restoring"]).toEqual(["getPod", "createPod", "getPod", "updateMigrationStatus"]);
     expect(r.by["Replaying"]).toEqual(["updateMigrationStatus"]);
+    // The source's deletion cost beside the cutover (before its record), the target's release
+    // after it; the source's deletion beside the cleanup; Completed.
     expect(r.by["Finalizing"]).toEqual([
-      "updateMigrationStatus",
       "mergePatchPod",
+      "updateMigrationStatus",
       "mergePatchPod",
       "deletePod",
       "updateMigrationStatus",
@@ -174,4 +179,20 @@ describe("crash at any instant, reads answered from the watches", () => {
       }
     });
   }
+});
+
+describe("Finalizing: the source's deletion cost beside the cutover", () => {
+  it("a refused patch counts only once the cutover is recorded: the migration rolls forward, not back", async () => {
+    const w = world("Deployment");
+    // The first pod patch of a Deployment migration is that one.
+    w.cluster.faults.inject("mergePatchPod", new Ms2mError("Forbidden", "no patch for you"));
+    const errors = await drive(w);
+    expect(errors).toEqual([]);
+    const s = w.cluster.migration("mig").status!;
+    expect(s.phase).toBe("Completed");
+    expect(s.rollForwards).toBe(1);
+    expect(w.messaging.cutovers).toHaveLength(1);
+    expect(w.messaging.rollbacks).toEqual([]);
+    expect(w.events.reasons()).toContain("RollingForward");
+  });
 });
