@@ -35,6 +35,7 @@ import {
   checkpointSweeper,
   setupStatefulMigrationController,
   watchedVersions,
+  wholeFromWatch,
 } from "../../src/controller/setup.ts";
 import { otlpExporterFrom } from "../../src/controller/timeline/otlp.ts";
 
@@ -105,6 +106,9 @@ if (traceExporter)
 const cluster = new CachedReads(
   new KubeCluster(kc),
   watchedVersions(() => manager),
+  {
+    whole: wholeFromWatch(() => manager),
+  },
 );
 const reconciler = new StatefulMigrationReconciler({
   cluster,

@@ -9,7 +9,7 @@ import { Controller } from "../engine/controller.ts";
 import type { Reconciler, Request } from "../engine/reconciler.ts";
 import { listMetadata, PARTIAL_OBJECT_METADATA, slimMetadata } from "../kube/metadata.ts";
 import type { AgentClient } from "../transfer/index.ts";
-import type { WatchedKind, WatchedVersion } from "./adapters/cached-reads.ts";
+import type { WatchedKind, WatchedObject, WatchedVersion } from "./adapters/cached-reads.ts";
 import { kubeSweepPorts } from "./lifecycle/kube.ts";
 import { CheckpointSweeper } from "./lifecycle/sweep.ts";
 import type { ControllerMetrics } from "./metrics.ts";
@@ -73,6 +73,20 @@ export const WATCH_PATHS: Record<WatchedKind, string> = {
 export function watchedVersions(controller: () => Controller | undefined): WatchedVersion {
   return (kind, namespace, name) =>
     controller()?.cached(WATCH_PATHS[kind], namespace, name)?.metadata?.resourceVersion;
+}
+
+/**
+ * A StatefulMigration as its watch keeps it, while that is the whole object the handlers read:
+ * before its first status write (cachedMigration drops only managedFields and annotations then,
+ * which no handler reads; a status write ignores metadata). Its first reconcile reads no more.
+ */
+export function wholeFromWatch(controller: () => Controller | undefined): WatchedObject {
+  return (kind, namespace, name) => {
+    if (kind !== "StatefulMigration") return undefined;
+    const m = controller()?.cached(WATCH_PATHS.StatefulMigration, namespace, name) as
+      StatefulMigration | undefined;
+    return m && m.status === undefined ? m : undefined;
+  };
 }
 
 export function setupStatefulMigrationController(opts: SetupOptions): Controller {

@@ -22,6 +22,12 @@ export type WatchedKind = "StatefulMigration" | "Pod" | "Node" | "ReplicaSet" | 
 /** The resourceVersion the watch of `kind` last saw of an object (undefined: not seen, no watch). */
 export type WatchedVersion = (kind: WatchedKind, namespace: string, name: string) => string | undefined;
 
+/**
+ * An object the watch of `kind` keeps whole enough for the handlers (a StatefulMigration before
+ * its first status write, setup.ts), or undefined.
+ */
+export type WatchedObject = (kind: WatchedKind, namespace: string, name: string) => unknown;
+
 /** Counts of the reads served without a request and of those sent. */
 export interface CachedReadStats {
   hits: number;
@@ -48,12 +54,19 @@ const keyOf = (kind: WatchedKind, namespace: string, name: string) => `${kind}/$
 export class CachedReads implements ClusterPort {
   private readonly live: ClusterPort;
   private readonly watched: WatchedVersion;
+  private readonly whole: WatchedObject | undefined;
   private readonly kept: Kept;
 
-  constructor(live: ClusterPort, watched: WatchedVersion, opts: { max?: number } | Kept = {}) {
+  constructor(
+    live: ClusterPort,
+    watched: WatchedVersion,
+    opts: { max?: number; whole?: WatchedObject } = {},
+    kept?: Kept,
+  ) {
     this.live = live;
     this.watched = watched;
-    this.kept = opts instanceof Kept ? opts : new Kept(opts.max ?? 1000);
+    this.whole = opts.whole;
+    this.kept = kept ?? new Kept(opts.max ?? 1000);
   }
 
   get stats(): CachedReadStats {
@@ -62,7 +75,7 @@ export class CachedReads implements ClusterPort {
 
   /** The same port over `wrap(live)` (tracing the requests it sends), sharing what it keeps. */
   withInner(wrap: (live: ClusterPort) => ClusterPort): CachedReads {
-    return new CachedReads(wrap(this.live), this.watched, this.kept);
+    return new CachedReads(wrap(this.live), this.watched, this.whole ? { whole: this.whole } : {}, this.kept);
   }
 
   /** A read of this object would be answered without a request. */
@@ -71,7 +84,9 @@ export class CachedReads implements ClusterPort {
   }
 
   private current(kind: WatchedKind, namespace: string, name: string): Versioned | undefined {
-    const obj = this.kept.objects.get(keyOf(kind, namespace, name));
+    const obj =
+      this.kept.objects.get(keyOf(kind, namespace, name)) ??
+      (this.whole?.(kind, namespace, name) as Versioned | undefined);
     const rv = obj?.metadata?.resourceVersion;
     return rv !== undefined && this.watched(kind, namespace, name) === rv ? obj : undefined;
   }

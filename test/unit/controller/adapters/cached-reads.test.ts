@@ -115,3 +115,26 @@ describe("CachedReads", () => {
     expect(gets()).toBe(5);
   });
 });
+
+describe("CachedReads: a migration the watch keeps whole", () => {
+  it("answers the first read of a migration without status from the watch, then reads live once it changed", async () => {
+    const cluster = new FakeCluster(new FakeClock());
+    const m = cluster.addMigration("mig", { sourcePod: "p", checkpointImageRepository: "r/c" });
+    const watched: WatchedVersion = (kind, ns, name) =>
+      kind === "StatefulMigration"
+        ? cluster.migrations.get(`${ns}/${name}`)?.metadata.resourceVersion
+        : undefined;
+    // The watch's copy, as it was when it arrived.
+    const port = new CachedReads(cluster, watched, {
+      whole: (kind) => (kind === "StatefulMigration" ? m : undefined),
+    });
+    expect(port.holds("StatefulMigration", "default", "mig")).toBe(true);
+    expect((await port.getMigration("default", "mig"))?.spec.sourcePod).toBe("p");
+    expect(cluster.faults.count("getMigration")).toBe(0);
+    // Someone else writes it: the watch's copy is not the current one any more.
+    cluster.migration("mig").metadata.resourceVersion = cluster.nextRv();
+    expect(port.holds("StatefulMigration", "default", "mig")).toBe(false);
+    await port.getMigration("default", "mig");
+    expect(cluster.faults.count("getMigration")).toBe(1);
+  });
+});
