@@ -2,7 +2,7 @@
 // their release at the end: kept where the restored pod runs from them, removed otherwise.
 import { describeError } from "../common/errors.ts";
 import type { PhaseContext } from "./context.ts";
-import { checkpointKey, uidOf } from "./names.ts";
+import { checkpointKey, checkpointTag, uidOf } from "./names.ts";
 import type { ArtifactRef } from "./ports.ts";
 import { MAX_CLEANUP_SETTLE_SECONDS } from "../transfer/job.ts";
 
@@ -51,6 +51,7 @@ export function artifactsOf(ctx: PhaseContext, opts: { completed?: boolean } = {
         c.checkpointVia === "NodeProxy" && !c.checkpointPath && c.checkpointRequestedAt
           ? archiveWindowOf(c.checkpointRequestedAt, ctx.deps.settings.checkpointTimeoutSeconds, ctx.now)
           : undefined;
+      const image = c.checkpointImage ?? pushedImageOf(ctx, c.name, c.checkpointPath);
       return {
         mode: ctx.transport.name,
         sourceNode: s.sourceNode ?? "",
@@ -61,10 +62,22 @@ export function artifactsOf(ctx: PhaseContext, opts: { completed?: boolean } = {
         ...(s.targetNode ? { targetNode: s.targetNode } : {}),
         ...(c.checkpointPath ? { archivePath: c.checkpointPath } : {}),
         ...(window ? { archiveWindow: window } : {}),
-        ...(c.checkpointImage ? { image: c.checkpointImage } : {}),
+        ...(image ? { image } : {}),
         ...(opts.completed ? { keepTargetImage: true } : {}),
       };
     });
+}
+
+/**
+ * The registry image a Registry transfer of a checkpointed container may have pushed before its
+ * result was recorded (a transfer Job that finished while the controller was down, a failure
+ * after the push): its name is fixed by the migration's UID and the container, so the cleanup can
+ * name it. Deleting an image that was never pushed is a no-op.
+ */
+function pushedImageOf(ctx: PhaseContext, container: string, checkpointPath: string | undefined) {
+  if (!checkpointPath || ctx.transport.name !== "Registry" || !ctx.m.spec.checkpointImageRepository)
+    return undefined;
+  return ctx.transport.checkpointImage(ctx.m, container, checkpointTag(uidOf(ctx.m), container));
 }
 
 export async function cleanupArtifacts(ctx: PhaseContext, opts: { completed?: boolean } = {}): Promise<void> {

@@ -5,6 +5,7 @@ import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { Ms2mError, describeError } from "../../common/errors.ts";
 import { kubeCall } from "../../kube/errors.ts";
 import type { AgentClient } from "../../transfer/index.ts";
+import { KUBELET_CHECKPOINTS_DIR } from "../../checkpoint/kubelet-archives.ts";
 import type {
   ArtifactRef,
   CheckpointLookup,
@@ -191,13 +192,18 @@ export class AgentTransfer implements TransferPort {
       const k = `${node} ${migration}`;
       targets.set(k, { node, migration, keep: keep || (targets.get(k)?.keep ?? false) });
     };
+    const warnings: string[] = [];
     for (const a of artifacts) {
       if (!a.key || !a.sourceNode) continue;
+      // Only a cleanup Job can look for it (MS2M_TRANSFER_RUNNER=agent starts none): said, not dropped.
+      if (a.archiveWindow)
+        warnings.push(
+          `the archive a lost node-proxy checkpoint of ${a.namespace}/${a.pod} container ${a.container} may have left on ${a.sourceNode} (kubelet time ${a.archiveWindow.from} to ${a.archiveWindow.to}) is not looked for: MS2M_TRANSFER_RUNNER=agent starts no cleanup Job; remove it from ${KUBELET_CHECKPOINTS_DIR} on the node`,
+        );
       const { migration } = splitKey(a.key);
       add(a.sourceNode, migration, false);
       if (a.targetNode) add(a.targetNode, migration, a.keepTargetImage === true);
     }
-    const warnings: string[] = [];
     const errors: string[] = [];
     for (const { node, migration, keep } of targets.values()) {
       try {

@@ -85,6 +85,37 @@ describe("artifactsOf: a node-proxy checkpoint without an answer", () => {
   });
 });
 
+describe("artifactsOf: a Registry transfer without a recorded result", () => {
+  it("names the image the push may have made (a transfer Job can push it and the phase still fail)", async () => {
+    const w = setup("Deployment");
+    w.transfer.faults.inject("transfer", new Ms2mError("Forbidden", "registry denied the manifest"));
+    await drive(w);
+    const s = statusOf(w);
+    expect(s.failure?.reason).toBe("TransferFailed");
+    expect(s.containers?.[0]?.checkpointImage).toBeUndefined();
+    const uid = w.cluster.migration("mig").metadata!.uid!;
+    // The name the transfer would have pushed: fixed by the migration's UID and the container.
+    expect(w.transfer.cleaned.map((a) => a.image)).toEqual([
+      `registry.test/ckpt:app-${uid.replaceAll("-", "").slice(0, 12)}`,
+    ]);
+  });
+
+  it("Direct, or no checkpoint yet: no image named", async () => {
+    const direct = setup("Deployment", { transferMode: "Direct", checkpointImageRepository: undefined });
+    direct.transfer.faults.inject("transfer", new Ms2mError("Forbidden", "denied"));
+    await drive(direct);
+    expect(direct.transfer.cleaned.map((a) => a.image)).toEqual([undefined]);
+    const early = setup("Deployment");
+    early.checkpointer.faults.inject(
+      "checkpoint",
+      new Ms2mError("InternalError", "criu failed", { retriable: false }),
+    );
+    await drive(early);
+    expect(statusOf(early).failure?.reason).toBe("CheckpointFailed");
+    expect(early.transfer.cleaned.map((a) => a.image)).toEqual([undefined]);
+  });
+});
+
 describe("archiveWindowOf", () => {
   const at = "2026-01-01T00:00:00.000Z";
   const t = Date.parse(at);

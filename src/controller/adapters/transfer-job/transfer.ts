@@ -431,10 +431,12 @@ export class RoutedTransfer implements TransferPort {
           `the checkpoint archive a node-proxy checkpoint of ${a.container ?? "a container"} may have written stays on ${a.sourceNode || "the source node"}`,
         );
       const agentThere = this.runner === "agent" || (a.sourceNode !== "" && (await agentOn(a.sourceNode)));
-      if (agentThere) viaAgent.push(a);
+      // The window is this router's (a cleanup Job); the agent's release is by record.
+      const { archiveWindow: _window, ...byRecord } = a;
+      if (agentThere) viaAgent.push(byRecord);
       else {
         // The target's agent recorded what the Job sent it: released there (source = target).
-        if (a.targetNode) viaAgent.push({ ...a, sourceNode: a.targetNode });
+        if (a.targetNode) viaAgent.push({ ...byRecord, sourceNode: a.targetNode });
         if (a.archivePath && !plan.addArchive(a))
           warnings.push(
             `no ms2m-agent on ${a.sourceNode || "the source node"}: checkpoint archive ${a.archivePath} stays on the node`,

@@ -171,6 +171,25 @@ describe("AgentTransfer.cleanup", () => {
     ]);
   });
 
+  it("an archive window (lost node-proxy answer) is a warning: only a cleanup Job could look for it", async () => {
+    const f = fakes({ release: { migration: UID, records: 0, archives: 0, registryImages: [] } });
+    const window = {
+      from: "2026-01-01T00:00:00.000Z",
+      to: "2026-01-01T00:00:25.000Z",
+      settleUntil: "2026-01-01T00:02:25.000Z",
+    };
+    const report = await new AgentTransfer(f.client, f.locator).cleanup([
+      { ...art("app"), namespace: "shop", pod: "web-0", container: "app", archiveWindow: window },
+    ]);
+    expect(report.warnings).toEqual([
+      "the archive a lost node-proxy checkpoint of shop/web-0 container app may have left on node-a " +
+        "(kubelet time 2026-01-01T00:00:00.000Z to 2026-01-01T00:00:25.000Z) is not looked for: " +
+        "MS2M_TRANSFER_RUNNER=agent starts no cleanup Job; remove it from /var/lib/kubelet/checkpoints on the node",
+    ]);
+    // The agents still release what they recorded.
+    expect(f.calls.map((c) => c[1])).toEqual(["https://node-a:9443", "https://node-b:9443"]);
+  });
+
   it("a completed migration keeps the images its pod runs from on the target; rollback removes them", async () => {
     const f = fakes({
       release: (url) => ({

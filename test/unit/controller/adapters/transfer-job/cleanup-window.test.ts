@@ -96,6 +96,8 @@ describe("RoutedTransfer.cleanup of a node-proxy checkpoint without an answer", 
         ["node-a", ["app"]],
       ]);
       expect(t.released.flat().map((a) => a.sourceNode)).toContain("node-a");
+      // The agent releases by record; the window is the Job's alone (no second report of it).
+      expect(t.released.flat().filter((a) => a.archiveWindow)).toEqual([]);
     },
   );
 
