@@ -60,16 +60,12 @@ export async function handOver(ctx: PhaseContext, alongside?: () => Promise<unkn
   // pod of the surplus; the source must already be the cheapest to delete by then.
   // (Kept before the release, not beside it: side by side the ReplicaSet deleted the target.)
   if (source) await markSourceCheapest(ctx, source);
-  const released = isOurs(target, uidOf(ctx.m));
-  if (released) await releaseTarget(ctx, target);
+  // The release's answer is the target as it stands after it: no read again (an adoption after
+  // the release is a watch event on the target, which brings the next pass).
+  const current = isOurs(target, uidOf(ctx.m)) ? await releaseTarget(ctx, target) : target;
 
-  if (owner) {
-    // Read again only right after the release (the target read above predates it).
-    const adopted = released ? await cluster.getPod(ctx.namespace, s.targetPod ?? "") : target;
-    const ctrl = adopted ? controllerOf(adopted) : undefined;
-    // The adoption is the workload controller's move; its update event brings us back.
-    if (ctrl?.uid !== owner.uid) return false;
-  }
+  // The adoption is the workload controller's move; its update event brings us back.
+  if (owner && controllerOf(current)?.uid !== owner.uid) return false;
   const deletion =
     shadow && source && !source.metadata?.deletionTimestamp ? deleteSource(ctx, source) : undefined;
   // Independent of each other: both wait for the other's failure before it is thrown.
@@ -95,12 +91,12 @@ async function deleteSource(ctx: PhaseContext, source: V1Pod): Promise<void> {
 }
 
 /** Gives the target its workload labels back and removes everything that ties it to the migration. */
-export async function releaseTarget(ctx: PhaseContext, target: V1Pod): Promise<void> {
+export async function releaseTarget(ctx: PhaseContext, target: V1Pod): Promise<V1Pod> {
   const labels: Record<string, string | null> = handoverLabels(target);
   labels[LABEL_MIGRATION] = null;
   labels[LABEL_ROLE] = null;
   const migrationUid = uidOf(ctx.m);
-  await ctx.deps.cluster.mergePatchPod(ctx.namespace, target.metadata?.name ?? "", {
+  const released = await ctx.deps.cluster.mergePatchPod(ctx.namespace, target.metadata?.name ?? "", {
     metadata: {
       resourceVersion: target.metadata?.resourceVersion,
       labels,
@@ -113,4 +109,5 @@ export async function releaseTarget(ctx: PhaseContext, target: V1Pod): Promise<v
     "TargetReleased",
     `${target.metadata?.name} handed to ${ctx.m.status?.owner?.kind ?? "nobody (bare pod)"}`,
   );
+  return released;
 }

@@ -100,9 +100,9 @@ describe("Kubernetes API requests of a migration, per phase", () => {
       Transferring: 2,
       Restoring: 9,
       Replaying: 2,
-      // One read more than before, off the path: the source's, for its deletion cost beside the
-      // cutover.
-      Finalizing: 9,
+      // No read of the target after its release (its answer says), one of the source's more, off
+      // the path: for its deletion cost beside the cutover.
+      Finalizing: 8,
     });
     // Pending's phase change rides with Checkpointing's checkpoint intent; Transferring's results
     // with its phase change.
@@ -144,7 +144,7 @@ describe("Kubernetes API requests of a migration, per phase", () => {
   });
 
   it("StatefulSet (Sequential) and a bare pod, both ways", async () => {
-    expect((await requests("StatefulSet", false)).total).toBe(40);
+    expect((await requests("StatefulSet", false)).total).toBe(39);
     expect((await requests("StatefulSet", true)).total).toBe(23);
     expect((await requests("Bare", false)).total).toBe(28);
     expect((await requests("Bare", true)).total).toBe(17);
