@@ -163,20 +163,37 @@ export class PhaseContext {
   private deferred: ((m: StatefulMigration) => void)[] = [];
   /** `m` holds a phase change not written yet (transition with `lazy`). */
   private unwritten = false;
+  /** A write started by storeBeside(), not waited for yet. */
+  private inflight: Promise<void> | undefined;
 
   /**
    * Writes status after `mutate` (on a copy), with the deferred changes; Conflict propagates and
-   * the key is requeued.
+   * the key is requeued. Waits for a write storeBeside() started first (writes go one by one).
    */
   async update(mutate: (m: StatefulMigration) => void): Promise<StatefulMigration> {
+    await this.settle();
+    return this.write(mutate);
+  }
+
+  private async write(mutate: (m: StatefulMigration) => void): Promise<StatefulMigration> {
     const copy = cloneMigration(this.m);
     copy.status ??= {};
-    for (const d of this.deferred) d(copy);
-    mutate(copy);
-    if (copy.metadata.generation !== undefined) copy.status.observedGeneration = copy.metadata.generation;
-    this.m = await this.deps.cluster.updateMigrationStatus(copy);
+    // What is held goes with this write; held again if it fails. Changes deferred while it is
+    // on its way wait for the next one.
+    const held = this.deferred;
+    const unwritten = this.unwritten;
     this.deferred = [];
     this.unwritten = false;
+    try {
+      for (const d of held) d(copy);
+      mutate(copy);
+      if (copy.metadata.generation !== undefined) copy.status.observedGeneration = copy.metadata.generation;
+      this.m = await this.deps.cluster.updateMigrationStatus(copy);
+    } catch (err) {
+      this.deferred = [...held, ...this.deferred];
+      this.unwritten ||= unwritten;
+      throw err;
+    }
     return this.m;
   }
 
@@ -192,7 +209,33 @@ export class PhaseContext {
 
   /** Writes what was deferred or a lazy phase change, if anything (end of a reconcile). */
   async flush(): Promise<void> {
-    if (this.deferred.length > 0 || this.unwritten) await this.update(() => undefined);
+    await this.settle();
+    if (this.dirty) await this.write(() => undefined);
+  }
+
+  /**
+   * Starts writing what is held (a lazy phase change, reports) without waiting for it: beside
+   * work that does not depend on it being stored (an idempotent action a restart in the previous
+   * phase would repeat, reads). The next write, transition, flush() or settle() waits for it and
+   * throws its error. Nothing may change `m` meanwhile but through those.
+   */
+  storeBeside(): void {
+    if (this.inflight || !this.dirty) return;
+    const writing = this.write(() => undefined).then(() => undefined);
+    // Its failure is thrown by whoever waits for it (settle()), not reported as unhandled.
+    writing.catch(() => undefined);
+    this.inflight = writing;
+  }
+
+  /** Waits for the write storeBeside() started, if any; throws its error. */
+  async settle(): Promise<void> {
+    const writing = this.inflight;
+    if (!writing) return;
+    try {
+      await writing;
+    } finally {
+      if (this.inflight === writing) this.inflight = undefined;
+    }
   }
 
   /** Something is held in memory that the next write (or flush()) stores. */
@@ -213,6 +256,8 @@ export class PhaseContext {
     message?: string,
     opts: { lazy?: boolean } = {},
   ): Promise<void> {
+    // On top of what is stored: a write storeBeside() started lands first.
+    await this.settle();
     const from = this.m.status?.phase;
     const now = this.now;
     let endedMs: number | undefined;
@@ -252,7 +297,11 @@ export class PhaseContext {
       }
     };
     if (opts.lazy && to !== "Completed" && to !== "Failed") {
+      // What was deferred goes into `m` as well: the next phase reads it (a checkpoint's result).
       const copy = cloneMigration(this.m);
+      copy.status ??= {};
+      for (const d of this.deferred) d(copy);
+      this.deferred = [];
       change(copy);
       this.m = copy;
       this.unwritten = true;

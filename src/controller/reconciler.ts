@@ -160,7 +160,8 @@ export class StatefulMigrationReconciler implements Reconciler {
         // What is held for the next write (reports, a lazy phase change) is stored before a
         // request that failed is retried, so the retried phase keeps its deadline; best effort
         // (a crash loses it as well, and the handlers are written for that).
-        if (isMs2mError(err) && ctx.dirty) await ctx.flush().catch(() => undefined);
+        if (isMs2mError(err)) await ctx.flush().catch(() => undefined);
+        else await ctx.settle().catch(() => undefined);
         throw new RetryAfter(err, remaining);
       }
       if (outcome.type === "next") continue;

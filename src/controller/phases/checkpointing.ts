@@ -102,6 +102,7 @@ export async function checkpointing(ctx: PhaseContext): Promise<Outcome> {
     ctx.event("Normal", "Checkpointed", `container ${name} checkpointed on ${node}`);
   }
 
-  await ctx.advance();
+  // Written beside the transfers (transferring.ts).
+  await ctx.advance(undefined, undefined, { lazy: true });
   return next();
 }

@@ -17,6 +17,9 @@ import { ownerSelector } from "./shared.ts";
 export async function restoring(ctx: PhaseContext): Promise<Outcome> {
   const s = ctx.m.status ?? {};
   const targetName = s.targetPod ?? "";
+  // Transferring's phase change (with its results) is written beside this pass: a crash before
+  // it lands repeats the transfers (idempotent), and a target created meanwhile is found as ours.
+  ctx.storeBeside();
   // Two independent reads, side by side (this pass repeats while the target starts).
   const [nodeUsable, current] = await Promise.all([
     requireTargetNode(ctx),

@@ -21,6 +21,9 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   const pending = (s.containers ?? []).filter((c) => !c.transferred);
   const missing = pending.find((c) => !c.checkpointPath);
   if (missing) return fail("CheckpointMissing", `container ${missing.name} has no checkpoint`);
+  // Checkpointing's phase change (with its results) is written beside the transfers: they are
+  // idempotent, and a crash before it lands repeats Checkpointing, whose lookup() finds them.
+  ctx.storeBeside();
   // Nothing leaves the node for a workload that was deleted and recreated since the checkpoint.
   if (pending.length > 0) await checkIncarnation(ctx);
   const workload = workloadOf(ctx.m);
@@ -83,7 +86,8 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   if (baseFailure) throw baseFailure.err;
   if (retry !== undefined) throw retry; // retried with backoff until the phase deadline
   if (running > 0) return { type: "wait", afterMs: JOB_POLL_MS };
-  await ctx.advance();
+  // Written beside Restoring's first reads and the target's creation (restoring.ts).
+  await ctx.advance(undefined, undefined, { lazy: true });
   return next();
 }
 
