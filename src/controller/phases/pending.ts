@@ -15,6 +15,7 @@ import { isNodeReady, isTerminating, nodeMismatch } from "../pods.ts";
 import { runtimePreflight } from "../preflight.ts";
 import { chooseTargetNode } from "../placement.ts";
 import { resolveStrategy } from "../strategies/index.ts";
+import { replayRef } from "./shared.ts";
 import { transportFor, type Transport } from "../transfer-modes/index.ts";
 import {
   iso,
@@ -48,7 +49,9 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
         (m) => ({ m }),
         (err: unknown) => ({ err }),
       );
-  // Independent lookups, side by side: the owner, the keys, the target node, the source node.
+  // Independent lookups, side by side: the owner, the keys, the target node, the source node,
+  // and the broker's URL (a Secret's, kept a while in deps.brokerUrls: Checkpointing, which
+  // needs it first, does not wait for that read; a missing Secret fails here, nothing frozen).
   const settled = <T>(p: Promise<T>) =>
     p.then(
       (value) => ({ value }),
@@ -61,6 +64,7 @@ export async function pending(ctx: PhaseContext): Promise<Outcome> {
         checkEncryptionKeys(ctx, transport),
         resolveTargetNode(ctx, pod, sourceNode, transport),
         cluster.getNode(sourceNode),
+        replayRef(ctx),
       ]),
     ),
     finalizer,

@@ -10,6 +10,7 @@ import {
   type WatchedObject,
   type WatchedVersion,
 } from "../../../src/controller/adapters/cached-reads.ts";
+import type { StatefulMigrationSpecInput } from "../../../src/api/v1alpha1/index.ts";
 import type { PhaseContext } from "../../../src/controller/context.ts";
 import { handlers, StatefulMigrationReconciler } from "../../../src/controller/reconciler.ts";
 import { crash, type FakeCluster } from "./fakes.ts";
@@ -50,8 +51,8 @@ const wholeOf =
 const cachedPort = (c: FakeCluster) => new CachedReads(c, watchOf(c), { whole: wholeOf(c) });
 
 /** A world whose nodes and workloads carry resourceVersions, as the API server's do. */
-function world(kind: Kind) {
-  const w = setup(kind);
+function world(kind: Kind, spec: Partial<StatefulMigrationSpecInput> = {}) {
+  const w = setup(kind, spec);
   for (const o of [...w.cluster.nodes.values(), ...w.cluster.replicaSets.values()])
     o.metadata!.resourceVersion = w.cluster.nextRv();
   for (const o of w.cluster.statefulSets.values()) o.metadata!.resourceVersion = w.cluster.nextRv();
@@ -59,8 +60,9 @@ function world(kind: Kind) {
 }
 
 /** Runs a migration to its end; the kube requests by the handler that made them. */
-async function requests(kind: Kind, cached: boolean) {
-  const w = world(kind);
+async function requests(kind: Kind, cached: boolean, spec: Partial<StatefulMigrationSpecInput> = {}) {
+  const w = world(kind, spec);
+  w.cluster.secrets.set("default/broker", { url: "amqp://broker:5672" });
   const reconciler = cached
     ? new StatefulMigrationReconciler({ ...w.deps, cluster: cachedPort(w.cluster) })
     : new StatefulMigrationReconciler(w.deps);
@@ -151,6 +153,24 @@ describe("Kubernetes API requests of a migration, per phase", () => {
       "deletePod",
       "updateMigrationStatus",
     ]);
+  });
+
+  it("reads the broker's Secret in Pending, beside its other lookups, and not again", async () => {
+    const r = await requests("Deployment", true, {
+      messageQueueConfig: {
+        queueName: "orders",
+        exchangeName: "orders-x",
+        brokerSecretRef: { name: "broker", key: "url" },
+      },
+    });
+    expect(r.by["Pending"]).toContain("getSecretKey");
+    expect(
+      Object.values(r.by)
+        .flat()
+        .filter((m) => m === "getSecretKey"),
+    ).toHaveLength(1);
+    // One more than with the URL in the spec (19).
+    expect(r.total).toBe(20);
   });
 
   it("StatefulSet (Sequential) and a bare pod, both ways", async () => {
