@@ -108,6 +108,7 @@ const cluster = new CachedReads(
   watchedVersions(() => manager),
   {
     whole: wholeFromWatch(() => manager),
+    synced: () => manager.synced,
   },
 );
 const reconciler = new StatefulMigrationReconciler({

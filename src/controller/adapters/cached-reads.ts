@@ -55,17 +55,23 @@ export class CachedReads implements ClusterPort {
   private readonly live: ClusterPort;
   private readonly watched: WatchedVersion;
   private readonly whole: WatchedObject | undefined;
+  private readonly synced: (() => boolean) | undefined;
   private readonly kept: Kept;
 
+  /**
+   * `whole`: objects the watch keeps whole (served as they are); `synced`: every watch has
+   * listed (absent() says nothing before).
+   */
   constructor(
     live: ClusterPort,
     watched: WatchedVersion,
-    opts: { max?: number; whole?: WatchedObject } = {},
+    opts: { max?: number; whole?: WatchedObject; synced?: () => boolean } = {},
     kept?: Kept,
   ) {
     this.live = live;
     this.watched = watched;
     this.whole = opts.whole;
+    this.synced = opts.synced;
     this.kept = kept ?? new Kept(opts.max ?? 1000);
   }
 
@@ -75,12 +81,32 @@ export class CachedReads implements ClusterPort {
 
   /** The same port over `wrap(live)` (tracing the requests it sends), sharing what it keeps. */
   withInner(wrap: (live: ClusterPort) => ClusterPort): CachedReads {
-    return new CachedReads(wrap(this.live), this.watched, this.whole ? { whole: this.whole } : {}, this.kept);
+    return new CachedReads(
+      wrap(this.live),
+      this.watched,
+      {
+        ...(this.whole ? { whole: this.whole } : {}),
+        ...(this.synced ? { synced: this.synced } : {}),
+      },
+      this.kept,
+    );
   }
 
   /** A read of this object would be answered without a request. */
   holds(kind: WatchedKind, namespace: string, name: string): boolean {
     return this.current(kind, namespace, name) !== undefined;
+  }
+
+  /**
+   * The watches have listed, the one of `kind` shows no such object, and none was written here
+   * and kept: a read would (most likely) find none. Only for a caller that finds out cheaply if
+   * the watch lags behind a creation (creating the object answers AlreadyExists); never a reason
+   * to fail.
+   */
+  absent(kind: WatchedKind, namespace: string, name: string): boolean {
+    if (this.synced?.() !== true) return false;
+    if (this.kept.objects.has(keyOf(kind, namespace, name))) return false;
+    return this.watched(kind, namespace, name) === undefined;
   }
 
   private current(kind: WatchedKind, namespace: string, name: string): Versioned | undefined {

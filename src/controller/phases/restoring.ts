@@ -4,6 +4,7 @@
 // describes); the transfer mode says whether the image can be pulled or is only on the node.
 import type { V1Pod } from "@kubernetes/client-node";
 import { isAlreadyExists } from "../../kube/errors.ts";
+import type { CachedReads } from "../adapters/cached-reads.ts";
 import { next, wait, type Outcome, type PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
 import { checkIncarnation } from "../lifecycle/incarnation.ts";
@@ -20,10 +21,13 @@ export async function restoring(ctx: PhaseContext): Promise<Outcome> {
   // Transferring's phase change (with its results) is written beside this pass: a crash before
   // it lands repeats the transfers (idempotent), and a target created meanwhile is found as ours.
   ctx.storeBeside();
+  // A target the pod watch has never shown is not read: creating it finds out if the watch lags
+  // (AlreadyExists, then it is read; createTarget).
+  const absent = (ctx.deps.cluster as Partial<CachedReads>).absent?.("Pod", ctx.namespace, targetName);
   // Two independent reads, side by side (this pass repeats while the target starts).
   const [nodeUsable, current] = await Promise.all([
     requireTargetNode(ctx),
-    ctx.deps.cluster.getPod(ctx.namespace, targetName),
+    absent === true ? undefined : ctx.deps.cluster.getPod(ctx.namespace, targetName),
   ]);
   if (!nodeUsable) return wait(ctx.remainingMs());
   let target = current;

@@ -138,3 +138,23 @@ describe("CachedReads: a migration the watch keeps whole", () => {
     expect(cluster.faults.count("getMigration")).toBe(1);
   });
 });
+
+describe("CachedReads: absent", () => {
+  it("says a pod is absent only once the watches listed, the watch shows none and none was written here", async () => {
+    const cluster = new FakeCluster(new FakeClock());
+    let synced = false;
+    const watched: WatchedVersion = (kind, ns, name) =>
+      kind === "Pod" ? cluster.pods.get(`${ns}/${name}`)?.metadata?.resourceVersion : undefined;
+    const port = new CachedReads(cluster, watched, { synced: () => synced });
+    expect(port.absent("Pod", "default", "t")).toBe(false);
+    synced = true;
+    expect(port.absent("Pod", "default", "t")).toBe(true);
+    // Created here: not absent even where the watch has not shown it yet.
+    await port.createPod("default", { metadata: { name: "t" }, spec: { containers: [] } });
+    const lagging = new CachedReads(cluster, () => undefined, { synced: () => true });
+    expect(port.absent("Pod", "default", "t")).toBe(false);
+    expect(lagging.absent("Pod", "default", "t")).toBe(true);
+    await lagging.createPod("default", { metadata: { name: "u" }, spec: { containers: [] } });
+    expect(lagging.absent("Pod", "default", "u")).toBe(false);
+  });
+});
