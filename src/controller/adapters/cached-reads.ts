@@ -59,8 +59,9 @@ export class CachedReads implements ClusterPort {
   private readonly kept: Kept;
 
   /**
-   * `whole`: objects the watch keeps whole (served as they are); `synced`: every watch has
-   * listed (absent() says nothing before).
+   * `max`: objects kept (default 256: the handful each migration in flight touches; a node
+   * with many images weighs tens of kB). `whole`: objects the watch keeps whole (served as they
+   * are). `synced`: every watch has listed (absent() says nothing before).
    */
   constructor(
     live: ClusterPort,
@@ -72,7 +73,7 @@ export class CachedReads implements ClusterPort {
     this.watched = watched;
     this.whole = opts.whole;
     this.synced = opts.synced;
-    this.kept = kept ?? new Kept(opts.max ?? 1000);
+    this.kept = kept ?? new Kept(opts.max ?? 256);
   }
 
   get stats(): CachedReadStats {
