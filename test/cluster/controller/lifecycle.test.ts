@@ -5,20 +5,31 @@
 //   checkpointed: the migration is refused with WorkloadReplaced and rolled back, the pod (now
 //   the new StatefulSet's) keeps consuming on its node, and nothing of the checkpoint is left on
 //   either node;
+// - the same with a normal (cascading) deletion, `kubectl delete sts` (propagationPolicy
+//   Background), landing in Checkpointing: the garbage collector deletes the source pod with the
+//   old StatefulSet and the new one creates its pod afresh from its template; the migration is
+//   refused with WorkloadReplaced before the transfer and rolled back, the new pod is not restored
+//   from the checkpoint, nothing of the migration is left on the nodes or the broker, and the
+//   source's and the new pod's states together hold every message exactly once;
 // - what a crashed run left on the agents (a recorded checkpoint on the source node, the image it
 //   sent into the target node's store, for a migration that no longer exists) is swept once the
 //   TTL has passed, not before.
 import { randomUUID } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { afterFile } from "../../harness/after-file.ts";
+import { LANDING_ATTEMPTS, MigrationWatch, untilLanded } from "../../harness/phase-fault.ts";
 import { listStoredImages } from "../../../src/checkpoint/skopeo.ts";
 import { AGENT_SERVER_NAME, AgentClient } from "../../../src/transfer/index.ts";
 import { sleep, waitFor } from "../../../tooling/exec.ts";
 import { removeTempDir } from "../../../tooling/temp-dir.ts";
+import { account } from "../../../workload/accounting.ts";
+import type { WorkloadState } from "../../../workload/state.ts";
 import {
   ControllerProcess,
   SYSTEM_NS,
+  checkpointCount,
   controllerTestEnv,
   createBarePod,
   createMigration,
@@ -26,6 +37,8 @@ import {
   createStatefulSet,
   deployMs2m,
   finalAccounting,
+  mergeStates,
+  queueExists,
   serviceAccountToken,
   stopper,
   TestProducer,
@@ -164,6 +177,173 @@ describe("a StatefulSet deleted and recreated under the same name mid-migration"
     expect(report.ok).toBe(true);
   });
 });
+
+describe("a StatefulSet deleted (cascading) and recreated under the same name mid-migration", () => {
+  // `kubectl delete sts` (propagationPolicy Background: the garbage collector deletes the pod too)
+  // and the same StatefulSet applied again, landing in Checkpointing (by the migration's
+  // phaseTimings; else tried again with a fresh migration).
+  it(
+    "in Checkpointing: refused (WorkloadReplaced), rolled back, the new pod starts from its image, nothing left, zero lost",
+    async () => {
+      await env.cluster.node("node-a").setLatencies({ checkpointMs: 8_000 });
+      try {
+        await untilLanded("Checkpointing", (i) => cascadeOnce(i));
+      } finally {
+        await env.cluster.node("node-a").setLatencies({ checkpointMs: 0 });
+      }
+    },
+    150_000 * LANDING_ATTEMPTS,
+  );
+});
+
+async function cascadeOnce(attempt: number): Promise<{ landedIn: string }> {
+  const w = workloadNames(ns, `lc-gc${attempt ? `-r${attempt}` : ""}`, work, true);
+  await createStatefulSet(env, ns, w, "node-a");
+  const [source] = await waitForConsumers(env, ns, w.name, 1);
+  const pod = `${w.name}-0`;
+  const oldSts = await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name });
+  const image = oldSts.spec?.template.spec?.containers[0]?.image;
+  const producer = new TestProducer(env, w, 30);
+  await producer.start();
+  await sleep(1_000);
+
+  const name = `m-${w.name}`;
+  const watch = await MigrationWatch.start(env.kc, ns, name);
+  try {
+    const created = await createMigration(
+      env,
+      ns,
+      name,
+      { ...w, queue: `${w.queue}.${pod}` },
+      { sourcePod: pod, targetNode: "node-b" },
+    );
+    const uid = created.metadata?.uid ?? "";
+    const injection = await watch.inject("Checkpointing", async () => {
+      // Once the kubelet has the request (the dump done, the slow part running): the checkpoint
+      // is taken of the old incarnation. (A pod deleted before the kubelet saw the request fails
+      // the migration in Checkpointing with SourcePodLost: the unit tests cover it.)
+      await waitFor(
+        "the checkpoint started on node-a",
+        async () =>
+          (await checkpointCount(env, "node-a", ns, pod, "checkpoint started")) > 0 ? true : undefined,
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+      await sleep(300); // the process's own dump (milliseconds), before the slow part
+      await env.apps.deleteNamespacedStatefulSet({
+        namespace: ns,
+        name: w.name,
+        propagationPolicy: "Background",
+      });
+      await waitFor(
+        "old StatefulSet gone",
+        async () =>
+          (await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name }).catch(() => undefined))
+            ? undefined
+            : true,
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+      await createStatefulSet(env, ns, w, "node-a");
+    });
+    const m = await waitForPhase(env, ns, name, ["Failed", "Completed"]);
+    const landedIn = await watch.landing(injection);
+    console.log("[lifecycle] cascade", JSON.stringify({ attempt, landedIn, seen: watch.seen }));
+    if (landedIn !== "Checkpointing") {
+      // Not where the case claims (the migration went past Checkpointing first): tried again.
+      await producer.stop();
+      await env.apps.deleteNamespacedStatefulSet({ namespace: ns, name: w.name }).catch(() => undefined);
+      return { landedIn };
+    }
+    const newSts = await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name });
+    expect(newSts.metadata?.uid).not.toBe(oldSts.metadata?.uid);
+
+    // Refused before the transfer: the StatefulSet under the name is another incarnation.
+    expect(m.status?.phase).toBe("Failed");
+    expect(m.status?.failure?.reason).toBe("WorkloadReplaced");
+    expect(m.status?.failure?.phase).toBe("Transferring");
+    expect(m.status?.failure?.message).toContain(
+      `StatefulSet ${w.name} was deleted and recreated during the migration (uid ${oldSts.metadata?.uid} ` +
+        `when the checkpoint was taken, now ${newSts.metadata?.uid}): the checkpoint is of the previous ` +
+        "incarnation and is not restored into the new one",
+    );
+    expect(m.status?.failure?.message).toContain("create a new StatefulMigration");
+    expect(m.status?.conditions?.find((c) => c.type === "RolledBack")?.status).toBe("True");
+    const warnings = await env.core.listNamespacedEvent({
+      namespace: ns,
+      fieldSelector: `involvedObject.name=${name},reason=WorkloadReplaced`,
+    });
+    expect(warnings.items.length).toBeGreaterThan(0);
+
+    // The source went with the old StatefulSet (its final state written on SIGTERM); the new
+    // StatefulSet's pod under the same name runs on node-a from its template's image, not from
+    // the checkpoint, and is no migration's.
+    const stateFile = join(w.stateDir, `${pod}.json`);
+    await waitFor(
+      "the source pod deleted by the garbage collector",
+      async () => {
+        const p = await env.core.readNamespacedPod({ namespace: ns, name: pod }).catch(() => undefined);
+        return p?.metadata?.uid === source?.metadata?.uid ? undefined : true;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    const sourceState = await waitFor(
+      "the source's final state",
+      async () => (JSON.parse(await readFile(stateFile, "utf8")) as { app: WorkloadState }).app ?? undefined,
+      { timeoutMs: 10_000, intervalMs: 100 },
+    );
+    const [fresh] = await waitForConsumers(env, ns, w.name, 1);
+    expect(fresh?.metadata?.name).toBe(pod);
+    expect(fresh?.metadata?.uid).not.toBe(source?.metadata?.uid);
+    expect(fresh?.metadata?.ownerReferences?.find((o) => o.controller)?.uid).toBe(newSts.metadata?.uid);
+    expect(fresh?.spec?.nodeName).toBe("node-a");
+    expect(fresh?.spec?.containers.map((c) => c.image)).toEqual([image]);
+    const ms2mKeys = Object.keys({ ...fresh?.metadata?.labels, ...fresh?.metadata?.annotations }).filter(
+      (k) => k.includes("ms2m.io"),
+    );
+    expect(ms2mKeys).toEqual([]);
+    const all = (await env.core.listNamespacedPod({ namespace: ns })).items;
+    expect(all.filter((p) => p.metadata?.labels?.app === w.name).map((p) => p.metadata?.uid)).toEqual([
+      fresh?.metadata?.uid,
+    ]);
+    expect(all.filter((p) => p.spec?.nodeName === "node-b").map((p) => p.metadata?.name)).toEqual([]);
+
+    // Nothing of the migration on either node (no record, no archive, no image) nor on the broker.
+    await waitFor(
+      "the migration released on both agents",
+      async () => ((await held("node-a", uid)) || (await held("node-b", uid)) ? undefined : true),
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    expect(await archivesOf("node-a", pod)).toEqual([]);
+    expect(await checkpointImagesOn("node-b", uid)).toEqual([]);
+    expect(await queueExists(`ms2m.replay.${uid}`)).toBe(false);
+    expect(await queueExists(`ms2m.status.${uid}`)).toBe(false);
+
+    // Every published message applied exactly once: by the source before it was deleted, or by
+    // the new pod from the workload's durable queue (it starts empty: a restore from the
+    // checkpoint would apply the checkpointed messages twice).
+    const alone = await finalAccounting(env, ns, w, producer, stopper(env, ns, "sts", w.name), pod);
+    const freshState = (JSON.parse(await readFile(stateFile, "utf8")) as { app: WorkloadState }).app;
+    const report = account(producer.confirmed, mergeStates([sourceState, freshState]));
+    console.log(
+      "[lifecycle] cascade",
+      JSON.stringify({
+        ...report,
+        lost: report.lost.length,
+        bySource: sourceState.count,
+        byNewPod: freshState.count,
+        newPodAloneLost: alone.lost.length,
+      }),
+    );
+    expect(sourceState.count).toBeGreaterThan(0);
+    expect(freshState.count).toBeGreaterThan(0);
+    expect(report.lost).toEqual([]);
+    expect(report.appliedTwice).toEqual([]);
+    expect(report.ok).toBe(true);
+    return { landedIn };
+  } finally {
+    watch.stop();
+    await producer.stop().catch(() => undefined);
+  }
+}
 
 describe("what a crashed run left behind", () => {
   it("is swept from the source and the target node once the TTL has passed, keeping an image a pod runs from", async () => {
