@@ -33,8 +33,9 @@ const terminal = (m: StatefulMigration) => m.status?.phase === "Completed" || m.
 
 /**
  * A migration as the cache keeps it: what the map functions and the resync read (metadata, spec,
- * phase, nodes, pods, owner). The reconciler reads every migration live, so the cache drops
- * managedFields, annotations and the bulky status fields nothing here reads.
+ * phase, nodes, pods, owner). The reconciler reads every migration live (or as it last wrote it,
+ * while the watch shows that version: adapters/cached-reads.ts), so the cache drops managedFields,
+ * annotations and the bulky status fields nothing here reads.
  */
 export function cachedMigration(obj: KubernetesObject): KubernetesObject {
   const m = obj as StatefulMigration;
@@ -94,7 +95,8 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
   const custom = kc.makeApiClient(CustomObjectsApi);
   // The other watches' map functions read only names, namespaces and labels: they list and watch
   // metadata only (PartialObjectMetadata) and keep just those fields. Every change of the object
-  // still arrives as an event; the reconciler reads what it needs live.
+  // still arrives as an event (and its resourceVersion: the reconciler reads live only what
+  // changed since it last read or wrote it, adapters/cached-reads.ts).
   const metadataOnly = (path: string) => ({
     path,
     list: () => listMetadata(kc, path),
