@@ -40,11 +40,28 @@ export const handlers: Record<ActivePhase, (ctx: PhaseContext) => Promise<Outcom
 };
 
 const MAX_STEPS = 16;
+/** A phase that keeps failing on the same error this long is said to be retrying (a Warning). */
+const RETRY_REPORT_AFTER_MS = 5000;
+
+interface Retrying {
+  phase: ActivePhase;
+  /** The error's Status reason (or its name): a new reason is a new report. */
+  reason: string;
+  message: string;
+  since: number;
+  reported: boolean;
+}
 
 export class StatefulMigrationReconciler implements Reconciler {
   readonly deps: PhaseDeps;
   /** Spans of the migrations in flight, by namespace/name (timeline/trace.ts). */
   private readonly traces = new Map<string, MigrationTrace>();
+  /**
+   * The error each migration's phase is being retried on, by UID: a Warning once it persists, and
+   * the reason a phase deadline gives (otherwise "did not finish in time" says nothing of why).
+   * Kept in memory only: a restarted controller learns it again on its next retry.
+   */
+  private readonly retrying = new Map<string, Retrying>();
 
   constructor(deps: PhaseDeps) {
     // Every port call a handler makes becomes a span of the migration being reconciled.
@@ -133,10 +150,12 @@ export class StatefulMigrationReconciler implements Reconciler {
       }
       const remaining = ctx.remainingMs(this.extraMs(ctx.m, phase));
       if (remaining <= 0) {
+        const last = this.retrying.get(ctx.m.metadata.uid ?? "");
+        const why = last?.phase === phase ? `; it was retrying on: ${last.message}` : "";
         await this.failWith(
           ctx,
           phase,
-          new MigrationFailure(`${phase}Timeout`, `${phase} did not finish in time`),
+          new MigrationFailure(`${phase}Timeout`, `${phase} did not finish in time${why}`),
         );
         continue;
       }
@@ -162,6 +181,7 @@ export class StatefulMigrationReconciler implements Reconciler {
         // (a crash loses it as well, and the handlers are written for that).
         if (isMs2mError(err)) await ctx.flush().catch(() => undefined);
         else await ctx.settle().catch(() => undefined);
+        this.noteRetry(ctx, phase, err);
         throw new RetryAfter(err, remaining);
       }
       if (outcome.type === "next") continue;
@@ -174,8 +194,35 @@ export class StatefulMigrationReconciler implements Reconciler {
     return { requeueAfterMs: 0 };
   }
 
+  /**
+   * Remembers the error a phase is retried on; once the same phase has failed with the same
+   * reason for RETRY_REPORT_AFTER_MS, one Warning `Retrying` says so (a one-off conflict or reset
+   * is not worth one).
+   */
+  private noteRetry(ctx: PhaseContext, phase: ActivePhase, err: unknown): void {
+    const uid = ctx.m.metadata.uid ?? "";
+    const reason = isMs2mError(err) ? err.reason : err instanceof Error ? err.name : "Error";
+    const message = describeError(err).slice(0, 500);
+    const now = ctx.now;
+    let r = this.retrying.get(uid);
+    if (r?.phase !== phase || r.reason !== reason) {
+      r = { phase, reason, message, since: now, reported: false };
+      this.retrying.set(uid, r);
+    }
+    r.message = message;
+    if (!r.reported && now - r.since >= RETRY_REPORT_AFTER_MS) {
+      r.reported = true;
+      ctx.event(
+        "Warning",
+        "Retrying",
+        `${phase}: ${message} (failing for ${Math.round((now - r.since) / 1000)} s; retried until the phase's deadline)`,
+      );
+    }
+  }
+
   /** Drops what this process kept about a migration that has ended (its trace goes to the exporter). */
   private forget(ctx: PhaseContext): void {
+    this.retrying.delete(ctx.m.metadata.uid ?? "");
     const key = `${ctx.namespace}/${ctx.name}`;
     const trace = this.traces.get(key);
     this.traces.delete(key);
