@@ -21,9 +21,13 @@ export async function transferring(ctx: PhaseContext): Promise<Outcome> {
   const pending = (s.containers ?? []).filter((c) => !c.transferred);
   const missing = pending.find((c) => !c.checkpointPath);
   if (missing) return fail("CheckpointMissing", `container ${missing.name} has no checkpoint`);
-  // Checkpointing's phase change (with its results) is written beside the transfers: they are
-  // idempotent, and a crash before it lands repeats Checkpointing, whose lookup() finds them.
-  ctx.storeBeside();
+  // Checkpointing's phase change (with its results) is written beside Direct transfers: they are
+  // idempotent, a crash before it lands repeats Checkpointing (whose lookup() finds the
+  // checkpoints), and a rollback finds what they loaded by the checkpoint's key. An image pushed
+  // to a registry is named for its cleanup only from a recorded checkpoint (artifacts.ts): that
+  // record is stored before a Registry transfer.
+  if (ctx.transport.name === "Direct") ctx.storeBeside();
+  else await ctx.flush();
   // Nothing leaves the node for a workload that was deleted and recreated since the checkpoint.
   if (pending.length > 0) await checkIncarnation(ctx);
   const workload = workloadOf(ctx.m);

@@ -242,3 +242,35 @@ describe("Finalizing: the source's deletion cost beside the cutover", () => {
     expect(w.events.reasons()).toContain("RollingForward");
   });
 });
+
+describe("Transferring: Checkpointing's phase change and the transfers", () => {
+  for (const [mode, order] of [
+    ["Registry", ["write sent", "write stored", "transfer"]],
+    ["Direct", ["write sent", "transfer", "write stored"]],
+  ] as const) {
+    it(`${mode}: the checkpoint's record is ${mode === "Registry" ? "stored before" : "written beside"} the transfer`, async () => {
+      const w = world("Deployment", { transferMode: mode });
+      const seen: string[] = [];
+      // The write that ends Checkpointing takes a while.
+      const update = w.cluster.updateMigrationStatus.bind(w.cluster);
+      w.cluster.updateMigrationStatus = async (m) => {
+        const ends =
+          m.status?.phase === "Transferring" && w.cluster.migration("mig").status?.phase !== "Transferring";
+        if (!ends) return update(m);
+        seen.push("write sent");
+        await new Promise((r) => setTimeout(r, 20));
+        const stored = await update(m);
+        seen.push("write stored");
+        return stored;
+      };
+      const transfer = w.transfer.transfer.bind(w.transfer);
+      w.transfer.transfer = async (req) => {
+        seen.push("transfer");
+        return transfer(req);
+      };
+      await drive(w);
+      expect(w.cluster.migration("mig").status?.phase).toBe("Completed");
+      expect(seen).toEqual(order);
+    });
+  }
+});
