@@ -80,10 +80,10 @@ async function serve(): Promise<void> {
   const runtime = process.env.MS2M_RUNTIME === "real" ? "real" : "simulated";
   try {
     cluster = await TestCluster.start(cp.clusterInfo, { nodes, runtime });
-    if (runtime === "real") {
-      await startRegistry(cp.net.hostIp, { dir: join(cp.dir, "registry"), pidFile: cp.pidFile });
+    // The cluster's registry (Registry transfers push checkpoint images to it on either runtime).
+    await startRegistry(cp.net.hostIp, { dir: join(cp.dir, "registry"), pidFile: cp.pidFile });
+    if (runtime === "real")
       cluster.info.images = await pushProjectImages(`${cp.net.hostIp}:${REGISTRY_PORT}`);
-    }
   } catch (err) {
     console.error(`${runtime} nodes failed to start:`, err);
     await stop();

@@ -20,7 +20,7 @@ function withEnv(env: k8s.V1EnvVar[], overrides: Record<string, string>): k8s.V1
 export function simulatedImages() {
   return {
     [AGENT_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
-    [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
+    [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/workload-entry.ts")] },
   };
 }
 

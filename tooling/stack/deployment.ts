@@ -108,7 +108,7 @@ export async function deployMs2mWithController(env: StackEnv, options: DeployOpt
         [images.agent]: { command: [process.execPath, repoPath("tooling/stack/agent-entry.ts")] },
         [images.controller]: { command: [process.execPath, repoPath("tooling/stack/controller-entry.ts")] },
         // The reference workload, as deployMs2m maps it.
-        [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
+        [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/workload-entry.ts")] },
       });
     }
   }

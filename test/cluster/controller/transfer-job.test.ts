@@ -66,7 +66,7 @@ beforeAll(async () => {
   await env.cluster.startNode(SOURCE, {
     images: {
       [AGENT_IMAGE]: { command: [process.execPath, repoPath("test/cluster/controller/no-agent-entry.ts")] },
-      [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("workload/consumer.ts")] },
+      [CONSUMER_IMAGE]: { command: [process.execPath, repoPath("tooling/stack/workload-entry.ts")] },
     },
   });
   controller = new ControllerProcess(env, work, caFile, {
