@@ -58,6 +58,8 @@ interface ContainerRecord {
   ready: boolean;
   imageName: string;
   imageId: string;
+  /** Settles once the current instance's exit is recorded (terminated, with its message). */
+  exitRecorded?: Promise<unknown>;
 }
 
 /**
@@ -311,6 +313,13 @@ export class PodWorker {
     this.deps.events.pod(this.pod, "Normal", "Started", `Started container ${rec.spec.name}`);
     this.requestStatus();
     if (!rec.init) void this.watchReadiness(rec, container);
+    const recorded = this.recordExit(rec, container);
+    rec.exitRecorded = recorded;
+    return recorded;
+  }
+
+  /** The instance's exit as the kubelet records it; a terminating pod waits for it (doTerminate). */
+  private async recordExit(rec: ContainerRecord, container: Container): Promise<Terminated> {
     const exit = await container.exited;
     await this.deps.runtime.cleanup(container);
     rec.ready = false;
@@ -587,9 +596,16 @@ export class PodWorker {
       this.deps.events.pod(this.pod, "Normal", "Killing", `Stopping container ${r.spec.name}`);
     }
     await Promise.all(running.map((r) => r.current?.stop(graceMs)));
-    // Let the exit handlers record the final statuses.
+    // The final statuses (and termination messages) are recorded before the last status push:
+    // a pod deleted before that would go with a container that never terminated.
+    // (Bounded: a runtime cleanup that hangs does not hold the pod's deletion.)
     await Promise.all(running.map((r) => r.current?.exited));
-    await new Promise((resolve) => setImmediate(resolve));
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(running.map((r) => r.exitRecorded?.catch(() => undefined))),
+      new Promise((resolve) => (bound = setTimeout(resolve, 5000))),
+    ]);
+    clearTimeout(bound);
     for (const r of this.records.values()) {
       if (!r.terminated && !r.current) {
         r.waiting = undefined;
