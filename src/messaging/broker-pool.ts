@@ -21,7 +21,19 @@ export interface BrokerPoolOptions {
   connectAttempts?: number;
   /** Retries of an operation whose channel or connection broke under it. */
   operationRetries?: number;
+  /**
+   * Longest wait for the broker's answer to one operation (a channel's RPCs and confirms, a
+   * connection's handshake). Past it the operation fails as a lost connection would (retriable):
+   * a reply that is never coming — a connection reset between a request and its answer — must
+   * not hold a reconcile forever.
+   */
+  operationTimeoutMs?: number;
 }
+
+/** Default of BrokerPoolOptions.operationTimeoutMs. */
+export const BROKER_OPERATION_TIMEOUT_MS = 15_000;
+/** A channel's close waits this long for the broker's CloseOk (nothing depends on it). */
+const CHANNEL_CLOSE_WAIT_MS = 2_000;
 
 interface BrokerEntry {
   conn?: ChannelModel;
@@ -54,8 +66,8 @@ export class BrokerPool {
     for (let attempt = 0; ; attempt++) {
       let ch: ConfirmChannel | undefined;
       try {
-        ch = await this.#channel(url, owner);
-        return await fn(ch);
+        ch = await this.#bounded(this.#channel(url, owner), "opening a channel");
+        return await this.#bounded(fn(ch), "an operation");
       } catch (raw) {
         const err = toMs2mError(raw);
         this.#dropChannel(url, owner, ch);
@@ -70,17 +82,17 @@ export class BrokerPool {
     const conn = await this.#connection(url);
     let ch: ConfirmChannel;
     try {
-      ch = await conn.createConfirmChannel();
+      ch = await this.#bounded(conn.createConfirmChannel(), "opening a channel");
     } catch (raw) {
       throw toMs2mError(raw);
     }
     ch.on("error", () => undefined);
     try {
-      return await fn(ch);
+      return await this.#bounded(fn(ch), "an operation");
     } catch (raw) {
       throw toMs2mError(raw);
     } finally {
-      await ch.close().catch(() => undefined);
+      await closeChannel(ch);
     }
   }
 
@@ -89,7 +101,22 @@ export class BrokerPool {
     const entry = this.#brokers.get(url);
     const pending = entry?.channels.get(owner);
     entry?.channels.delete(owner);
-    if (pending) await pending.then((ch) => ch.close()).catch(() => undefined);
+    if (pending) await pending.then(closeChannel, () => undefined);
+  }
+
+  /** `p`, or a retriable ServiceUnavailable once the broker has not answered in time. */
+  #bounded<T>(p: Promise<T>, what: string): Promise<T> {
+    const ms = this.#opts.operationTimeoutMs ?? BROKER_OPERATION_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new Ms2mError("ServiceUnavailable", `the broker did not answer ${what} within ${ms} ms`)),
+        ms,
+      );
+    });
+    p.catch(() => undefined); // settles after the deadline: nobody awaits it any more
+    return Promise.race([p, late]).finally(() => clearTimeout(timer));
   }
 
   async close(): Promise<void> {
@@ -158,7 +185,11 @@ export class BrokerPool {
     let last: unknown;
     for (let attempt = 1; attempt <= attempts && !this.#closed; attempt++) {
       try {
-        const conn = await connect(url);
+        // The socket's timeout bounds the TCP connect and the AMQP handshake (amqplib clears it
+        // once the connection is open).
+        const conn = await connect(url, {
+          timeout: this.#opts.operationTimeoutMs ?? BROKER_OPERATION_TIMEOUT_MS,
+        });
         conn.on("error", () => undefined); // 'close' follows
         conn.on("close", (err?: Error) => {
           if (entry.conn !== conn) return;
@@ -183,6 +214,16 @@ export class BrokerPool {
       },
     );
   }
+}
+
+/** Closes a channel without waiting long for the broker's CloseOk (a dead connection never sends it). */
+async function closeChannel(ch: ConfirmChannel): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    ch.close().catch(() => undefined),
+    new Promise((resolve) => (timer = setTimeout(resolve, CHANNEL_CLOSE_WAIT_MS))),
+  ]);
+  clearTimeout(timer);
 }
 
 // amqplib's connection errors never contain the URL; keep it that way by printing only the message.

@@ -137,14 +137,24 @@ export class StatusInbox {
     this.#consumer = undefined;
     this.#wake();
     if (!c) return;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await c.ch.cancel(c.tag);
+      // Bounded: a cancel whose answer a connection reset swallowed must not hold the cleanup.
+      await Promise.race([
+        c.ch.cancel(c.tag),
+        new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_WAIT_MS))),
+      ]);
     } catch {
       // The channel is gone (a lost connection): its consumer went with it. amqplib throws at
       // once on a closed channel, so this must not stop the queues' cleanup that follows.
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
+
+/** How long closing the inbox waits for the broker to confirm the consumer's cancellation. */
+const CANCEL_WAIT_MS = 5_000;
 
 function safeJson(content: Buffer): unknown {
   try {
