@@ -11,7 +11,10 @@ export interface DeleteOptions {
   uid?: string;
 }
 
-/** The Kubernetes API as the phases need it. Reads are live (never a stale cache). */
+/**
+ * The Kubernetes API as the phases need it. Reads are current: live, or (adapters/cached-reads.ts)
+ * the object last read or written while the watch shows it unchanged.
+ */
 export interface ClusterPort {
   getMigration(namespace: string, name: string): Promise<StatefulMigration | undefined>;
   /** PUT .../status with the object's resourceVersion; Conflict when the object changed. */
