@@ -7,7 +7,9 @@
 //   send seconds + the simulator's pod start latencies (zero here) + the whole Replaying phase.
 // With --before REF the same run also drives migrations with the controller of another commit
 // (a git worktree of REF; the cluster, nodes and workload are this checkout's), in alternating
-// blocks, so both versions see the same machine. Prints the tables and, last,
+// blocks, so both versions see the same machine; an older controller with timelines is compared
+// by its spans too, and each version's Kubernetes API requests per migration (the breakdowns'
+// apiCalls) are counted. Prints the tables and, last,
 // `controller-added p50 <N> ms p95 <M> ms` (spans, this checkout). Writes results.json and
 // summary.md to --out (default: a temp folder, removed at the end). Progress on stderr.
 //
@@ -46,6 +48,7 @@ import {
   addedLine,
   breakdown,
   externalMs,
+  percentiles,
   spanBreakdown,
   summarize,
   table,
@@ -221,6 +224,21 @@ const of = (v: Variant) => runs.filter((r) => r.variant === v);
 const after = of("after");
 const spanRuns = after.flatMap((r) => (r.spans ? [r.spans] : []));
 const spans = summarize(spanRuns);
+// An older controller with timelines (status breakdowns) has spans too: compared as such.
+const beforeSpanRuns = of("before").flatMap((r) => (r.spans ? [r.spans] : []));
+const beforeSpans =
+  beforeSpanRuns.length > 0 && beforeSpanRuns.length === of("before").length
+    ? summarize(beforeSpanRuns)
+    : undefined;
+/** Kubernetes API requests per migration (the breakdowns' apiCalls), p50 and p95. */
+const apiCalls = (v: Variant) => {
+  const counts = of(v).flatMap((r) =>
+    r.timings.every((t) => t.breakdown)
+      ? [r.timings.reduce((a, t) => a + (t.breakdown?.apiCalls ?? 0), 0)]
+      : [],
+  );
+  return counts.length === of(v).length && counts.length > 0 ? percentiles(counts) : undefined;
+};
 const outside: Partial<Record<Variant, Summary>> = { after: summarize(after.map((r) => r.breakdown)) };
 if (args.before) outside.before = summarize(of("before").map((r) => r.breakdown));
 const loadText = (l: number[]) => l.map((x) => x.toFixed(2)).join(", ");
@@ -233,14 +251,16 @@ const failed = runs.filter((r) => r.outcome !== "Completed").length;
 const outcome = `${runs.length - failed}/${runs.length} Completed, ${lost} lost, ${twice} applied twice`;
 const ms = (x: number) => String(Math.round(x));
 const sideBySide = [
-  "| controller | migrations | duration p50 | p95 | added, outside view p50 | p95 | added, spans p50 | p95 |",
-  "|---|---|---|---|---|---|---|---|",
+  "| controller | migrations | duration p50 | p95 | added, outside view p50 | p95 | added, spans p50 | p95 | API requests p50 | p95 |",
+  "|---|---|---|---|---|---|---|---|---|---|",
   ...(Object.entries(outside) as [Variant, Summary][]).map(([v, o]) => {
     const total = o.rows.find((r) => r.phase === "migration")!.total;
-    const sp = v === "after" && spanRuns.length > 0 ? spans.added : undefined;
+    const sp = v === "after" ? (spanRuns.length > 0 ? spans.added : undefined) : beforeSpans?.added;
+    const api = apiCalls(v);
     return (
       `| ${v === "after" ? "this checkout" : `before (${args.before})`} | ${of(v).length} | ${ms(total.p50)} | ` +
-      `${ms(total.p95)} | ${ms(o.added.p50)} | ${ms(o.added.p95)} | ${sp ? ms(sp.p50) : "–"} | ${sp ? ms(sp.p95) : "–"} |`
+      `${ms(total.p95)} | ${ms(o.added.p50)} | ${ms(o.added.p95)} | ${sp ? ms(sp.p50) : "–"} | ${sp ? ms(sp.p95) : "–"} | ` +
+      `${api ? ms(api.p50) : "–"} | ${api ? ms(api.p95) : "–"} |`
     );
   }),
 ].join("\n");
@@ -249,6 +269,7 @@ const sections = [
   `Side by side (outside view: external = agent checkpoint + agent send + simulated pod start + the whole ` +
     `Replaying phase; spans: external = the controller's waits on agents, kubelets, the broker and watch events):\n\n${sideBySide}`,
   `This checkout, per phase, from the controller's spans:\n\n${table(spans)}`,
+  ...(beforeSpans ? [`Before (${args.before}), per phase, from its spans:\n\n${table(beforeSpans)}`] : []),
   ...(outside.before
     ? [`Before (${args.before}), per phase, outside view:\n\n${table(outside.before)}`]
     : []),
@@ -256,7 +277,7 @@ const sections = [
 ];
 writeFileSync(
   join(out, "results.json"),
-  `${JSON.stringify({ load, rate, before: args.before, runs, spans, outside }, null, 2)}\n`,
+  `${JSON.stringify({ load, rate, before: args.before, runs, spans, beforeSpans, outside }, null, 2)}\n`,
 );
 writeFileSync(
   join(out, "summary.md"),
