@@ -70,13 +70,18 @@ export function artifactsOf(ctx: PhaseContext, opts: { completed?: boolean } = {
 
 /**
  * The registry image a Registry transfer of a checkpointed container may have pushed before its
- * result was recorded (a transfer Job that finished while the controller was down, a failure
- * after the push): its name is fixed by the migration's UID and the container, so the cleanup can
- * name it. Deleting an image that was never pushed is a no-op.
+ * result was recorded (a transfer Job that finished while the controller was down, a deadline or
+ * a cancellation during the transfer): its name is fixed by the migration's UID and the
+ * container, so the cleanup can name it. Deleting an image that was never pushed is a no-op.
  */
 function pushedImageOf(ctx: PhaseContext, container: string, checkpointPath: string | undefined) {
   if (!checkpointPath || ctx.transport.name !== "Registry" || !ctx.m.spec.checkpointImageRepository)
     return undefined;
+  // A transfer that ended in a definite refusal (the registry refused the push) made no image:
+  // no cleanup Job for it. Unknown outcomes (a deadline, a cancellation, a controller that was
+  // down while a transfer Job pushed) and later phases name it.
+  const failure = ctx.m.status?.failure;
+  if (failure?.phase === "Transferring" && failure.reason === "TransferFailed") return undefined;
   return ctx.transport.checkpointImage(ctx.m, container, checkpointTag(uidOf(ctx.m), container));
 }
 

@@ -86,12 +86,14 @@ describe("artifactsOf: a node-proxy checkpoint without an answer", () => {
 });
 
 describe("artifactsOf: a Registry transfer without a recorded result", () => {
-  it("names the image the push may have made (a transfer Job can push it and the phase still fail)", async () => {
+  const refused = () => new Ms2mError("ServiceUnavailable", "push: connection reset");
+
+  it("names the image the push may have made when the outcome is unknown (a deadline)", async () => {
     const w = setup("Deployment");
-    w.transfer.faults.inject("transfer", new Ms2mError("Forbidden", "registry denied the manifest"));
-    await drive(w);
+    w.transfer.faults.inject("transfer", ...Array.from({ length: 200 }, refused));
+    await drive(w, { between: () => w.clock.advance(20_000), maxRounds: 200 });
     const s = statusOf(w);
-    expect(s.failure?.reason).toBe("TransferFailed");
+    expect(s.failure?.reason).toBe("TransferringTimeout");
     expect(s.containers?.[0]?.checkpointImage).toBeUndefined();
     const uid = w.cluster.migration("mig").metadata!.uid!;
     // The name the transfer would have pushed: fixed by the migration's UID and the container.
@@ -100,10 +102,16 @@ describe("artifactsOf: a Registry transfer without a recorded result", () => {
     ]);
   });
 
-  it("Direct, or no checkpoint yet: no image named", async () => {
+  it("a definite refusal of the push, Direct, or no checkpoint yet: no image named", async () => {
+    const denied = setup("Deployment");
+    denied.transfer.faults.inject("transfer", new Ms2mError("Forbidden", "registry denied the manifest"));
+    await drive(denied);
+    expect(statusOf(denied).failure?.reason).toBe("TransferFailed");
+    expect(denied.transfer.cleaned.map((a) => a.image)).toEqual([undefined]);
     const direct = setup("Deployment", { transferMode: "Direct", checkpointImageRepository: undefined });
-    direct.transfer.faults.inject("transfer", new Ms2mError("Forbidden", "denied"));
-    await drive(direct);
+    direct.transfer.faults.inject("transfer", ...Array.from({ length: 200 }, refused));
+    await drive(direct, { between: () => direct.clock.advance(20_000), maxRounds: 200 });
+    expect(statusOf(direct).failure?.reason).toBe("TransferringTimeout");
     expect(direct.transfer.cleaned.map((a) => a.image)).toEqual([undefined]);
     const early = setup("Deployment");
     early.checkpointer.faults.inject(
