@@ -87,6 +87,23 @@ const archivesOf = async (node: string, pod: string) =>
 const checkpointImagesOn = async (node: string, uid: string) =>
   (await listStoredImages(env.cluster.node(node).storage)).filter((i) => i.includes(uid.slice(0, 8)));
 
+/** `kubectl delete sts` (with this propagation), once it is gone the same StatefulSet applied again. */
+async function recreateStatefulSet(
+  w: ReturnType<typeof workloadNames>,
+  propagationPolicy: "Orphan" | "Background",
+): Promise<void> {
+  await env.apps.deleteNamespacedStatefulSet({ namespace: ns, name: w.name, propagationPolicy });
+  await waitFor(
+    "old StatefulSet gone",
+    async () =>
+      (await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name }).catch(() => undefined))
+        ? undefined
+        : true,
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  await createStatefulSet(env, ns, w, "node-a");
+}
+
 describe("a StatefulSet deleted and recreated under the same name mid-migration", () => {
   it("is refused (WorkloadReplaced) and rolled back: the pod keeps consuming, nothing is left behind", async () => {
     const w = workloadNames(ns, "lc-sts", work, true);
@@ -113,16 +130,7 @@ describe("a StatefulSet deleted and recreated under the same name mid-migration"
 
     // kubectl delete sts --cascade=orphan, then the same StatefulSet applied again: the garbage
     // collector orphans the pod, the new StatefulSet (another UID) adopts it.
-    await env.apps.deleteNamespacedStatefulSet({ namespace: ns, name: w.name, propagationPolicy: "Orphan" });
-    await waitFor(
-      "old StatefulSet gone",
-      async () =>
-        (await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name }).catch(() => undefined))
-          ? undefined
-          : true,
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
-    await createStatefulSet(env, ns, w, "node-a");
+    await recreateStatefulSet(w, "Orphan");
     const newSts = await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name });
     expect(newSts.metadata?.uid).not.toBe(oldSts.metadata?.uid);
     await waitFor(
@@ -229,20 +237,7 @@ async function cascadeOnce(attempt: number): Promise<{ landedIn: string }> {
         { timeoutMs: 10_000, intervalMs: 50 },
       );
       await sleep(300); // the process's own dump (milliseconds), before the slow part
-      await env.apps.deleteNamespacedStatefulSet({
-        namespace: ns,
-        name: w.name,
-        propagationPolicy: "Background",
-      });
-      await waitFor(
-        "old StatefulSet gone",
-        async () =>
-          (await env.apps.readNamespacedStatefulSet({ namespace: ns, name: w.name }).catch(() => undefined))
-            ? undefined
-            : true,
-        { timeoutMs: 30_000, intervalMs: 100 },
-      );
-      await createStatefulSet(env, ns, w, "node-a");
+      await recreateStatefulSet(w, "Background");
     });
     const m = await waitForPhase(env, ns, name, ["Failed", "Completed"]);
     const landedIn = await watch.landing(injection);
