@@ -2,7 +2,8 @@
 // migrations a change concerns. A change to a migration, to a pod it moves or creates, to the
 // nodes it uses or to the workload that owns its pod enqueues that migration at once; the
 // engine's resync re-adds every migration as a safety net.
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import { KubeRest, resourcePath } from "../kube/rest.ts";
 import { group, plural, version, type StatefulMigration } from "../api/v1alpha1/index.ts";
 import type { Logger } from "../common/logger.ts";
 import { Controller } from "../engine/controller.ts";
@@ -92,7 +93,7 @@ export function wholeFromWatch(controller: () => Controller | undefined): Watche
 
 export function setupStatefulMigrationController(opts: SetupOptions): Controller {
   const { kc } = opts;
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  const rest = new KubeRest(kc);
   // The other watches' map functions read only names, namespaces and labels: they list and watch
   // metadata only (PartialObjectMetadata) and keep just those fields. Every change of the object
   // still arrives as an event (and its resourceVersion: the reconciler reads live only what
@@ -129,7 +130,7 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
 
   c.for({
     path: WATCH_PATHS.StatefulMigration,
-    list: () => custom.listClusterCustomObject({ group, version, plural }) as never,
+    list: () => rest.list(resourcePath({ group, version, plural })) as never,
     transform: cachedMigration,
   });
 

@@ -4,15 +4,8 @@
 // (every change of the object still arrives, with its new resourceVersion) for a fraction of the
 // bytes to parse and keep: a pod's spec and status, a node's images and conditions, a
 // Deployment's last-applied annotation are never sent.
-import {
-  ApiException,
-  HttpMethod,
-  RequestContext,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-} from "@kubernetes/client-node";
-import { fetch } from "undici";
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from "@kubernetes/client-node";
+import { KubeRest } from "./rest.ts";
 
 /** Accept header of a metadata-only watch (the plain-JSON fallback for servers that lack it). */
 export const PARTIAL_OBJECT_METADATA =
@@ -30,28 +23,9 @@ export async function listMetadata(
   kc: KubeConfig,
   path: string,
 ): Promise<KubernetesListObject<KubernetesObject>> {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error("No currently active cluster");
-  const ctx = new RequestContext(cluster.server + path, HttpMethod.GET);
-  await kc.applySecurityAuthentication(ctx);
-  ctx.setHeaderParam("Accept", PARTIAL_OBJECT_METADATA_LIST);
-  const dispatcher = ctx.getDispatcher();
-  const res = await fetch(ctx.getUrl(), {
-    method: "GET",
-    headers: ctx.getHeaders(),
-    ...(dispatcher ? { dispatcher } : {}),
+  const list = await new KubeRest(kc).request<KubernetesListObject<KubernetesObject>>("GET", path, {
+    accept: PARTIAL_OBJECT_METADATA_LIST,
   });
-  const text = await res.text();
-  if (!res.ok) {
-    let body: unknown = text;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      // not a Status: keep the text
-    }
-    throw new ApiException(res.status, `list ${path}`, body, Object.fromEntries(res.headers));
-  }
-  const list = JSON.parse(text) as KubernetesListObject<KubernetesObject>;
   // An empty PartialObjectMetadataList says `"items": null`.
   list.items ??= [];
   return list;

@@ -1,7 +1,8 @@
 // CheckpointPort and TransferPort over the ms2m-agent DaemonSet (HTTPS 9443 on every node).
 // The agent on a node is found by listing agent pods with a field selector on the node name:
 // Direct transfers go to the TARGET node's agent, never to a Service.
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
+import { KubeRest, resourcePath } from "../../kube/rest.ts";
 import { Ms2mError, describeError } from "../../common/errors.ts";
 import { kubeCall } from "../../kube/errors.ts";
 import type { AgentClient } from "../../transfer/index.ts";
@@ -25,11 +26,11 @@ export interface AgentLocatorOptions {
 }
 
 export class AgentLocator {
-  private readonly core: CoreV1Api;
+  private readonly rest: KubeRest;
   readonly opts: AgentLocatorOptions;
 
   constructor(kc: KubeConfig, opts: AgentLocatorOptions) {
-    this.core = kc.makeApiClient(CoreV1Api);
+    this.rest = new KubeRest(kc);
     this.opts = opts;
   }
 
@@ -42,8 +43,7 @@ export class AgentLocator {
   /** The URL of a Ready agent on the node, and how many agent pods run there at all. */
   async find(node: string): Promise<{ url?: string; pods: number }> {
     const pods = await kubeCall(() =>
-      this.core.listNamespacedPod({
-        namespace: this.opts.namespace,
+      this.rest.list<V1Pod>(resourcePath({ version: "v1", plural: "pods", namespace: this.opts.namespace }), {
         labelSelector: this.opts.labelSelector,
         fieldSelector: `spec.nodeName=${node}`,
       }),

@@ -1,12 +1,12 @@
-// The eviction path's cluster access over @kubernetes/client-node (EvictionClusterPort), and the
+// The eviction path's cluster access over the REST API (EvictionClusterPort), and the
 // webhook's plumbing: its serving certificate from the Secret the leader maintains, and the
 // CA bundle written into the ValidatingWebhookConfiguration so the API server trusts it.
-import {
-  AdmissionregistrationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  PolicyV1Api,
-  type KubeConfig,
+import type {
+  KubeConfig,
+  V1Node,
+  V1Pod,
+  V1PodDisruptionBudget,
+  V1ValidatingWebhookConfiguration,
 } from "@kubernetes/client-node";
 import {
   group,
@@ -18,39 +18,38 @@ import {
 } from "../../api/v1alpha1/index.ts";
 import type { Logger } from "../../common/logger.ts";
 import { getOrUndefined, isAlreadyExists, kubeCall } from "../../kube/errors.ts";
-import { mergePatchOptions } from "../../kube/patch.ts";
+import { KubeRest, resourcePath } from "../../kube/rest.ts";
 import { LABEL_TRIGGER, TRIGGER_EVICTION, type EvictionClusterPort } from "../eviction/decide.ts";
 import { WEBHOOK_PATH } from "../eviction/webhook.ts";
 
 export class KubeEvictionCluster implements EvictionClusterPort {
-  private readonly core: CoreV1Api;
-  private readonly custom: CustomObjectsApi;
-  private readonly policy: PolicyV1Api;
+  private readonly rest: KubeRest;
   private readonly log: Logger | undefined;
 
   constructor(kc: KubeConfig, log?: Logger) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
-    this.policy = kc.makeApiClient(PolicyV1Api);
+    this.rest = new KubeRest(kc);
     this.log = log;
   }
 
   getPod(namespace: string, name: string) {
     return getOrUndefined(
-      () => this.core.readNamespacedPod({ namespace, name }),
+      () => this.rest.get<V1Pod>(resourcePath({ version: "v1", plural: "pods", namespace, name })),
       `get pod ${namespace}/${name}`,
     );
   }
 
   getNode(name: string) {
-    return getOrUndefined(() => this.core.readNode({ name }), `get node ${name}`);
+    return getOrUndefined(
+      () => this.rest.get<V1Node>(resourcePath({ version: "v1", plural: "nodes", name })),
+      `get node ${name}`,
+    );
   }
 
   async listPolicies(namespace: string) {
-    const list = (await kubeCall(
-      () => this.custom.listNamespacedCustomObject({ group, version, plural: policyPlural, namespace }),
+    const list = await kubeCall(
+      () => this.rest.list(resourcePath({ group, version, plural: policyPlural, namespace })),
       `list MigrationPolicies in ${namespace}`,
-    )) as { items: unknown[] };
+    );
     return list.items.flatMap((o) => {
       const parsed = MigrationPolicy.safeParse(o);
       if (!parsed.success)
@@ -62,68 +61,62 @@ export class KubeEvictionCluster implements EvictionClusterPort {
   async listPodDisruptionBudgets(namespace: string) {
     return (
       await kubeCall(
-        () => this.policy.listNamespacedPodDisruptionBudget({ namespace }),
+        () =>
+          this.rest.list<V1PodDisruptionBudget>(
+            resourcePath({ group: "policy", version: "v1", plural: "poddisruptionbudgets", namespace }),
+          ),
         `list PodDisruptionBudgets in ${namespace}`,
       )
     ).items;
   }
 
   async listEvictionMigrations(namespace: string) {
-    const list = (await kubeCall(
+    const list = await kubeCall(
       () =>
-        this.custom.listNamespacedCustomObject({
-          group,
-          version,
-          plural,
-          namespace,
+        this.rest.list<StatefulMigration>(resourcePath({ group, version, plural, namespace }), {
           labelSelector: `${LABEL_TRIGGER}=${TRIGGER_EVICTION}`,
         }),
       `list StatefulMigrations in ${namespace}`,
-    )) as { items: StatefulMigration[] };
+    );
     return list.items;
   }
 
   async createMigration(namespace: string, m: StatefulMigration) {
     try {
-      return (await this.custom.createNamespacedCustomObject({
-        group,
-        version,
-        plural,
-        namespace,
-        body: m,
-      })) as StatefulMigration;
+      return await this.rest.create<StatefulMigration>(
+        resourcePath({ group, version, plural, namespace }),
+        m,
+      );
     } catch (err) {
       if (!isAlreadyExists(err)) throw err;
       const name = m.metadata.name ?? "";
-      return (await kubeCall(
-        () => this.custom.getNamespacedCustomObject({ group, version, plural, namespace, name }),
+      return await kubeCall(
+        () => this.rest.get<StatefulMigration>(resourcePath({ group, version, plural, namespace, name })),
         `get StatefulMigration ${namespace}/${name}`,
-      )) as StatefulMigration;
+      );
     }
   }
 
   async recordStarted(policy: MigrationPolicy, migration: string) {
     const started = (policy.status?.migrationsStarted ?? 0) + 1;
-    await this.custom.patchNamespacedCustomObjectStatus(
-      {
-        group,
-        version,
-        plural: policyPlural,
-        namespace: policy.metadata.namespace ?? "",
-        name: policy.metadata.name ?? "",
-        body: {
-          metadata: { resourceVersion: policy.metadata.resourceVersion },
-          status: {
-            migrationsStarted: started,
-            lastMigration: migration,
-            ...(policy.metadata.generation !== undefined
-              ? { observedGeneration: policy.metadata.generation }
-              : {}),
-          },
-        },
+    const path = resourcePath({
+      group,
+      version,
+      plural: policyPlural,
+      namespace: policy.metadata.namespace ?? "",
+      name: policy.metadata.name ?? "",
+      subresource: "status",
+    });
+    await this.rest.patch(path, "merge", {
+      metadata: { resourceVersion: policy.metadata.resourceVersion },
+      status: {
+        migrationsStarted: started,
+        lastMigration: migration,
+        ...(policy.metadata.generation !== undefined
+          ? { observedGeneration: policy.metadata.generation }
+          : {}),
       },
-      mergePatchOptions(),
-    );
+    });
   }
 }
 
@@ -138,9 +131,15 @@ export async function injectCaBundle(
   caBundle: string,
   url?: string,
 ): Promise<boolean> {
-  const api = kc.makeApiClient(AdmissionregistrationV1Api);
+  const rest = new KubeRest(kc);
+  const path = resourcePath({
+    group: "admissionregistration.k8s.io",
+    version: "v1",
+    plural: "validatingwebhookconfigurations",
+    name: configName,
+  });
   const config = await getOrUndefined(
-    () => api.readValidatingWebhookConfiguration({ name: configName }),
+    () => rest.get<V1ValidatingWebhookConfiguration>(path),
     `get ValidatingWebhookConfiguration ${configName}`,
   );
   if (!config) return false;
@@ -153,16 +152,10 @@ export async function injectCaBundle(
   if (webhooks.every((w) => JSON.stringify(w.clientConfig) === JSON.stringify(want(w)))) return false;
   await kubeCall(
     () =>
-      api.patchValidatingWebhookConfiguration(
-        {
-          name: configName,
-          body: {
-            metadata: { resourceVersion: config.metadata?.resourceVersion },
-            webhooks: webhooks.map((w) => ({ ...w, clientConfig: want(w) })),
-          },
-        },
-        mergePatchOptions(),
-      ),
+      rest.patch(path, "merge", {
+        metadata: { resourceVersion: config.metadata?.resourceVersion },
+        webhooks: webhooks.map((w) => ({ ...w, clientConfig: want(w) })),
+      }),
     `patch ValidatingWebhookConfiguration ${configName}`,
   );
   return true;

@@ -1,33 +1,35 @@
-// ClusterPort over @kubernetes/client-node. Every call is a live request; errors become
-// Ms2mError with the API server's Status reason.
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
+// ClusterPort over the Kubernetes REST API (kube/rest.ts: plain JSON, the pooled connections of
+// the KubeConfig). Every call is a live request; errors become Ms2mError with the API server's
+// Status reason.
+import type {
+  KubeConfig,
+  V1Node,
+  V1Pod,
+  V1ReplicaSet,
+  V1Secret,
+  V1StatefulSet,
+} from "@kubernetes/client-node";
 import { group, plural, version, type StatefulMigration } from "../../api/v1alpha1/index.ts";
 import { getOrUndefined, kubeCall } from "../../kube/errors.ts";
 import { addFinalizerPatch, removeFinalizerPatch } from "../../kube/finalizers.ts";
-import { jsonPatchOptions, mergePatchOptions, FIELD_MANAGER } from "../../kube/patch.ts";
+import { KubeRest, resourcePath } from "../../kube/rest.ts";
 import type { ClusterPort, DeleteOptions } from "../ports.ts";
 
+const migrationPath = (namespace: string, name: string, subresource?: string) =>
+  resourcePath({ group, version, plural, namespace, name, ...(subresource ? { subresource } : {}) });
+const podPath = (namespace: string, name?: string) =>
+  resourcePath({ version: "v1", plural: "pods", namespace, ...(name !== undefined ? { name } : {}) });
+
 export class KubeCluster implements ClusterPort {
-  readonly core: CoreV1Api;
-  readonly apps: AppsV1Api;
-  readonly custom: CustomObjectsApi;
+  readonly rest: KubeRest;
 
   constructor(kc: KubeConfig) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.apps = kc.makeApiClient(AppsV1Api);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.rest = new KubeRest(kc);
   }
 
   getMigration(namespace: string, name: string) {
     return getOrUndefined(
-      () =>
-        this.custom.getNamespacedCustomObject({
-          group,
-          version,
-          plural,
-          namespace,
-          name,
-        }) as Promise<StatefulMigration>,
+      () => this.rest.get<StatefulMigration>(migrationPath(namespace, name)),
       `get StatefulMigration ${namespace}/${name}`,
     );
   }
@@ -36,16 +38,7 @@ export class KubeCluster implements ClusterPort {
     const namespace = m.metadata.namespace ?? "";
     const name = m.metadata.name ?? "";
     return kubeCall(
-      () =>
-        this.custom.replaceNamespacedCustomObjectStatus({
-          group,
-          version,
-          plural,
-          namespace,
-          name,
-          body: m,
-          fieldManager: FIELD_MANAGER,
-        }) as Promise<StatefulMigration>,
+      () => this.rest.replace<StatefulMigration>(migrationPath(namespace, name, "status"), m),
       `update status of ${namespace}/${name}`,
     );
   }
@@ -53,94 +46,107 @@ export class KubeCluster implements ClusterPort {
   async addMigrationFinalizer(m: StatefulMigration, finalizer: string) {
     const ops = addFinalizerPatch(m, finalizer);
     if (!ops) return m;
-    return this.patchMigration(m, ops) as Promise<StatefulMigration>;
+    return this.patchMigration(m, ops);
   }
 
   async removeMigrationFinalizer(m: StatefulMigration, finalizer: string) {
     const ops = removeFinalizerPatch(m, finalizer);
     if (!ops) return m;
-    return getOrUndefined(() => this.patchMigration(m, ops) as Promise<StatefulMigration>);
+    return getOrUndefined(() => this.patchMigration(m, ops));
   }
 
-  private patchMigration(m: StatefulMigration, body: object[]) {
+  private patchMigration(m: StatefulMigration, ops: object[]) {
     const namespace = m.metadata.namespace ?? "";
     const name = m.metadata.name ?? "";
     return kubeCall(
-      () =>
-        this.custom.patchNamespacedCustomObject(
-          { group, version, plural, namespace, name, body },
-          jsonPatchOptions(),
-        ),
+      () => this.rest.patch<StatefulMigration>(migrationPath(namespace, name), "json", ops),
       `patch ${namespace}/${name}`,
     );
   }
 
   getPod(namespace: string, name: string) {
     return getOrUndefined(
-      () => this.core.readNamespacedPod({ namespace, name }),
+      () => this.rest.get<V1Pod>(podPath(namespace, name)),
       `get pod ${namespace}/${name}`,
     );
   }
   createPod(namespace: string, body: V1Pod) {
     return kubeCall(
-      () => this.core.createNamespacedPod({ namespace, body, fieldManager: FIELD_MANAGER }),
+      () => this.rest.create<V1Pod>(podPath(namespace), body),
       `create pod ${namespace}/${body.metadata?.name}`,
     );
   }
   mergePatchPod(namespace: string, name: string, body: object) {
     return kubeCall(
-      () =>
-        this.core.patchNamespacedPod(
-          { namespace, name, body, fieldManager: FIELD_MANAGER },
-          mergePatchOptions(),
-        ),
+      () => this.rest.patch<V1Pod>(podPath(namespace, name), "merge", body),
       `patch pod ${namespace}/${name}`,
     );
   }
-  jsonPatchPod(namespace: string, name: string, body: object[]) {
+  jsonPatchPod(namespace: string, name: string, ops: object[]) {
     return kubeCall(
-      () =>
-        this.core.patchNamespacedPod(
-          { namespace, name, body, fieldManager: FIELD_MANAGER },
-          jsonPatchOptions(),
-        ),
+      () => this.rest.patch<V1Pod>(podPath(namespace, name), "json", ops),
       `patch pod ${namespace}/${name}`,
     );
   }
   async deletePod(namespace: string, name: string, opts: DeleteOptions = {}) {
     await kubeCall(
       () =>
-        this.core.deleteNamespacedPod({
-          namespace,
-          name,
-          ...(opts.gracePeriodSeconds !== undefined ? { gracePeriodSeconds: opts.gracePeriodSeconds } : {}),
-          ...(opts.uid ? { body: { preconditions: { uid: opts.uid } } } : {}),
-        }),
+        this.rest.delete(
+          podPath(namespace, name),
+          opts.gracePeriodSeconds !== undefined ? { gracePeriodSeconds: opts.gracePeriodSeconds } : undefined,
+          opts.uid ? { preconditions: { uid: opts.uid } } : undefined,
+        ),
       `delete pod ${namespace}/${name}`,
     );
   }
   getNode(name: string) {
-    return getOrUndefined(() => this.core.readNode({ name }), `get node ${name}`);
+    return getOrUndefined(
+      () => this.rest.get<V1Node>(resourcePath({ version: "v1", plural: "nodes", name })),
+      `get node ${name}`,
+    );
   }
   async listNodes() {
-    return (await kubeCall(() => this.core.listNode(), "list nodes")).items;
+    return (
+      await kubeCall(
+        () => this.rest.list<V1Node>(resourcePath({ version: "v1", plural: "nodes" })),
+        "list nodes",
+      )
+    ).items;
   }
   async listPodsOnNode(node: string) {
     return (
       await kubeCall(
-        () => this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` }),
+        () =>
+          this.rest.list<V1Pod>(resourcePath({ version: "v1", plural: "pods" }), {
+            fieldSelector: `spec.nodeName=${node}`,
+          }),
         `list pods on ${node}`,
       )
     ).items;
   }
   getReplicaSet(namespace: string, name: string) {
-    return getOrUndefined(() => this.apps.readNamespacedReplicaSet({ namespace, name }));
+    return getOrUndefined(
+      () =>
+        this.rest.get<V1ReplicaSet>(
+          resourcePath({ group: "apps", version: "v1", plural: "replicasets", namespace, name }),
+        ),
+      `get ReplicaSet ${namespace}/${name}`,
+    );
   }
   getStatefulSet(namespace: string, name: string) {
-    return getOrUndefined(() => this.apps.readNamespacedStatefulSet({ namespace, name }));
+    return getOrUndefined(
+      () =>
+        this.rest.get<V1StatefulSet>(
+          resourcePath({ group: "apps", version: "v1", plural: "statefulsets", namespace, name }),
+        ),
+      `get StatefulSet ${namespace}/${name}`,
+    );
   }
   async getSecretKey(namespace: string, name: string, key: string) {
-    const secret = await getOrUndefined(() => this.core.readNamespacedSecret({ namespace, name }));
+    const secret = await getOrUndefined(
+      () => this.rest.get<V1Secret>(resourcePath({ version: "v1", plural: "secrets", namespace, name })),
+      `get Secret ${namespace}/${name}`,
+    );
     const value = secret?.data?.[key];
     return value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8");
   }

@@ -1,6 +1,7 @@
 // LeaseStore over coordination.k8s.io/v1 Leases.
-import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
+import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
 import { getOrUndefined, kubeCall } from "../../kube/errors.ts";
+import { KubeRest, resourcePath } from "../../kube/rest.ts";
 import type { LeaseRecord, LeaseStore } from "../../engine/leaderelection.ts";
 
 const toRecord = (l: V1Lease): LeaseRecord => ({
@@ -14,13 +15,16 @@ const toRecord = (l: V1Lease): LeaseRecord => ({
   ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
 });
 
+/** A MicroTime: the API server rejects anything but six fractional digits. */
+const microTime = (iso: string) => new Date(iso).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+
 export class KubeLeaseStore implements LeaseStore {
-  private readonly api: CoordinationV1Api;
+  private readonly rest: KubeRest;
   readonly namespace: string;
   readonly name: string;
 
   constructor(kc: KubeConfig, namespace: string, name: string) {
-    this.api = kc.makeApiClient(CoordinationV1Api);
+    this.rest = new KubeRest(kc);
     this.namespace = namespace;
     this.name = name;
   }
@@ -35,30 +39,31 @@ export class KubeLeaseStore implements LeaseStore {
       spec: {
         holderIdentity: r.holderIdentity ?? "",
         ...(r.leaseDurationSeconds !== undefined ? { leaseDurationSeconds: r.leaseDurationSeconds } : {}),
-        // MicroTime: the API server rejects anything but six fractional digits.
-        ...(r.acquireTime ? { acquireTime: new V1MicroTime(r.acquireTime) } : {}),
-        ...(r.renewTime ? { renewTime: new V1MicroTime(r.renewTime) } : {}),
+        ...(r.acquireTime ? { acquireTime: microTime(r.acquireTime) as unknown as Date } : {}),
+        ...(r.renewTime ? { renewTime: microTime(r.renewTime) as unknown as Date } : {}),
         ...(r.leaseTransitions !== undefined ? { leaseTransitions: r.leaseTransitions } : {}),
       },
     };
   }
 
+  private path(name?: string): string {
+    return resourcePath({
+      group: "coordination.k8s.io",
+      version: "v1",
+      plural: "leases",
+      namespace: this.namespace,
+      ...(name !== undefined ? { name } : {}),
+    });
+  }
+
   async get() {
-    const l = await getOrUndefined(() =>
-      this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }),
-    );
+    const l = await getOrUndefined(() => this.rest.get<V1Lease>(this.path(this.name)));
     return l ? toRecord(l) : undefined;
   }
   async create(r: LeaseRecord) {
-    return toRecord(
-      await kubeCall(() => this.api.createNamespacedLease({ namespace: this.namespace, body: this.body(r) })),
-    );
+    return toRecord(await kubeCall(() => this.rest.create<V1Lease>(this.path(), this.body(r))));
   }
   async update(r: LeaseRecord) {
-    return toRecord(
-      await kubeCall(() =>
-        this.api.replaceNamespacedLease({ name: this.name, namespace: this.namespace, body: this.body(r) }),
-      ),
-    );
+    return toRecord(await kubeCall(() => this.rest.replace<V1Lease>(this.path(this.name), this.body(r))));
   }
 }

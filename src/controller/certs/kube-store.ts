@@ -1,7 +1,8 @@
 // SecretStore over core/v1 Secrets of one namespace. Values are base64-decoded to UTF-8 here;
 // errors become Ms2mErrors (NotFound → undefined, Conflict, AlreadyExists).
-import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
+import type { KubeConfig, V1Secret } from "@kubernetes/client-node";
 import { getOrUndefined, kubeCall } from "../../kube/errors.ts";
+import { KubeRest, resourcePath } from "../../kube/rest.ts";
 import type { SecretStore, StoredSecret } from "./manager.ts";
 
 const toStored = (s: V1Secret): StoredSecret => ({
@@ -15,12 +16,21 @@ const toStored = (s: V1Secret): StoredSecret => ({
 });
 
 export class KubeSecretStore implements SecretStore {
-  private readonly api: CoreV1Api;
+  private readonly rest: KubeRest;
   readonly namespace: string;
 
   constructor(kc: KubeConfig, namespace: string) {
-    this.api = kc.makeApiClient(CoreV1Api);
+    this.rest = new KubeRest(kc);
     this.namespace = namespace;
+  }
+
+  private path(name?: string): string {
+    return resourcePath({
+      version: "v1",
+      plural: "secrets",
+      namespace: this.namespace,
+      ...(name !== undefined ? { name } : {}),
+    });
   }
 
   private body(name: string, s: StoredSecret): V1Secret {
@@ -42,17 +52,14 @@ export class KubeSecretStore implements SecretStore {
   }
 
   async get(name: string): Promise<StoredSecret | undefined> {
-    const s = await getOrUndefined(
-      () => this.api.readNamespacedSecret({ name, namespace: this.namespace }),
-      `get secret ${name}`,
-    );
+    const s = await getOrUndefined(() => this.rest.get<V1Secret>(this.path(name)), `get secret ${name}`);
     return s ? toStored(s) : undefined;
   }
 
   async create(name: string, secret: StoredSecret): Promise<StoredSecret> {
     return toStored(
       await kubeCall(
-        () => this.api.createNamespacedSecret({ namespace: this.namespace, body: this.body(name, secret) }),
+        () => this.rest.create<V1Secret>(this.path(), this.body(name, secret)),
         `create secret ${name}`,
       ),
     );
@@ -61,12 +68,7 @@ export class KubeSecretStore implements SecretStore {
   async update(name: string, secret: StoredSecret): Promise<StoredSecret> {
     return toStored(
       await kubeCall(
-        () =>
-          this.api.replaceNamespacedSecret({
-            name,
-            namespace: this.namespace,
-            body: this.body(name, secret),
-          }),
+        () => this.rest.replace<V1Secret>(this.path(name), this.body(name, secret)),
         `update secret ${name}`,
       ),
     );

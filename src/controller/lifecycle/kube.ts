@@ -1,8 +1,9 @@
 // The lifecycle sweep's ports on a real cluster: agent pods by label, the agents' API, the
 // StatefulMigrations and the pods of a node read live from the API server.
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
 import { group, plural, version, type StatefulMigration } from "../../api/v1alpha1/index.ts";
 import { kubeCall } from "../../kube/errors.ts";
+import { KubeRest, resourcePath } from "../../kube/rest.ts";
 import type { AgentClient } from "../../transfer/index.ts";
 import type { SweepPorts } from "./sweep.ts";
 
@@ -14,12 +15,13 @@ export interface KubeSweepOptions {
 }
 
 export function kubeSweepPorts(kc: KubeConfig, client: AgentClient, opts: KubeSweepOptions): SweepPorts {
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  const rest = new KubeRest(kc);
   return {
     async agents() {
       const pods = await kubeCall(() =>
-        core.listNamespacedPod({ namespace: opts.agentNamespace, labelSelector: opts.agentLabelSelector }),
+        rest.list<V1Pod>(resourcePath({ version: "v1", plural: "pods", namespace: opts.agentNamespace }), {
+          labelSelector: opts.agentLabelSelector,
+        }),
       );
       return pods.items.flatMap((p) => {
         const ip = p.status?.podIP;
@@ -33,14 +35,16 @@ export function kubeSweepPorts(kc: KubeConfig, client: AgentClient, opts: KubeSw
     release: (url, migration, keepLoadedImages) =>
       client.releaseCheckpoints(url, migration, undefined, { keepLoadedImages }),
     async migrations() {
-      const list = (await kubeCall(() => custom.listClusterCustomObject({ group, version, plural }))) as {
-        items?: StatefulMigration[];
-      };
-      return list.items ?? [];
+      const list = await kubeCall(() =>
+        rest.list<StatefulMigration>(resourcePath({ group, version, plural })),
+      );
+      return list.items;
     },
     async imagesInUse(node) {
       const pods = await kubeCall(() =>
-        core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` }),
+        rest.list<V1Pod>(resourcePath({ version: "v1", plural: "pods" }), {
+          fieldSelector: `spec.nodeName=${node}`,
+        }),
       );
       const out = new Set<string>();
       for (const p of pods.items) {

@@ -5,7 +5,8 @@
 // (termination message of its pod) and deleted once it has finished. What a send Job leaves
 // behind where no agent runs (the archive on the source node, the registry images it pushed) is
 // deleted by a cleanup Job the router starts when the migration ends (fire-and-forget).
-import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job } from "@kubernetes/client-node";
+import type { KubeConfig, V1Job, V1Pod } from "@kubernetes/client-node";
+import { KubeRest, resourcePath } from "../../../kube/rest.ts";
 import { Ms2mError, describeError, statusReasons, type StatusReason } from "../../../common/errors.ts";
 import { getOrUndefined, isAlreadyExists, kubeCall, toMs2mError } from "../../../kube/errors.ts";
 import {
@@ -42,14 +43,12 @@ const isTrue = (job: V1Job, ...types: string[]) =>
 const reasonOf = (r: string): StatusReason => (r in statusReasons ? (r as StatusReason) : "InternalError");
 
 export class JobTransfer implements TransferPort {
-  private readonly batch: BatchV1Api;
-  private readonly core: CoreV1Api;
+  private readonly rest: KubeRest;
   readonly settings: TransferJobSettings;
   private readonly locator: Pick<AgentLocator, "urlFor">;
 
   constructor(kc: KubeConfig, settings: TransferJobSettings, locator: Pick<AgentLocator, "urlFor">) {
-    this.batch = kc.makeApiClient(BatchV1Api);
-    this.core = kc.makeApiClient(CoreV1Api);
+    this.rest = new KubeRest(kc);
     this.settings = settings;
     this.locator = locator;
   }
@@ -58,14 +57,28 @@ export class JobTransfer implements TransferPort {
     return this.settings.namespace;
   }
 
+  private jobsPath(name?: string): string {
+    return resourcePath({
+      group: "batch",
+      version: "v1",
+      plural: "jobs",
+      namespace: this.namespace,
+      ...(name !== undefined ? { name } : {}),
+    });
+  }
+
+  /** The pods of a Job (its controller-uid label). */
+  private podsOf(job: V1Job) {
+    return this.rest.list<V1Pod>(resourcePath({ version: "v1", plural: "pods", namespace: this.namespace }), {
+      labelSelector: `batch.kubernetes.io/controller-uid=${job.metadata?.uid ?? ""}`,
+    });
+  }
+
   /** The Job of this key, if one exists (running, finished or being deleted). */
   async jobFor(key: string): Promise<V1Job | undefined> {
     const { migration, container } = splitKey(key);
     const name = transferJobName(migration, container);
-    return getOrUndefined(
-      () => this.batch.readNamespacedJob({ name, namespace: this.namespace }),
-      `get Job ${name}`,
-    );
+    return getOrUndefined(() => this.rest.get<V1Job>(this.jobsPath(name)), `get Job ${name}`);
   }
 
   /**
@@ -186,7 +199,7 @@ export class JobTransfer implements TransferPort {
       this.settings,
     );
     try {
-      await this.batch.createNamespacedJob({ namespace: this.namespace, body });
+      await this.rest.create(this.jobsPath(), body);
     } catch (err) {
       if (isAlreadyExists(err)) return; // a concurrent reconcile (or the previous Job not yet gone)
       throw toMs2mError(err, `create Job ${name}`);
@@ -195,14 +208,7 @@ export class JobTransfer implements TransferPort {
 
   /** The result the Job's newest pod left in its termination message. */
   private async resultOf(job: V1Job): Promise<SendJobResult | undefined> {
-    const pods = await kubeCall(
-      () =>
-        this.core.listNamespacedPod({
-          namespace: this.namespace,
-          labelSelector: `batch.kubernetes.io/controller-uid=${job.metadata?.uid ?? ""}`,
-        }),
-      "list transfer Job pods",
-    );
+    const pods = await kubeCall(() => this.podsOf(job), "list transfer Job pods");
     const sorted = pods.items.sort(
       (a, b) =>
         new Date(b.metadata?.creationTimestamp ?? 0).getTime() -
@@ -220,10 +226,7 @@ export class JobTransfer implements TransferPort {
   /** Why the Job's pod is not running yet, if it says (image pull, mount, …): for the logs. */
   private async waitingReason(job: V1Job): Promise<string> {
     try {
-      const pods = await this.core.listNamespacedPod({
-        namespace: this.namespace,
-        labelSelector: `batch.kubernetes.io/controller-uid=${job.metadata?.uid ?? ""}`,
-      });
+      const pods = await this.podsOf(job);
       const waiting = pods.items
         .flatMap((p) => p.status?.containerStatuses ?? [])
         .map((c) => c.state?.waiting)
@@ -238,11 +241,7 @@ export class JobTransfer implements TransferPort {
 
   private async deleteJob(name: string): Promise<void> {
     try {
-      await this.batch.deleteNamespacedJob({
-        name,
-        namespace: this.namespace,
-        propagationPolicy: "Background",
-      });
+      await this.rest.delete(this.jobsPath(name), { propagationPolicy: "Background" });
     } catch (err) {
       const e = toMs2mError(err, `delete Job ${name}`);
       if (e.reason !== "NotFound") throw e;
@@ -260,8 +259,7 @@ export class JobTransfer implements TransferPort {
   async deleteJobsOf(uid: string): Promise<void> {
     const jobs = await kubeCall(
       () =>
-        this.batch.listNamespacedJob({
-          namespace: this.namespace,
+        this.rest.list<V1Job>(this.jobsPath(), {
           labelSelector: `${KEY_MIGRATION_UID}=${uid},${LABEL_COMPONENT}=${TRANSFER_COMPONENT}`,
         }),
       "list transfer Jobs",
@@ -284,7 +282,7 @@ export class JobTransfer implements TransferPort {
     const body = buildCleanupJob({ ...input, request: parsed.data }, this.settings);
     const name = body.metadata?.name ?? "";
     try {
-      await this.batch.createNamespacedJob({ namespace: this.namespace, body });
+      await this.rest.create(this.jobsPath(), body);
       return { name, created: true };
     } catch (err) {
       // Created by an earlier call (a retried finalization, a restarted controller).
