@@ -34,6 +34,7 @@ import { StatefulMigrationReconciler } from "../../src/controller/reconciler.ts"
 import {
   checkpointSweeper,
   setupStatefulMigrationController,
+  watchedObjects,
   watchedVersions,
   wholeFromWatch,
 } from "../../src/controller/setup.ts";
@@ -108,6 +109,7 @@ const cluster = new CachedReads(
   watchedVersions(() => manager),
   {
     whole: wholeFromWatch(() => manager),
+    metadata: watchedObjects(() => manager),
     synced: () => manager.synced,
   },
 );

@@ -33,8 +33,9 @@ export async function listMetadata(
 
 /**
  * The object reduced to the metadata a watch's handlers read: name, namespace, uid,
- * resourceVersion and labels (no managedFields, annotations or owner references). For
- * informer caches whose only readers are map functions.
+ * resourceVersion, labels, owner references and the deletion mark (no managedFields or
+ * annotations). For informer caches whose readers are map functions and decisions on
+ * ownership (a pod adopted by its ReplicaSet) or deletion.
  */
 export function slimMetadata<T extends KubernetesObject>(obj: T): T {
   const m = obj.metadata;
@@ -48,6 +49,8 @@ export function slimMetadata<T extends KubernetesObject>(obj: T): T {
       ...(m.uid !== undefined ? { uid: m.uid } : {}),
       ...(m.resourceVersion !== undefined ? { resourceVersion: m.resourceVersion } : {}),
       ...(m.labels !== undefined ? { labels: m.labels } : {}),
+      ...(m.ownerReferences !== undefined ? { ownerReferences: m.ownerReferences } : {}),
+      ...(m.deletionTimestamp !== undefined ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
   } as T;
 }

@@ -13,7 +13,7 @@
 // when the watch is not there yet, reads live); and every write that depends on what was read is
 // guarded (status writes and patches by resourceVersion, deletes by UID): a stale answer makes it
 // fail with Conflict, which drops the kept object, and the retry reads live.
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1ObjectMeta, V1Pod } from "@kubernetes/client-node";
 import type { StatefulMigration } from "../../api/v1alpha1/index.ts";
 import type { ClusterPort, DeleteOptions } from "../ports.ts";
 
@@ -23,8 +23,9 @@ export type WatchedKind = "StatefulMigration" | "Pod" | "Node" | "ReplicaSet" | 
 export type WatchedVersion = (kind: WatchedKind, namespace: string, name: string) => string | undefined;
 
 /**
- * An object the watch of `kind` keeps whole enough for the handlers (a StatefulMigration before
- * its first status write, setup.ts), or undefined.
+ * An object a watch keeps: whole enough for the handlers (`whole`: a pod under migration, a
+ * StatefulMigration before its first status write, setup.ts) or its metadata (`metadata`), or
+ * undefined.
  */
 export type WatchedObject = (kind: WatchedKind, namespace: string, name: string) => unknown;
 
@@ -55,23 +56,26 @@ export class CachedReads implements ClusterPort {
   private readonly live: ClusterPort;
   private readonly watched: WatchedVersion;
   private readonly whole: WatchedObject | undefined;
+  private readonly metadata: WatchedObject | undefined;
   private readonly synced: (() => boolean) | undefined;
   private readonly kept: Kept;
 
   /**
    * `max`: objects kept (default 256: the handful each migration in flight touches; a node
    * with many images weighs tens of kB). `whole`: objects the watch keeps whole (served as they
-   * are). `synced`: every watch has listed (absent() says nothing before).
+   * are). `metadata`: the objects the watches keep, for watchedMetadata(). `synced`: every watch
+   * has listed (absent() says nothing before).
    */
   constructor(
     live: ClusterPort,
     watched: WatchedVersion,
-    opts: { max?: number; whole?: WatchedObject; synced?: () => boolean } = {},
+    opts: { max?: number; whole?: WatchedObject; metadata?: WatchedObject; synced?: () => boolean } = {},
     kept?: Kept,
   ) {
     this.live = live;
     this.watched = watched;
     this.whole = opts.whole;
+    this.metadata = opts.metadata;
     this.synced = opts.synced;
     this.kept = kept ?? new Kept(opts.max ?? 256);
   }
@@ -87,6 +91,7 @@ export class CachedReads implements ClusterPort {
       this.watched,
       {
         ...(this.whole ? { whole: this.whole } : {}),
+        ...(this.metadata ? { metadata: this.metadata } : {}),
         ...(this.synced ? { synced: this.synced } : {}),
       },
       this.kept,
@@ -110,12 +115,23 @@ export class CachedReads implements ClusterPort {
     return this.watched(kind, namespace, name) === undefined;
   }
 
+  /**
+   * The object's metadata as the watch of `kind` shows it now (names, labels, owner references,
+   * the deletion mark: kube/metadata.ts slimMetadata), without a request; undefined when the
+   * watch shows no such object. For decisions on nothing else (a pod adopted by its workload).
+   */
+  watchedMetadata(kind: WatchedKind, namespace: string, name: string): V1ObjectMeta | undefined {
+    return (this.metadata?.(kind, namespace, name) as { metadata?: V1ObjectMeta } | undefined)?.metadata;
+  }
+
   private current(kind: WatchedKind, namespace: string, name: string): Versioned | undefined {
-    const obj =
-      this.kept.objects.get(keyOf(kind, namespace, name)) ??
-      (this.whole?.(kind, namespace, name) as Versioned | undefined);
-    const rv = obj?.metadata?.resourceVersion;
-    return rv !== undefined && this.watched(kind, namespace, name) === rv ? obj : undefined;
+    const rv = this.watched(kind, namespace, name);
+    if (rv === undefined) return undefined;
+    // What this port kept, else what a watch keeps whole, at the version the watch shows.
+    const kept = this.kept.objects.get(keyOf(kind, namespace, name));
+    if (kept?.metadata?.resourceVersion === rv) return kept;
+    const whole = this.whole?.(kind, namespace, name) as Versioned | undefined;
+    return whole?.metadata?.resourceVersion === rv && !whole.metadata.deletionTimestamp ? whole : undefined;
   }
 
   private keep(kind: WatchedKind, namespace: string, name: string, obj: Versioned | undefined): void {

@@ -9,6 +9,7 @@
 // - Bare pod: the target is released as a bare pod and the source deleted.
 import type { V1Pod } from "@kubernetes/client-node";
 import { controllerOf } from "../../kube/owners.ts";
+import type { CachedReads } from "../adapters/cached-reads.ts";
 import type { PhaseContext } from "../context.ts";
 import { fail } from "../failures.ts";
 import {
@@ -49,6 +50,8 @@ export async function handOver(ctx: PhaseContext, alongside?: () => Promise<unkn
   const owner = s.owner;
   // Beside the source (ShadowPod): the source goes once the workload has adopted the target.
   const shadow = ctx.strategy.runsBesideSource;
+  const adopted = owner?.uid ? adoptionWatched(ctx, owner.uid, shadow) : undefined;
+  if (adopted) return finish(ctx, adopted.source, alongside);
   const [target, source] = await Promise.all([
     cluster.getPod(ctx.namespace, s.targetPod ?? ""),
     shadow ? currentSourcePod(ctx) : undefined,
@@ -66,8 +69,39 @@ export async function handOver(ctx: PhaseContext, alongside?: () => Promise<unkn
 
   // The adoption is the workload controller's move; its update event brings us back.
   if (owner && controllerOf(current)?.uid !== owner.uid) return false;
-  const deletion =
-    shadow && source && !source.metadata?.deletionTimestamp ? deleteSource(ctx, source) : undefined;
+  return finish(ctx, shadow ? source : undefined, alongside);
+}
+
+/**
+ * The target adopted, as the pod watch shows it (the pass its update event brings): the
+ * workload's controller reference on it (the migration's own was removed by the release, and a
+ * pod has one controller) and no deletion mark; with the source's metadata when it runs beside.
+ * Nothing else is needed from the pods, so nothing is read. Undefined when the watch does not
+ * show that (not adopted yet, no watch): the caller reads the pods.
+ */
+function adoptionWatched(
+  ctx: PhaseContext,
+  ownerUid: string,
+  shadow: boolean,
+): { source: V1Pod | undefined } | undefined {
+  const watch = (ctx.deps.cluster as Partial<CachedReads>).watchedMetadata?.bind(ctx.deps.cluster);
+  const s = ctx.m.status ?? {};
+  const target = watch?.("Pod", ctx.namespace, s.targetPod ?? "");
+  if (!watch || !target || target.deletionTimestamp) return undefined;
+  if (controllerOf({ metadata: target })?.uid !== ownerUid) return undefined;
+  if (!shadow) return { source: undefined };
+  const source = watch("Pod", ctx.namespace, ctx.m.spec.sourcePod);
+  const sameSource = source && (!s.sourcePodUID || source.uid === s.sourcePodUID);
+  return { source: sameSource ? { metadata: source } : undefined };
+}
+
+/** The adopted target's last steps: the source (if any, and not going already) is deleted beside `alongside`. */
+async function finish(
+  ctx: PhaseContext,
+  source: V1Pod | undefined,
+  alongside: (() => Promise<unknown>) | undefined,
+): Promise<boolean> {
+  const deletion = source && !source.metadata?.deletionTimestamp ? deleteSource(ctx, source) : undefined;
   // Independent of each other: both wait for the other's failure before it is thrown.
   const results = await Promise.allSettled([deletion, alongside?.()]);
   for (const r of results) if (r.status === "rejected") throw r.reason;

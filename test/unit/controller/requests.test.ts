@@ -12,6 +12,7 @@ import {
 } from "../../../src/controller/adapters/cached-reads.ts";
 import type { StatefulMigrationSpecInput } from "../../../src/api/v1alpha1/index.ts";
 import type { PhaseContext } from "../../../src/controller/context.ts";
+import { LABEL_MIGRATION } from "../../../src/controller/names.ts";
 import { handlers, StatefulMigrationReconciler } from "../../../src/controller/reconciler.ts";
 import { crash, type FakeCluster } from "./fakes.ts";
 import { drive, setup, type Kind } from "./scenario.ts";
@@ -51,6 +52,22 @@ const wholeOf =
 const cachedPort = (c: FakeCluster) =>
   new CachedReads(c, watchOf(c), { whole: wholeOf(c), synced: () => true });
 
+/** As the controller's watches answer (setup.ts): pods under migration whole, every pod's metadata. */
+const watchesOf = (c: FakeCluster) => {
+  const whole = wholeOf(c);
+  return new CachedReads(c, watchOf(c), {
+    whole: (kind, ns, name) => {
+      const pod = kind === "Pod" ? c.pods.get(`${ns}/${name}`) : undefined;
+      return pod?.metadata?.labels?.[LABEL_MIGRATION] !== undefined ? pod : whole(kind, ns, name);
+    },
+    metadata: (kind, ns, name) => {
+      const pod = kind === "Pod" ? c.pods.get(`${ns}/${name}`) : undefined;
+      return pod && { metadata: structuredClone(pod.metadata) };
+    },
+    synced: () => true,
+  });
+};
+
 /** A world whose nodes and workloads carry resourceVersions, as the API server's do. */
 function world(kind: Kind, spec: Partial<StatefulMigrationSpecInput> = {}) {
   const w = setup(kind, spec);
@@ -61,11 +78,18 @@ function world(kind: Kind, spec: Partial<StatefulMigrationSpecInput> = {}) {
 }
 
 /** Runs a migration to its end; the kube requests by the handler that made them. */
-async function requests(kind: Kind, cached: boolean, spec: Partial<StatefulMigrationSpecInput> = {}) {
+async function requests(
+  kind: Kind,
+  cached: boolean | "pods",
+  spec: Partial<StatefulMigrationSpecInput> = {},
+) {
   const w = world(kind, spec);
   w.cluster.secrets.set("default/broker", { url: "amqp://broker:5672" });
   const reconciler = cached
-    ? new StatefulMigrationReconciler({ ...w.deps, cluster: cachedPort(w.cluster) })
+    ? new StatefulMigrationReconciler({
+        ...w.deps,
+        cluster: cached === "pods" ? watchesOf(w.cluster) : cachedPort(w.cluster),
+      })
     : new StatefulMigrationReconciler(w.deps);
   let current = "reconcile";
   for (const [phase, handler] of Object.entries(original)) {
@@ -155,6 +179,60 @@ describe("Kubernetes API requests of a migration, per phase", () => {
       "deletePod",
       "updateMigrationStatus",
     ]);
+  });
+
+  it("Deployment (ShadowPod), pods under migration kept whole by their watch", async () => {
+    const r = await requests("Deployment", "pods");
+    // The target's readiness comes with the watch event that announces it: no read after it.
+    expect(r.by["Restoring"]).toEqual(["updateMigrationStatus", "createPod", "updateMigrationStatus"]);
+    expect(r.counts).toEqual({
+      Pending: 6,
+      Checkpointing: 1,
+      Transferring: 1,
+      Restoring: 3,
+      Replaying: 1,
+      Finalizing: 5,
+    });
+  });
+
+  it("Finalizing: the adoption is read off the pod watch, the source deleted by its uid", async () => {
+    const w = world("Deployment");
+    w.cluster.secrets.set("default/broker", { url: "amqp://broker:5672" });
+    // The ReplicaSet adopts the released target a while later, not in the release's round trip.
+    const adopt = w.cluster.onPodWrite!;
+    delete w.cluster.onPodWrite;
+    const reconciler = new StatefulMigrationReconciler({ ...w.deps, cluster: watchesOf(w.cluster) });
+    const calls: string[] = [];
+    const hit = w.cluster.faults.hit.bind(w.cluster.faults);
+    w.cluster.faults.hit = (method: string) => {
+      if (!method.endsWith(":after")) calls.push(method);
+      hit(method);
+    };
+    let adoptedAt = -1;
+    const errors = await drive(
+      { ...w, reconciler },
+      {
+        between: () => {
+          const s = w.cluster.migration("mig").status;
+          const target = s?.targetPod ? w.cluster.pod(s.targetPod) : undefined;
+          if (
+            adoptedAt < 0 &&
+            target &&
+            s?.phase === "Finalizing" &&
+            !target.metadata?.labels?.[LABEL_MIGRATION]
+          ) {
+            adopt(target);
+            adoptedAt = calls.length;
+          }
+        },
+      },
+    );
+    expect(errors).toEqual([]);
+    expect(adoptedAt).toBeGreaterThan(0);
+    expect(w.cluster.migration("mig").status?.phase).toBe("Completed");
+    // After the adoption: the source's deletion beside the cleanup, and Completed; nothing read.
+    expect(calls.slice(adoptedAt)).toEqual(["deletePod", "updateMigrationStatus"]);
+    expect(w.cluster.pod(w.source.metadata!.name!)?.metadata?.deletionTimestamp).toBeDefined();
   });
 
   it("reads the broker's Secret in Pending, beside its other lookups, and not again", async () => {

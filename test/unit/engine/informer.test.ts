@@ -107,12 +107,24 @@ describe("metadata-only lists", () => {
     expect(m.message).toContain("pods is forbidden");
   });
 
-  it("slimMetadata keeps name, namespace, uid, resourceVersion and labels only", () => {
+  it("slimMetadata keeps names, uid, resourceVersion, labels, owners and the deletion mark only", () => {
     expect(slimMetadata(pod("a", "5"))).toEqual({
       kind: "PartialObjectMetadata",
       apiVersion: "meta.k8s.io/v1",
-      metadata: { name: "a", namespace: "ns", uid: "uid-a", resourceVersion: "5", labels: { app: "a" } },
+      metadata: {
+        name: "a",
+        namespace: "ns",
+        uid: "uid-a",
+        resourceVersion: "5",
+        labels: { app: "a" },
+        ownerReferences: [{ apiVersion: "apps/v1", kind: "ReplicaSet", name: "rs", uid: "rs-uid" }],
+      },
     });
+    const deleting = pod("b", "6");
+    (deleting.metadata as Record<string, unknown>).deletionTimestamp = "2026-12-02T15:00:00Z";
+    expect(slimMetadata(deleting).metadata).toMatchObject({ deletionTimestamp: "2026-12-02T15:00:00Z" });
+    expect(slimMetadata(deleting).metadata).not.toHaveProperty("annotations");
+    expect(slimMetadata(deleting).metadata).not.toHaveProperty("managedFields");
   });
 });
 
@@ -153,6 +165,7 @@ describe("ResilientInformer with accept and transform", () => {
           "labels",
           "name",
           "namespace",
+          "ownerReferences",
           "resourceVersion",
           "uid",
         ]);

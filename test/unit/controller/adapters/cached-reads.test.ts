@@ -139,6 +139,33 @@ describe("CachedReads: a migration the watch keeps whole", () => {
   });
 });
 
+describe("CachedReads: pods a watch keeps whole", () => {
+  it("serves the watch's copy at the watched version, even over an older kept one; a pod being deleted is read live", async () => {
+    const cluster = new FakeCluster(new FakeClock());
+    cluster.addPod({ metadata: { name: "t", labels: { app: "a" } }, spec: { containers: [] } });
+    const watched: WatchedVersion = (kind, ns, name) =>
+      kind === "Pod" ? cluster.pods.get(`${ns}/${name}`)?.metadata?.resourceVersion : undefined;
+    // The watch's copy: the stored pod as it is now.
+    const port = new CachedReads(cluster, watched, {
+      whole: (kind, ns, name) =>
+        kind === "Pod" ? structuredClone(cluster.pods.get(`${ns}/${name}`)) : undefined,
+      metadata: (kind, ns, name) =>
+        kind === "Pod" ? { metadata: cluster.pods.get(`${ns}/${name}`)?.metadata } : undefined,
+    });
+    // A write kept here, then a change by someone else (the kubelet: Ready).
+    await port.mergePatchPod("default", "t", { metadata: { labels: { b: "1" } } });
+    cluster.markReady("t");
+    const ready = await port.getPod("default", "t");
+    expect(ready?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).toBe(true);
+    expect(cluster.faults.count("getPod")).toBe(0);
+    expect(port.watchedMetadata("Pod", "default", "t")?.labels).toMatchObject({ b: "1" });
+    expect(port.watchedMetadata("Pod", "default", "nope")).toBeUndefined();
+    cluster.pods.get("default/t")!.metadata!.deletionTimestamp = new Date();
+    await port.getPod("default", "t");
+    expect(cluster.faults.count("getPod")).toBe(1);
+  });
+});
+
 describe("CachedReads: absent", () => {
   it("says a pod is absent only once the watches listed, the watch shows none and none was written here", async () => {
     const cluster = new FakeCluster(new FakeClock());
