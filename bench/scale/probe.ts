@@ -123,6 +123,12 @@ export function imageNodeFlags(dockerfile = readFileSync(repoPath("Dockerfile"),
 
 export interface BenchControllerOptions {
   binary?: ControllerBinary;
+  /**
+   * A checkout of another commit (a worktree with this checkout's node_modules) whose controller
+   * runs instead: its sources, or its bundle built by its own hack/images/bundle.ts and run with
+   * its own Dockerfile's node flags, so an older controller is measured as it shipped.
+   */
+  root?: string;
   /** More node flags, after the image's (e.g. --cpu-prof). */
   nodeArgs?: string[];
 }
@@ -135,6 +141,7 @@ export class BenchController {
   readonly extraEnv: Record<string, string>;
   readonly binary: ControllerBinary;
   readonly nodeArgs: string[];
+  readonly root: string | undefined;
   private entry = "";
   proc: ManagedProcess | undefined;
   healthPort = 0;
@@ -158,16 +165,27 @@ export class BenchController {
     this.extraEnv = extraEnv;
     this.binary = opts.binary ?? "bundle";
     this.nodeArgs = opts.nodeArgs ?? [];
+    this.root = opts.root;
   }
 
   /** The node arguments that run the controller (flags and entry point), the bundle built once. */
   async argv(): Promise<string[]> {
-    if (this.binary === "source") return [...this.nodeArgs, repoPath("cmd/ms2m-controller/main.ts")];
+    const root = this.root;
+    if (this.binary === "source")
+      return [
+        ...this.nodeArgs,
+        root ? join(root, "cmd/ms2m-controller/main.ts") : repoPath("cmd/ms2m-controller/main.ts"),
+      ];
+    if (!this.entry && root) {
+      execFileSync(process.execPath, ["hack/images/bundle.ts"], { cwd: root, stdio: "ignore" });
+      this.entry = join(root, "dist/bundle/controller.mjs");
+    }
     if (!this.entry) {
       const out = await bundle({ outDir: join(this.dir, "bundle"), names: ["controller"] });
       this.entry = out.controller.path;
     }
-    return [...imageNodeFlags(), ...this.nodeArgs, this.entry];
+    const flags = root ? imageNodeFlags(readFileSync(join(root, "Dockerfile"), "utf8")) : imageNodeFlags();
+    return [...flags, ...this.nodeArgs, this.entry];
   }
 
   get pid(): number {

@@ -21,11 +21,15 @@
 //
 // Every subcommand: --binary bundle (default: the esbuild bundle with the Dockerfile's node
 // flags, as the image runs it) or source (node cmd/ms2m-controller/main.ts, as the tests run it);
-// --node-args="..." more node flags for the controller (e.g. --node-args="--cpu-prof --cpu-prof-dir=DIR").
+// --node-args="..." more node flags for the controller (e.g. --node-args="--cpu-prof --cpu-prof-dir=DIR");
+// --controller-ref REF runs the controller of another commit instead (a git worktree of REF with
+// this checkout's node_modules; its bundle built by its own hack/images/bundle.ts and run with its
+// own Dockerfile's node flags), on the same harness and cluster: for before/after runs.
 //
 // Each subcommand starts and removes its own cluster; --out DIR (default bench/scale/out/<time>)
 // gets <subcommand>.json and <subcommand>.md. Queues and exchanges the run made are deleted.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -33,7 +37,7 @@ import { parseArgs } from "node:util";
 import { REAL_CLUSTER_LATENCIES, type Latencies } from "../../sim/config.ts";
 import { startLocalCluster } from "../../tooling/cluster/local-cluster.ts";
 import { sleep, waitFor } from "../../tooling/exec.ts";
-import { mustSucceed } from "../../tooling/stack/manifests.ts";
+import { mustSucceed, repoPath } from "../../tooling/stack/manifests.ts";
 import { COUNTER_IMAGE } from "../../tooling/cluster/nodes.ts";
 import {
   createDeployment,
@@ -55,7 +59,6 @@ import { deleteBrokerObjects, runMatcher } from "../../tooling/broker/cleanup.ts
 import {
   BenchController,
   controllerRequests,
-  imageNodeFlags,
   type BenchControllerOptions,
   installRequestCounter,
   loadAverage,
@@ -72,6 +75,7 @@ const { values: args, positionals } = parseArgs({
     workers: { type: "string" },
     binary: { type: "string", default: "bundle" },
     "node-args": { type: "string", default: "" },
+    "controller-ref": { type: "string" },
     latencies: { type: "string", default: "zero" },
     "timeout-s": { type: "string", default: "900" },
     count: { type: "string", default: "1000" },
@@ -94,12 +98,15 @@ if (args.binary !== "bundle" && args.binary !== "source") {
   console.error(`--binary: bundle or source, not ${args.binary}`);
   process.exit(2);
 }
+const out = resolve(args.out);
+mkdirSync(out, { recursive: true });
 const controllerOpts: BenchControllerOptions = {
   binary: args.binary,
   nodeArgs: args["node-args"].split(" ").filter(Boolean),
+  ...(args["controller-ref"]
+    ? { root: worktreeOf(args["controller-ref"], join(out, "controller-ref")) }
+    : {}),
 };
-const out = resolve(args.out);
-mkdirSync(out, { recursive: true });
 const say = (msg: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const GROUP = { group: "migration.ms2m.io", version: "v1alpha1", plural: "statefulmigrations" };
 const mib = (kib: number) => Math.round(kib / 1024);
@@ -334,7 +341,8 @@ async function concurrent(): Promise<void> {
       latencies: latencies ? "real" : "zero",
       workers: args.workers ?? "10 (default)",
       binary: controller.binary,
-      nodeFlags: [...(controller.binary === "bundle" ? imageNodeFlags() : []), ...controller.nodeArgs],
+      ...(args["controller-ref"] ? { controllerRef: args["controller-ref"] } : {}),
+      nodeFlags: (await controller.argv()).slice(0, -1),
       completed: completed.length,
       failed: failed.map((m) => ({ name: m.metadata?.name, failure: m.status?.failure })),
       createMs: applied,
@@ -357,7 +365,7 @@ async function concurrent(): Promise<void> {
       load: { before: loadBefore, atApply: loadAt, after: loadAfter },
     };
     const md = [
-      `N=${n} concurrent migrations (ShadowPod + Direct, node-a → node-b; ${n - k} counter pods, ${k} reference consumers at ${rate} msg/s each; sim latencies ${result.latencies}; workers ${result.workers}; controller: ${result.binary}${result.nodeFlags.length ? ` ${result.nodeFlags.join(" ")}` : ""})`,
+      `N=${n} concurrent migrations (ShadowPod + Direct, node-a → node-b; ${n - k} counter pods, ${k} reference consumers at ${rate} msg/s each; sim latencies ${result.latencies}; workers ${result.workers}; controller: ${result.binary}${"controllerRef" in result ? ` of ${result.controllerRef}` : ""}${result.nodeFlags.length ? ` ${result.nodeFlags.join(" ")}` : ""})`,
       "",
       "| metric | value |",
       "|---|---|",
@@ -640,3 +648,19 @@ for (const s of sub === "all" ? ["startup", "objects", "concurrent"] : [sub]) {
 }
 say(`results in ${out}`);
 process.exit(code);
+
+/** A worktree of `ref` at `dir` with this checkout's node_modules, removed when the process exits. */
+function worktreeOf(ref: string, dir: string): string {
+  const git = (...a: string[]) =>
+    execFileSync("git", a, { cwd: repoPath("."), stdio: ["ignore", "pipe", "pipe"] });
+  git("worktree", "add", "--detach", dir, ref);
+  process.on("exit", () => {
+    try {
+      git("worktree", "remove", "--force", dir);
+    } catch {
+      // already gone
+    }
+  });
+  symlinkSync(repoPath("node_modules"), join(dir, "node_modules"));
+  return dir;
+}
