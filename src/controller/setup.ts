@@ -14,7 +14,7 @@ import type { WatchedKind, WatchedObject, WatchedVersion } from "./adapters/cach
 import { kubeSweepPorts } from "./lifecycle/kube.ts";
 import { CheckpointSweeper } from "./lifecycle/sweep.ts";
 import type { ControllerMetrics } from "./metrics.ts";
-import { CONTROLLER_NAME, KEY_MIGRATION_UID, LABEL_MIGRATION } from "./names.ts";
+import { CONTROLLER_NAME, KEY_MIGRATION_UID } from "./names.ts";
 
 export interface SetupOptions {
   kc: KubeConfig;
@@ -69,24 +69,8 @@ export const WATCH_PATHS: Record<WatchedKind, string> = {
 };
 
 /**
- * Pods under migration (a target, and a Sequential source), whole: the one watch of full pods.
- * Their readiness, failures and adoption are what a migration waits for; with the pods kept
- * here a read of them after such a change needs no request (adapters/cached-reads.ts). A pod
- * leaves this watch when the label goes (hand-over, rollback) and is read live again after that.
- */
-export const MIGRATING_PODS_PATH = `/api/v1/pods?labelSelector=${encodeURIComponent(LABEL_MIGRATION)}`;
-
-/** A pod as the migrating-pods watch keeps it: whole but for managedFields. */
-export function cachedPod(obj: KubernetesObject): KubernetesObject {
-  const { managedFields: _mf, ...metadata } = (obj.metadata ?? {}) as KubernetesObject["metadata"] & {
-    managedFields?: unknown;
-  };
-  return { ...obj, metadata } as KubernetesObject;
-}
-
-/**
- * The objects the controller's watches keep (metadata only, but for migrations and pods under
- * migration), for decisions that need no more (adapters/cached-reads.ts watchedMetadata).
+ * The objects the controller's watches keep (metadata only, but for migrations), for decisions
+ * that need no more (adapters/cached-reads.ts watchedMetadata).
  */
 export function watchedObjects(controller: () => Controller | undefined): WatchedObject {
   return (kind, namespace, name) => controller()?.cached(WATCH_PATHS[kind], namespace, name);
@@ -102,14 +86,12 @@ export function watchedVersions(controller: () => Controller | undefined): Watch
 }
 
 /**
- * Objects a watch keeps whole enough for the handlers: a pod under migration (MIGRATING_PODS_PATH),
- * and a StatefulMigration before its first status write (cachedMigration drops only managedFields
- * and annotations then, which no handler reads; a status write ignores metadata: its first
- * reconcile reads no more).
+ * A StatefulMigration as its watch keeps it, while that is the whole object the handlers read:
+ * before its first status write (cachedMigration drops only managedFields and annotations then,
+ * which no handler reads; a status write ignores metadata). Its first reconcile reads no more.
  */
 export function wholeFromWatch(controller: () => Controller | undefined): WatchedObject {
   return (kind, namespace, name) => {
-    if (kind === "Pod") return controller()?.cached(MIGRATING_PODS_PATH, namespace, name);
     if (kind !== "StatefulMigration") return undefined;
     const m = controller()?.cached(WATCH_PATHS.StatefulMigration, namespace, name) as
       StatefulMigration | undefined;
@@ -160,7 +142,7 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
     transform: cachedMigration,
   });
 
-  const podMigrations = (p: KubernetesObject) => {
+  c.watches(metadataOnly(WATCH_PATHS.Pod), (p) => {
     // A transfer Job's pod: its termination message is the result, before the Job says so.
     const jobOf = opts.jobNamespace && p.metadata?.labels?.[KEY_MIGRATION_UID];
     if (jobOf && p.metadata?.namespace === opts.jobNamespace)
@@ -169,17 +151,7 @@ export function setupStatefulMigrationController(opts: SetupOptions): Controller
       p.metadata?.namespace,
       (m) => m.spec.sourcePod === p.metadata?.name || m.status?.targetPod === p.metadata?.name,
     );
-  };
-  c.watches(metadataOnly(WATCH_PATHS.Pod), podMigrations);
-  c.watches(
-    {
-      path: MIGRATING_PODS_PATH,
-      list: () =>
-        rest.list(resourcePath({ version: "v1", plural: "pods" }), { labelSelector: LABEL_MIGRATION }),
-      transform: cachedPod,
-    },
-    podMigrations,
-  );
+  });
 
   c.watches(metadataOnly(WATCH_PATHS.Node), (n, type) =>
     // Status heartbeats change nodes constantly; on updates only a restore waiting for its node cares.

@@ -23,9 +23,8 @@ export type WatchedKind = "StatefulMigration" | "Pod" | "Node" | "ReplicaSet" | 
 export type WatchedVersion = (kind: WatchedKind, namespace: string, name: string) => string | undefined;
 
 /**
- * An object a watch keeps: whole enough for the handlers (`whole`: a pod under migration, a
- * StatefulMigration before its first status write, setup.ts) or its metadata (`metadata`), or
- * undefined.
+ * An object a watch keeps: whole enough for the handlers (`whole`: a StatefulMigration before its
+ * first status write, setup.ts) or its metadata (`metadata`), or undefined.
  */
 export type WatchedObject = (kind: WatchedKind, namespace: string, name: string) => unknown;
 
@@ -125,13 +124,14 @@ export class CachedReads implements ClusterPort {
   }
 
   private current(kind: WatchedKind, namespace: string, name: string): Versioned | undefined {
-    const rv = this.watched(kind, namespace, name);
-    if (rv === undefined) return undefined;
-    // What this port kept, else what a watch keeps whole, at the version the watch shows.
-    const kept = this.kept.objects.get(keyOf(kind, namespace, name));
-    if (kept?.metadata?.resourceVersion === rv) return kept;
-    const whole = this.whole?.(kind, namespace, name) as Versioned | undefined;
-    return whole?.metadata?.resourceVersion === rv && !whole.metadata.deletionTimestamp ? whole : undefined;
+    // What this port kept comes first, even at another version than the watch shows: a watch may
+    // lag behind an object read or written here, and a copy the watch keeps whole could then be
+    // older than what the handlers have already seen.
+    const obj =
+      this.kept.objects.get(keyOf(kind, namespace, name)) ??
+      (this.whole?.(kind, namespace, name) as Versioned | undefined);
+    const rv = obj?.metadata?.resourceVersion;
+    return rv !== undefined && this.watched(kind, namespace, name) === rv ? obj : undefined;
   }
 
   private keep(kind: WatchedKind, namespace: string, name: string, obj: Versioned | undefined): void {

@@ -52,14 +52,10 @@ const wholeOf =
 const cachedPort = (c: FakeCluster) =>
   new CachedReads(c, watchOf(c), { whole: wholeOf(c), synced: () => true });
 
-/** As the controller's watches answer (setup.ts): pods under migration whole, every pod's metadata. */
+/** As the controller's watches answer (setup.ts), with every pod's metadata. */
 const watchesOf = (c: FakeCluster) => {
-  const whole = wholeOf(c);
   return new CachedReads(c, watchOf(c), {
-    whole: (kind, ns, name) => {
-      const pod = kind === "Pod" ? c.pods.get(`${ns}/${name}`) : undefined;
-      return pod?.metadata?.labels?.[LABEL_MIGRATION] !== undefined ? pod : whole(kind, ns, name);
-    },
+    whole: wholeOf(c),
     metadata: (kind, ns, name) => {
       const pod = kind === "Pod" ? c.pods.get(`${ns}/${name}`) : undefined;
       return pod && { metadata: structuredClone(pod.metadata) };
@@ -80,7 +76,7 @@ function world(kind: Kind, spec: Partial<StatefulMigrationSpecInput> = {}) {
 /** Runs a migration to its end; the kube requests by the handler that made them. */
 async function requests(
   kind: Kind,
-  cached: boolean | "pods",
+  cached: boolean | "metadata",
   spec: Partial<StatefulMigrationSpecInput> = {},
 ) {
   const w = world(kind, spec);
@@ -88,7 +84,7 @@ async function requests(
   const reconciler = cached
     ? new StatefulMigrationReconciler({
         ...w.deps,
-        cluster: cached === "pods" ? watchesOf(w.cluster) : cachedPort(w.cluster),
+        cluster: cached === "metadata" ? watchesOf(w.cluster) : cachedPort(w.cluster),
       })
     : new StatefulMigrationReconciler(w.deps);
   let current = "reconcile";
@@ -179,20 +175,6 @@ describe("Kubernetes API requests of a migration, per phase", () => {
       "deletePod",
       "updateMigrationStatus",
     ]);
-  });
-
-  it("Deployment (ShadowPod), pods under migration kept whole by their watch", async () => {
-    const r = await requests("Deployment", "pods");
-    // The target's readiness comes with the watch event that announces it: no read after it.
-    expect(r.by["Restoring"]).toEqual(["updateMigrationStatus", "createPod", "updateMigrationStatus"]);
-    expect(r.counts).toEqual({
-      Pending: 6,
-      Checkpointing: 1,
-      Transferring: 1,
-      Restoring: 3,
-      Replaying: 1,
-      Finalizing: 5,
-    });
   });
 
   it("Finalizing: the adoption is read off the pod watch, the source deleted by its uid", async () => {

@@ -139,30 +139,40 @@ describe("CachedReads: a migration the watch keeps whole", () => {
   });
 });
 
-describe("CachedReads: pods a watch keeps whole", () => {
-  it("serves the watch's copy at the watched version, even over an older kept one; a pod being deleted is read live", async () => {
+describe("CachedReads: watchedMetadata", () => {
+  it("gives what the watch keeps of an object's metadata, without a request", async () => {
     const cluster = new FakeCluster(new FakeClock());
     cluster.addPod({ metadata: { name: "t", labels: { app: "a" } }, spec: { containers: [] } });
-    const watched: WatchedVersion = (kind, ns, name) =>
-      kind === "Pod" ? cluster.pods.get(`${ns}/${name}`)?.metadata?.resourceVersion : undefined;
-    // The watch's copy: the stored pod as it is now.
-    const port = new CachedReads(cluster, watched, {
-      whole: (kind, ns, name) =>
-        kind === "Pod" ? structuredClone(cluster.pods.get(`${ns}/${name}`)) : undefined,
+    const port = new CachedReads(cluster, () => undefined, {
       metadata: (kind, ns, name) =>
         kind === "Pod" ? { metadata: cluster.pods.get(`${ns}/${name}`)?.metadata } : undefined,
     });
-    // A write kept here, then a change by someone else (the kubelet: Ready).
-    await port.mergePatchPod("default", "t", { metadata: { labels: { b: "1" } } });
-    cluster.markReady("t");
-    const ready = await port.getPod("default", "t");
-    expect(ready?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).toBe(true);
-    expect(cluster.faults.count("getPod")).toBe(0);
-    expect(port.watchedMetadata("Pod", "default", "t")?.labels).toMatchObject({ b: "1" });
+    expect(port.watchedMetadata("Pod", "default", "t")?.labels).toEqual({ app: "a" });
     expect(port.watchedMetadata("Pod", "default", "nope")).toBeUndefined();
-    cluster.pods.get("default/t")!.metadata!.deletionTimestamp = new Date();
-    await port.getPod("default", "t");
-    expect(cluster.faults.count("getPod")).toBe(1);
+    expect(port.watchedMetadata("Node", "", "node-a")).toBeUndefined();
+    expect(cluster.faults.count("getPod")).toBe(0);
+    // Without the hook: nothing.
+    expect(new CachedReads(cluster, () => undefined).watchedMetadata("Pod", "default", "t")).toBeUndefined();
+  });
+
+  it("a kept object comes before a watch's whole copy: never older than what was read here", async () => {
+    const cluster = new FakeCluster(new FakeClock());
+    const m = cluster.addMigration("mig", { sourcePod: "p", checkpointImageRepository: "r/c" });
+    // The watch's whole copy, then a change it has not delivered yet.
+    const stale = structuredClone(m);
+    cluster.migration("mig").metadata.resourceVersion = cluster.nextRv();
+    let watchedRv = m.metadata.resourceVersion;
+    const port = new CachedReads(cluster, () => watchedRv, { whole: () => stale });
+    // Read live (the watch shows another version than its copy's): kept.
+    watchedRv = "lagging";
+    const live = await port.getMigration("default", "mig");
+    expect(cluster.faults.count("getMigration")).toBe(1);
+    // The watch shows the whole copy's version again (it is older than the kept one): read live.
+    watchedRv = stale.metadata.resourceVersion;
+    await port.getMigration("default", "mig");
+    expect(cluster.faults.count("getMigration")).toBe(2);
+    expect(live?.metadata.resourceVersion).toBe(cluster.migration("mig").metadata.resourceVersion);
+    expect(live?.metadata.resourceVersion).not.toBe(stale.metadata.resourceVersion);
   });
 });
 
