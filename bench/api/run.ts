@@ -42,7 +42,10 @@ const cp = await ControlPlane.start();
 const rows: Row[] = [];
 try {
   const kubectl = (...a: string[]) =>
-    execFileSync("kubectl", ["--kubeconfig", cp.adminKubeconfig, ...a], { encoding: "utf8" });
+    execFileSync("kubectl", ["--kubeconfig", cp.adminKubeconfig, ...a], {
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
   kubectl("apply", "-f", repoPath("crd/migration.ms2m.io_statefulmigrations.yaml"));
   for (let i = 0; ; i++) {
     if (
