@@ -182,7 +182,7 @@ export class StatefulMigrationReconciler implements Reconciler {
         if (isMs2mError(err)) await ctx.flush().catch(() => undefined);
         else await ctx.settle().catch(() => undefined);
         this.noteRetry(ctx, phase, err);
-        throw new RetryAfter(err, remaining);
+        throw new RetryAfter(err, remaining, busy(err) ? { retryInMs: busyRetryMs(ctx.m) } : {});
       }
       if (outcome.type === "next") continue;
       await ctx.flush();
@@ -268,4 +268,17 @@ export class StatefulMigrationReconciler implements Reconciler {
     }
     return {};
   }
+}
+
+/** An agent or the API server refused for now (429: transfers in flight, flow control). */
+const busy = (err: unknown) => isMs2mError(err) && err.reason === "TooManyRequests";
+
+/**
+ * When a migration refused by a busy peer asks again: about a second, spread over half a second
+ * by its UID so that a drain's migrations do not all ask at the same instant.
+ */
+export function busyRetryMs(m: StatefulMigration): number {
+  let h = 0;
+  for (const ch of m.metadata.uid ?? m.metadata.name ?? "") h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return 1000 + (h % 500);
 }

@@ -34,14 +34,21 @@ export interface Reconciler {
   reconcile(req: Request, scope: ReconcileScope): Promise<Result>;
 }
 
-/** Retry with the work queue's backoff, but no later than `deadlineMs` from now. */
+/**
+ * Retry with the work queue's backoff, but no later than `deadlineMs` from now. `retryInMs`: the
+ * other side is busy and asked to be asked again (429): retry after that, without growing the
+ * backoff. Backing off exponentially there starves the request: while it waits up to a minute,
+ * others take every slot that frees up.
+ */
 export class RetryAfter extends Error {
   readonly deadlineMs: number;
+  readonly retryInMs: number | undefined;
 
-  constructor(cause: unknown, deadlineMs: number) {
+  constructor(cause: unknown, deadlineMs: number, opts: { retryInMs?: number } = {}) {
     super(describeError(cause), { cause });
     this.name = "RetryAfter";
     this.deadlineMs = deadlineMs;
+    this.retryInMs = opts.retryInMs;
   }
 }
 

@@ -145,6 +145,25 @@ describe("Controller workers", () => {
     expect(calls[1]!.at - calls[0]!.at).toBeLessThan(1000);
   });
 
+  it("asks a busy peer again after RetryAfter's retryInMs, without growing the backoff", async () => {
+    const { m, calls } = manager(async (_ns, _n, call) => {
+      if (call <= 3) throw new RetryAfter(new Error("busy"), 60_000, { retryInMs: 40 });
+      return {};
+    });
+    // Twelve earlier failures of this key: its next backoff would be seconds long.
+    for (let i = 0; i < 12; i++) m.queue.rateLimiter.when("ns/a", Date.now());
+    m.startWorkers();
+    m.queue.add("ns/a");
+    await until(() => calls.length === 4, 2000);
+    for (let i = 1; i < 4; i++) {
+      expect(calls[i]!.at - calls[i - 1]!.at).toBeGreaterThanOrEqual(35);
+      expect(calls[i]!.at - calls[i - 1]!.at).toBeLessThan(1000);
+    }
+    // The busy answers did not count as failures (the success then forgets the key).
+    await until(() => !m.queue.isProcessing("ns/a"));
+    expect(m.queue.numRequeues("ns/a")).toBe(0);
+  });
+
   it("gives each reconcile its own logger (key, reconcile id) and does not retry a TerminalError", async () => {
     const seen: { key: string; id: string }[] = [];
     const { m, calls, metrics } = manager(async (ns, name, _call, scope) => {
