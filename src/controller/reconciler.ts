@@ -182,7 +182,7 @@ export class StatefulMigrationReconciler implements Reconciler {
         if (isMs2mError(err)) await ctx.flush().catch(() => undefined);
         else await ctx.settle().catch(() => undefined);
         this.noteRetry(ctx, phase, err);
-        throw new RetryAfter(err, remaining, busy(err) ? { retryInMs: busyRetryMs(ctx.m) } : {});
+        throw new RetryAfter(err, remaining, busy(err) ? { backoffCapMs: busyBackoffCapMs(ctx.m) } : {});
       }
       if (outcome.type === "next") continue;
       await ctx.flush();
@@ -274,11 +274,13 @@ export class StatefulMigrationReconciler implements Reconciler {
 const busy = (err: unknown) => isMs2mError(err) && err.reason === "TooManyRequests";
 
 /**
- * When a migration refused by a busy peer asks again: about a second, spread over half a second
- * by its UID so that a drain's migrations do not all ask at the same instant.
+ * The longest a migration refused by a busy peer waits before it asks again: 4–6 s, spread by its
+ * UID so that a drain's migrations do not all ask at the same instant. Each attempt costs two
+ * status writes (a checkpoint's intent, withdrawn on 429): a cap of a second had a hundred
+ * waiting migrations write 200 times a second.
  */
-export function busyRetryMs(m: StatefulMigration): number {
+export function busyBackoffCapMs(m: StatefulMigration): number {
   let h = 0;
   for (const ch of m.metadata.uid ?? m.metadata.name ?? "") h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-  return 1000 + (h % 500);
+  return 4000 + (h % 2000);
 }

@@ -194,10 +194,8 @@ export class Controller<P extends KubernetesObject = KubernetesObject> {
           scope.log.error({ err: describeError(err) }, "reconcile failed for good");
         } else {
           scope.log.info({ err: describeError(err) }, "reconcile failed, retrying");
-          // A busy peer's "ask again": soon, and without growing the backoff.
-          if (err instanceof RetryAfter && err.retryInMs !== undefined)
-            this.queue.addAfter(item, err.retryInMs);
-          else this.queue.addRateLimited(item);
+          // A busy peer's "ask again": the backoff capped.
+          this.queue.addRateLimited(item, err instanceof RetryAfter ? err.backoffCapMs : undefined);
           // Wake up at the deadline at the latest, whatever the backoff says.
           if (err instanceof RetryAfter && Number.isFinite(err.deadlineMs))
             this.queue.addAfter(item, Math.max(0, err.deadlineMs));

@@ -35,20 +35,20 @@ export interface Reconciler {
 }
 
 /**
- * Retry with the work queue's backoff, but no later than `deadlineMs` from now. `retryInMs`: the
- * other side is busy and asked to be asked again (429): retry after that, without growing the
- * backoff. Backing off exponentially there starves the request: while it waits up to a minute,
- * others take every slot that frees up.
+ * Retry with the work queue's backoff, but no later than `deadlineMs` from now. `backoffCapMs`: the
+ * other side is busy and asked to be asked again (429): the backoff grows no longer than that.
+ * Backing off up to a minute there starves the request: while it waits, others take every slot
+ * that frees up.
  */
 export class RetryAfter extends Error {
   readonly deadlineMs: number;
-  readonly retryInMs: number | undefined;
+  readonly backoffCapMs: number | undefined;
 
-  constructor(cause: unknown, deadlineMs: number, opts: { retryInMs?: number } = {}) {
+  constructor(cause: unknown, deadlineMs: number, opts: { backoffCapMs?: number } = {}) {
     super(describeError(cause), { cause });
     this.name = "RetryAfter";
     this.deadlineMs = deadlineMs;
-    this.retryInMs = opts.retryInMs;
+    this.backoffCapMs = opts.backoffCapMs;
   }
 }
 

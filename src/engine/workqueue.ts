@@ -83,9 +83,10 @@ export class WorkQueue {
     this.waiting.set(key, { at, cancel });
   }
 
-  addRateLimited(key: string): void {
+  /** After the rate limiter's backoff for `key`, at most `capMs` (a busy peer asked to be asked again). */
+  addRateLimited(key: string, capMs = Infinity): void {
     this.metrics?.retries.inc({ name: this.name });
-    this.addAfter(key, this.rateLimiter.when(key, this.clock.now()));
+    this.addAfter(key, Math.min(this.rateLimiter.when(key, this.clock.now()), capMs));
   }
 
   forget(key: string): void {

@@ -145,9 +145,9 @@ describe("Controller workers", () => {
     expect(calls[1]!.at - calls[0]!.at).toBeLessThan(1000);
   });
 
-  it("asks a busy peer again after RetryAfter's retryInMs, without growing the backoff", async () => {
+  it("asks a busy peer again within RetryAfter's backoffCapMs, however long the backoff has grown", async () => {
     const { m, calls } = manager(async (_ns, _n, call) => {
-      if (call <= 3) throw new RetryAfter(new Error("busy"), 60_000, { retryInMs: 40 });
+      if (call <= 3) throw new RetryAfter(new Error("busy"), 60_000, { backoffCapMs: 40 });
       return {};
     });
     // Twelve earlier failures of this key: its next backoff would be seconds long.
@@ -159,7 +159,7 @@ describe("Controller workers", () => {
       expect(calls[i]!.at - calls[i - 1]!.at).toBeGreaterThanOrEqual(35);
       expect(calls[i]!.at - calls[i - 1]!.at).toBeLessThan(1000);
     }
-    // The busy answers did not count as failures (the success then forgets the key).
+    // The success forgets the key's failures.
     await until(() => !m.queue.isProcessing("ns/a"));
     expect(m.queue.numRequeues("ns/a")).toBe(0);
   });
