@@ -21,4 +21,7 @@ EXPOSE 8080 8081
 # reconciles (100 concurrent migrations); 2 MiB semi-spaces keep it at 4 MiB, the peak RSS of that
 # burst went from 320 to 217 MiB with the metadata-only watches, CPU per migration not higher
 # (docs/benchmarks.md, "Controller memory").
-ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/controller.mjs"]
+# --optimize-for-size: V8 grows the old generation less between major GCs; the same burst peaks
+# at 139-140 MiB instead of 171 MiB, for about a fifth more CPU (187 -> 222 ms per migration, a
+# tenth of a core during the drain).
+ENTRYPOINT ["node", "--max-semi-space-size=2", "--optimize-for-size", "/app/controller.mjs"]

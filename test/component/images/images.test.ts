@@ -146,7 +146,12 @@ describe("images built by make images", () => {
 
   it("controller: a non-root user; its bundle loads and stops at the configuration check", async () => {
     const img = await unpack("controller");
-    expect(img.config.Entrypoint).toEqual(["node", "--max-semi-space-size=2", "/app/controller.mjs"]);
+    expect(img.config.Entrypoint).toEqual([
+      "node",
+      "--max-semi-space-size=2",
+      "--optimize-for-size",
+      "/app/controller.mjs",
+    ]);
     expect(uid(img)).toBe(65532);
     // Every controller setting has a default: an invalid one is what stops it before any I/O.
     expectConfigError(
