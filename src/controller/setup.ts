@@ -81,8 +81,9 @@ export function watchedObjects(controller: () => Controller | undefined): Watche
  * is asked at each read, so it may be set after the reconciler is made (undefined: none seen).
  */
 export function watchedVersions(controller: () => Controller | undefined): WatchedVersion {
+  const watched = watchedObjects(controller);
   return (kind, namespace, name) =>
-    controller()?.cached(WATCH_PATHS[kind], namespace, name)?.metadata?.resourceVersion;
+    (watched(kind, namespace, name) as KubernetesObject | undefined)?.metadata?.resourceVersion;
 }
 
 /**
@@ -102,8 +103,9 @@ export function wholeFromWatch(controller: () => Controller | undefined): Watche
 export function setupStatefulMigrationController(opts: SetupOptions): Controller {
   const { kc } = opts;
   const rest = new KubeRest(kc);
-  // The other watches' map functions read only names, namespaces and labels: they list and watch
-  // metadata only (PartialObjectMetadata) and keep just those fields. Every change of the object
+  // The other watches' map functions read only names, namespaces and labels (the hand-over also
+  // owners and the deletion mark): they list and watch metadata only (PartialObjectMetadata) and
+  // keep just those fields. Every change of the object
   // still arrives as an event (and its resourceVersion: the reconciler reads live only what
   // changed since it last read or wrote it, adapters/cached-reads.ts).
   const metadataOnly = (path: string) => ({

@@ -23,12 +23,7 @@ export async function listMetadata(
   kc: KubeConfig,
   path: string,
 ): Promise<KubernetesListObject<KubernetesObject>> {
-  const list = await new KubeRest(kc).request<KubernetesListObject<KubernetesObject>>("GET", path, {
-    accept: PARTIAL_OBJECT_METADATA_LIST,
-  });
-  // An empty PartialObjectMetadataList says `"items": null`.
-  list.items ??= [];
-  return list;
+  return new KubeRest(kc).list(path, undefined, PARTIAL_OBJECT_METADATA_LIST);
 }
 
 /**

@@ -23,10 +23,11 @@ export interface ResourceRef {
   version: string;
   /** Lower-case plural (pods, statefulmigrations). */
   plural: string;
-  namespace?: string;
-  name?: string;
+  namespace?: string | undefined;
+  /** Absent: the collection. */
+  name?: string | undefined;
   /** status, eviction, token, ... */
-  subresource?: string;
+  subresource?: string | undefined;
 }
 
 /** The request path of `ref`: /api/v1/namespaces/ns/pods/name/status, /apis/g/v/nodes, ... */
@@ -82,8 +83,16 @@ export class KubeRest {
     return this.request<T>("GET", path, { ...(query ? { query } : {}) });
   }
 
-  async list<T extends object = KubernetesObject>(path: string, query?: Query): Promise<ListOf<T>> {
-    const list = await this.request<ListOf<T>>("GET", path, { ...(query ? { query } : {}) });
+  /** `accept`: another representation (a PartialObjectMetadataList, kube/metadata.ts). */
+  async list<T extends object = KubernetesObject>(
+    path: string,
+    query?: Query,
+    accept?: string,
+  ): Promise<ListOf<T>> {
+    const list = await this.request<ListOf<T>>("GET", path, {
+      ...(query ? { query } : {}),
+      ...(accept ? { accept } : {}),
+    });
     // An empty list of some kinds (PartialObjectMetadataList) says `"items": null`.
     list.items ??= [];
     return list;

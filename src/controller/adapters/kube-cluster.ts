@@ -16,9 +16,9 @@ import { KubeRest, resourcePath } from "../../kube/rest.ts";
 import type { ClusterPort, DeleteOptions } from "../ports.ts";
 
 const migrationPath = (namespace: string, name: string, subresource?: string) =>
-  resourcePath({ group, version, plural, namespace, name, ...(subresource ? { subresource } : {}) });
+  resourcePath({ group, version, plural, namespace, name, subresource });
 const podPath = (namespace: string, name?: string) =>
-  resourcePath({ version: "v1", plural: "pods", namespace, ...(name !== undefined ? { name } : {}) });
+  resourcePath({ version: "v1", plural: "pods", namespace, name });
 
 export class KubeCluster implements ClusterPort {
   readonly rest: KubeRest;

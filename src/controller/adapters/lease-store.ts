@@ -52,7 +52,7 @@ export class KubeLeaseStore implements LeaseStore {
       version: "v1",
       plural: "leases",
       namespace: this.namespace,
-      ...(name !== undefined ? { name } : {}),
+      name,
     });
   }
 

@@ -29,7 +29,7 @@ export class KubeSecretStore implements SecretStore {
       version: "v1",
       plural: "secrets",
       namespace: this.namespace,
-      ...(name !== undefined ? { name } : {}),
+      name,
     });
   }
 

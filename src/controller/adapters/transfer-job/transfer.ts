@@ -63,7 +63,7 @@ export class JobTransfer implements TransferPort {
       version: "v1",
       plural: "jobs",
       namespace: this.namespace,
-      ...(name !== undefined ? { name } : {}),
+      name,
     });
   }
 
